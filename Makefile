@@ -1,0 +1,39 @@
+# Two commands do everything on a fresh machine: `make run` and `make test`.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint typecheck unit bench sysdeps clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/wardgate demo
+
+# System packages the tests start for real (redis-server, postgresql, chromium).
+sysdeps:
+	@scripts/ensure-apt.sh redis-server:redis-server postgresql:/usr/lib/postgresql chromium:chromium
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
+
+unit: $(STAMP)
+	$(BIN)/pytest -q tests
+
+test: sysdeps $(STAMP) lint
+	$(BIN)/pytest -q -p no:cacheprovider tests; rc=$$?; \
+	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
+
+bench: $(STAMP)
+	@scripts/ensure-apt.sh nginx:nginx haproxy:haproxy wrk:wrk
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) .wardgate .pytest_cache .mypy_cache

@@ -1,0 +1,263 @@
+"""The gateway's configuration (YAML contract in docs/configuration.md)."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, ValidationInfo, field_validator, model_validator
+
+from wardgate.config.auth import AuthPolicy, ProviderConfig
+from wardgate.config.common import ByteSize, HostPort, Strict, resolve_path
+
+METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE")
+_PARAM = re.compile(r"^\{([A-Za-z_][A-Za-z0-9_]*)\}$")
+
+
+class TlsConfig(Strict):
+    cert: str
+    key: str
+    handshake_timeout_s: float = Field(10.0, gt=0)
+
+    @field_validator("cert", "key")
+    @classmethod
+    def _exists(cls, v: str, info: ValidationInfo) -> str:
+        path = resolve_path(v, info)
+        if not Path(path).is_file():
+            raise ValueError(f"file not found: {path}")
+        return path
+
+
+class AdminConfig(Strict):
+    listen: HostPort = "127.0.0.1:8081"
+
+
+class Limits(Strict):
+    max_header_bytes: ByteSize = Field(16 * 1024, ge=1024, description="request line + headers")
+    max_headers: int = Field(100, ge=8, le=10_000)
+    max_url_bytes: ByteSize = Field(8 * 1024, ge=256)
+    max_body_bytes: ByteSize = Field(10 * 1024 * 1024, ge=0)
+    max_pipelined: int = Field(32, ge=1, le=1024)
+
+
+class Timeouts(Strict):
+    header_s: float = Field(10.0, gt=0, description="whole request head must arrive in this time")
+    body_s: float = Field(30.0, gt=0, description="max gap between request body reads")
+    keepalive_s: float = Field(60.0, gt=0, description="idle client connection")
+    drain_s: float = Field(20.0, ge=0, description="SIGTERM: in-flight requests get this long")
+
+
+class AccessLogConfig(Strict):
+    enabled: bool = True
+    path: str = "-"  # "-" is stdout
+    include_query: bool = False
+
+
+class TargetConfig(Strict):
+    url: str
+    weight: int = Field(1, ge=1, le=1000)
+
+
+class PoolConfig(Strict):
+    max_size: int = Field(128, ge=1, le=100_000)
+    idle_timeout_s: float = Field(60.0, gt=0)
+
+
+class UpstreamTimeouts(Strict):
+    connect_s: float = Field(5.0, gt=0)
+    read_s: float = Field(30.0, gt=0, description="max wait for response head / between reads")
+
+
+class HealthConfig(Strict):
+    max_failures: int = Field(3, ge=1, description="consecutive failures before ejection")
+    ejection_s: float = Field(10.0, gt=0, description="first ejection; doubles on repeats")
+    max_ejection_s: float = Field(300.0, gt=0)
+
+
+class UpstreamTls(Strict):
+    verify: bool = True
+    ca_file: str | None = None
+    server_name: str | None = None
+
+    @field_validator("ca_file")
+    @classmethod
+    def _ca(cls, v: str | None, info: ValidationInfo) -> str | None:
+        if v is None:
+            return None
+        path = resolve_path(v, info)
+        if not Path(path).is_file():
+            raise ValueError(f"file not found: {path}")
+        return path
+
+
+class UpstreamConfig(Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    targets: list[TargetConfig] = Field(min_length=1)
+    balancer: Literal["round_robin", "least_conn"] = "round_robin"
+    pool: PoolConfig = PoolConfig()
+    timeouts: UpstreamTimeouts = UpstreamTimeouts()
+    health: HealthConfig = HealthConfig()
+    tls: UpstreamTls = UpstreamTls()
+
+    @field_validator("targets", mode="before")
+    @classmethod
+    def _targets(cls, v: object) -> object:
+        if isinstance(v, list):
+            return [{"url": t} if isinstance(t, str) else t for t in v]
+        return v
+
+    @field_validator("targets")
+    @classmethod
+    def _target_urls(cls, v: list[TargetConfig]) -> list[TargetConfig]:
+        for t in v:
+            u = urlsplit(t.url)
+            if u.scheme not in ("http", "https") or not u.hostname:
+                raise ValueError(f"{t.url!r}: targets are http:// or https:// URLs")
+            if u.path not in ("", "/") or u.query or u.fragment or u.username:
+                raise ValueError(f"{t.url!r}: a target is scheme://host:port only")
+            u.port  # noqa: B018 - raises ValueError on a bad port
+        return v
+
+
+class MatchConfig(Strict):
+    host: str | None = None
+    path: str | None = None
+    path_prefix: str | None = None
+    methods: list[str] | None = None
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        v = v.lower()
+        bare = v[2:] if v.startswith("*.") else v
+        if not re.fullmatch(r"[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:\d+)?", bare):
+            raise ValueError(f"{v!r}: expected a host name or *.domain")
+        return v
+
+    @field_validator("path", "path_prefix")
+    @classmethod
+    def _path(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        if not v.startswith("/"):
+            raise ValueError("must start with '/'")
+        for seg in v.split("/")[1:]:
+            if "{" in seg or "}" in seg:
+                if not _PARAM.match(seg):
+                    raise ValueError(f"{seg!r}: a parameter is a whole segment like {{name}}")
+        return v
+
+    @field_validator("methods")
+    @classmethod
+    def _methods(cls, v: list[str] | None) -> list[str] | None:
+        if v is None:
+            return None
+        out = [m.upper() for m in v]
+        bad = [m for m in out if m not in METHODS]
+        if bad:
+            raise ValueError(f"unknown method(s) {bad}; allowed: {list(METHODS)}")
+        return out
+
+    @model_validator(mode="after")
+    def _one_path(self) -> MatchConfig:
+        if self.path is not None and self.path_prefix is not None:
+            raise ValueError("use either path (exact) or path_prefix, not both")
+        return self
+
+
+class CorsConfig(Strict):
+    allow_origins: list[str] = Field(min_length=1)
+    allow_methods: list[str] = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+    allow_headers: list[str] = ["Authorization", "Content-Type"]
+    expose_headers: list[str] = []
+    allow_credentials: bool = False
+    max_age_s: int = Field(600, ge=0)
+
+
+class RouteConfig(Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    match: MatchConfig = MatchConfig()
+    upstream: str
+    strip_prefix: bool = False
+    rewrite: str | None = Field(None, description="new path; may use {param} from match")
+    auth: Literal["none"] | AuthPolicy | None = None
+    claims_to_headers: dict[str, str] = {}
+    forward_token: bool = False
+    max_body_bytes: ByteSize | None = None
+    websocket: bool = True
+    cors: CorsConfig | None = None
+    preserve_host: bool = False
+
+    @model_validator(mode="after")
+    def _checks(self) -> RouteConfig:
+        if self.auth is None:
+            raise ValueError(
+                "route has no 'auth': routes are denied by default; say 'auth: none' to make it public"
+            )
+        if self.strip_prefix and self.match.path_prefix is None:
+            raise ValueError("strip_prefix needs match.path_prefix")
+        if self.rewrite is not None:
+            if not self.rewrite.startswith("/"):
+                raise ValueError("rewrite must start with '/'")
+            known = set(re.findall(r"\{([A-Za-z_][A-Za-z0-9_]*)\}", self.match.path or self.match.path_prefix or ""))
+            used = set(re.findall(r"\{([A-Za-z_][A-Za-z0-9_]*)\}", self.rewrite))
+            if used - known:
+                raise ValueError(f"rewrite uses unknown parameter(s) {sorted(used - known)}")
+        return self
+
+
+class StateConfig(Strict):
+    redis_url: str | None = None
+
+
+class GatewayConfig(Strict):
+    listen: HostPort = "127.0.0.1:8080"
+    tls: TlsConfig | None = None
+    workers: int = Field(1, ge=1, le=256)
+    admin: AdminConfig = AdminConfig()
+    server_name: str = "wardgate"
+    trusted_proxies: list[str] = []
+    limits: Limits = Limits()
+    timeouts: Timeouts = Timeouts()
+    access_log: AccessLogConfig = AccessLogConfig()
+    providers: list[ProviderConfig] = []
+    upstreams: list[UpstreamConfig] = Field(min_length=1)
+    routes: list[RouteConfig] = Field(min_length=1)
+    state: StateConfig = StateConfig()
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _nets(cls, v: list[str]) -> list[str]:
+        for item in v:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r}: expected an IP address or CIDR") from None
+        return v
+
+    @model_validator(mode="after")
+    def _references(self) -> GatewayConfig:
+        errors = []
+        ups = {u.name for u in self.upstreams}
+        provs = {p.name for p in self.providers}
+        for kind, names in (("upstream", [u.name for u in self.upstreams]),
+                            ("route", [r.name for r in self.routes]),
+                            ("provider", [p.name for p in self.providers])):
+            dup = sorted({n for n in names if names.count(n) > 1})
+            if dup:
+                errors.append(f"duplicate {kind} name(s): {dup}")
+        for r in self.routes:
+            if r.upstream not in ups:
+                errors.append(f"route {r.name!r}: unknown upstream {r.upstream!r}")
+            if isinstance(r.auth, AuthPolicy):
+                for p in r.auth.provider_names():
+                    if p not in provs:
+                        errors.append(f"route {r.name!r}: unknown provider {p!r}")
+        if errors:
+            raise ValueError("; ".join(errors))
+        return self

@@ -1,0 +1,189 @@
+"""Every error the gateway answers with, and the one place they become HTTP responses.
+
+Exception tree (each carries its status; the renderer below is the only code that turns one
+into bytes on the wire):
+
+    GatewayError
+    ├── ClientError                     4xx about the request itself
+    │   ├── BadRequest (400)            malformed HTTP; `close` when framing is untrustworthy
+    │   ├── RequestTimeout (408)        slow head or body
+    │   ├── NotFound (404) / MethodNotAllowed (405, Allow)
+    │   ├── PayloadTooLarge (413) / HeadersTooLarge (431) / UriTooLong (414)
+    │   ├── HttpVersionNotSupported (505)
+    │   └── RateLimited (429, Retry-After)
+    ├── AuthError                       RFC 6750 §3 answers with WWW-Authenticate: Bearer
+    │   ├── MissingToken (401, no error attribute: RFC 6750 §3.1)
+    │   ├── InvalidRequest (400, error="invalid_request")
+    │   ├── InvalidToken (401, error="invalid_token")
+    │   └── InsufficientScope (403, error="insufficient_scope", scope="...")
+    └── UpstreamError                   5xx about the upstream or our own key state
+        ├── BadGateway (502) / GatewayTimeout (504)
+        └── ServiceUnavailable (503)    no healthy target, or keys unavailable
+"""
+
+from __future__ import annotations
+
+import json
+
+
+class GatewayError(Exception):
+    status: int = 500
+    title: str = "Internal Server Error"
+    #: A machine-readable reason code for logs and metrics (never secret-bearing).
+    code: str = "error"
+
+    def __init__(self, detail: str = "", *, close: bool = False, code: str | None = None) -> None:
+        super().__init__(detail or self.title)
+        self.detail = detail or self.title
+        self.close = close
+        if code is not None:
+            self.code = code
+
+    def extra_headers(self) -> list[tuple[bytes, bytes]]:
+        return []
+
+
+class ClientError(GatewayError):
+    pass
+
+
+class BadRequest(ClientError):
+    status, title, code = 400, "Bad Request", "bad_request"
+
+
+class RequestTimeout(ClientError):
+    status, title, code = 408, "Request Timeout", "timeout"
+
+
+class NotFound(ClientError):
+    status, title, code = 404, "Not Found", "no_route"
+
+
+class MethodNotAllowed(ClientError):
+    status, title, code = 405, "Method Not Allowed", "method_not_allowed"
+
+    def __init__(self, allow: list[str]) -> None:
+        super().__init__("method not allowed on this route")
+        self.allow = allow
+
+    def extra_headers(self) -> list[tuple[bytes, bytes]]:
+        return [(b"Allow", ", ".join(self.allow).encode())]
+
+
+class PayloadTooLarge(ClientError):
+    status, title, code = 413, "Content Too Large", "body_too_large"
+
+
+class UriTooLong(ClientError):
+    status, title, code = 414, "URI Too Long", "uri_too_long"
+
+
+class HeadersTooLarge(ClientError):
+    status, title, code = 431, "Request Header Fields Too Large", "headers_too_large"
+
+
+class HttpVersionNotSupported(ClientError):
+    status, title, code = 505, "HTTP Version Not Supported", "bad_version"
+
+
+class RateLimited(ClientError):
+    status, title, code = 429, "Too Many Requests", "rate_limited"
+
+    def __init__(self, retry_after_s: int, detail: str = "rate limit exceeded") -> None:
+        super().__init__(detail)
+        self.retry_after_s = max(1, int(retry_after_s))
+
+    def extra_headers(self) -> list[tuple[bytes, bytes]]:
+        return [(b"Retry-After", str(self.retry_after_s).encode())]
+
+
+def _quote(value: str) -> str:
+    # RFC 6750 §3: attribute values are quoted-strings; keep them to safe printable ASCII.
+    return "".join(c for c in value if 0x20 <= ord(c) < 0x7F and c not in '"\\')
+
+
+class AuthError(GatewayError):
+    """RFC 6750 error. `realm` is filled in by the renderer from the route."""
+
+    error: str | None = None
+
+    def __init__(self, detail: str = "", *, code: str | None = None, scope: str | None = None) -> None:
+        super().__init__(detail, code=code)
+        self.scope = scope
+        self.realm = "wardgate"
+
+    def extra_headers(self) -> list[tuple[bytes, bytes]]:
+        parts = [f'realm="{_quote(self.realm)}"']
+        if self.error:
+            parts.append(f'error="{self.error}"')
+            parts.append(f'error_description="{_quote(self.detail)}"')
+        if self.scope:
+            parts.append(f'scope="{_quote(self.scope)}"')
+        return [(b"WWW-Authenticate", ("Bearer " + ", ".join(parts)).encode())]
+
+
+class MissingToken(AuthError):
+    status, title, code = 401, "Unauthorized", "no_token"
+
+
+class InvalidRequest(AuthError):
+    status, title, code, error = 400, "Bad Request", "invalid_request", "invalid_request"
+
+
+class InvalidToken(AuthError):
+    status, title, code, error = 401, "Unauthorized", "invalid_token", "invalid_token"
+
+
+class InsufficientScope(AuthError):
+    status, title, code, error = 403, "Forbidden", "insufficient_scope", "insufficient_scope"
+
+
+class UpstreamError(GatewayError):
+    pass
+
+
+class BadGateway(UpstreamError):
+    status, title, code = 502, "Bad Gateway", "upstream_error"
+
+
+class GatewayTimeout(UpstreamError):
+    status, title, code = 504, "Gateway Timeout", "upstream_timeout"
+
+
+class ServiceUnavailable(UpstreamError):
+    status, title, code = 503, "Service Unavailable", "unavailable"
+
+    def __init__(self, detail: str = "", *, code: str | None = None, retry_after_s: int | None = None) -> None:
+        super().__init__(detail, code=code)
+        self.retry_after_s = retry_after_s
+
+    def extra_headers(self) -> list[tuple[bytes, bytes]]:
+        if self.retry_after_s:
+            return [(b"Retry-After", str(self.retry_after_s).encode())]
+        return []
+
+
+def render(err: GatewayError, *, request_id: bytes, server: bytes, keep_alive: bool,
+           head_only: bool = False, extra: list[tuple[bytes, bytes]] | None = None) -> bytes:
+    """The single place an error becomes a response: RFC 9457 problem+json, never a trace."""
+    body = json.dumps(
+        {"type": "about:blank", "title": err.title, "status": err.status, "detail": err.detail,
+         "code": err.code, "request_id": request_id.decode("latin-1")},
+        separators=(",", ":"),
+    ).encode()
+    lines = [
+        b"HTTP/1.1 %d %s" % (err.status, err.title.encode()),
+        b"Server: " + server,
+        b"Content-Type: application/problem+json",
+        b"Content-Length: %d" % len(body),
+        b"Cache-Control: no-store",
+        b"X-Request-Id: " + request_id,
+    ]
+    for name, value in err.extra_headers():
+        lines.append(name + b": " + value)
+    if extra:
+        for name, value in extra:
+            lines.append(name + b": " + value)
+    lines.append(b"Connection: keep-alive" if keep_alive and not err.close else b"Connection: close")
+    head = b"\r\n".join(lines) + b"\r\n\r\n"
+    return head if head_only else head + body

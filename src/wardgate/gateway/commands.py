@@ -1,0 +1,43 @@
+"""CLI: `wardgate run` and `wardgate check-config`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from wardgate.config import ConfigError, load_gateway
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    try:
+        cfg = load_gateway(args.file)
+    except ConfigError as exc:
+        for issue in exc.issues:
+            print(issue, file=sys.stderr)
+        print(f"{args.file}: {len(exc.issues)} error(s)", file=sys.stderr)
+        return 1
+    print(f"{args.file}: OK ({len(cfg.routes)} routes, {len(cfg.upstreams)} upstreams, "
+          f"{len(cfg.providers)} providers)")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from wardgate.gateway.supervisor import run_gateway
+
+    try:
+        load_gateway(args.config)
+    except ConfigError as exc:
+        for issue in exc.issues:
+            print(issue, file=sys.stderr)
+        print("refusing to start: configuration is invalid", file=sys.stderr)
+        return 2
+    return run_gateway(args.config)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("check-config", help="validate a gateway config file")
+    p.add_argument("file")
+    p.set_defaults(func=_check_config)
+    p = sub.add_parser("run", help="run the gateway")
+    p.add_argument("--config", "-c", required=True)
+    p.set_defaults(func=_run)
