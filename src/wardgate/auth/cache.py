@@ -1,0 +1,58 @@
+"""The verified-token cache: full token bytes -> Identity. Bounded LRU, sans-I/O.
+
+An entry is good until the token's `exp` or until the key that verified it leaves its key set
+(`key.alive`). Failures are never stored, so a bad token costs a full verification every time
+and cannot poison the cache. Revocation is by jti (see route.py), never by the raw string: one
+token has several valid spellings (ECDSA (r, n-s)), all of which would have to be found.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from wardgate.auth.identity import Identity
+
+
+class TokenCache:
+    __slots__ = ("_entries", "max_entries", "hits", "misses")
+
+    def __init__(self, max_entries: int = 10_000) -> None:
+        self._entries: OrderedDict[bytes, Identity] = OrderedDict()
+        self.max_entries = max_entries
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, token: bytes, now: float) -> Identity | None:
+        ident = self._entries.get(token)
+        if ident is None:
+            self.misses += 1
+            return None
+        key = ident.key
+        if now >= ident.exp or (key is not None and not key.alive):
+            del self._entries[token]
+            self.misses += 1
+            return None
+        self._entries.move_to_end(token)
+        self.hits += 1
+        return ident
+
+    def put(self, token: bytes, ident: Identity) -> None:
+        if self.max_entries <= 0:
+            return
+        self._entries[token] = ident
+        self._entries.move_to_end(token)
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+
+    def drop_jti(self, jti: str) -> int:
+        """Remove every entry carrying this jti (for a revocation pushed to this worker)."""
+        doomed = [t for t, i in self._entries.items() if i.jti == jti]
+        for t in doomed:
+            del self._entries[t]
+        return len(doomed)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)

@@ -1,0 +1,128 @@
+"""The verified caller (`req.identity`) and what the upstream learns about it.
+
+Everything derived from the claims (scopes, roles, the hash of sub, header values) is computed
+once per verified token and kept on the Identity, so a cache hit costs no parsing or formatting.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from typing import Any
+
+from wardgate.auth.keys import VerificationKey
+
+_MISSING = object()
+
+
+def claim_at(claims: dict[str, Any], path: tuple[str, ...]) -> Any:
+    """Value at a dotted path (`realm_access.roles`), or _MISSING. A literal key containing dots
+    (`https://example.com/roles`) is tried first, so namespaced claims work unsplit."""
+    if len(path) > 1:
+        whole = claims.get(".".join(path), _MISSING)
+        if whole is not _MISSING:
+            return whole
+    value: Any = claims
+    for part in path:
+        if not isinstance(value, dict):
+            return _MISSING
+        value = value.get(part, _MISSING)
+        if value is _MISSING:
+            return _MISSING
+    return value
+
+
+def is_missing(value: Any) -> bool:
+    return value is _MISSING
+
+
+def _strings(value: Any) -> frozenset[str]:
+    """Scopes/roles: a space-delimited string (RFC 8693 §4.2 `scope`) or an array of strings."""
+    if isinstance(value, str):
+        return frozenset(value.split())
+    if isinstance(value, list):
+        return frozenset(v for v in value if isinstance(v, str))
+    return frozenset()
+
+
+def header_value(value: Any) -> bytes | None:
+    """Render a claim for an upstream header: scalars as text, arrays joined with ','.
+
+    None when the value cannot be sent safely (objects, CR/LF/NUL or other controls).
+    """
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, str):
+        text = value
+    elif isinstance(value, int | float):
+        text = json.dumps(value)
+    elif isinstance(value, list) and all(isinstance(v, str | int | float) and not isinstance(v, bool)
+                                         for v in value):
+        if any(isinstance(v, str) and "," in v for v in value):
+            return None  # a comma inside an element would forge an extra element
+        text = ",".join(v if isinstance(v, str) else json.dumps(v) for v in value)
+    else:
+        return None
+    try:
+        raw = text.encode("utf-8")
+    except UnicodeEncodeError:
+        return None
+    # RFC 9110 §5.5: CR, LF and NUL are never allowed in a field value; other controls neither
+    if any(b < 0x20 and b != 0x09 or b == 0x7F for b in raw):
+        return None
+    return raw
+
+
+class Identity:
+    """A verified token. `provider` and `sub_hash` feed the access log; never the token itself."""
+
+    __slots__ = ("provider", "sub", "sub_hash", "claims", "scopes", "roles", "exp", "jti",
+                 "key", "payload_b64", "_headers")
+
+    def __init__(self, provider: str, claims: dict[str, Any], payload_segment: bytes,
+                 roles_path: tuple[str, ...], key: VerificationKey | None, exp: float) -> None:
+        self.provider = provider
+        self.claims = claims
+        sub = claims.get("sub")
+        self.sub: str | None = sub if isinstance(sub, str) else None
+        self.sub_hash = (hashlib.sha256(f"{provider}\0{sub}".encode()).hexdigest()[:16]
+                         if self.sub is not None else "-")
+        self.scopes = _strings(claims.get("scope")) | _strings(claims.get("scp"))
+        roles = claim_at(claims, roles_path)
+        self.roles = frozenset() if roles is _MISSING else _strings(roles)
+        self.exp = exp
+        jti = claims.get("jti")
+        self.jti: str | None = jti if isinstance(jti, str) else None
+        self.key = key
+        # the signed payload segment is already base64url: forward it as-is, no re-encoding
+        self.payload_b64 = payload_segment
+        self._headers: dict[int, list[tuple[bytes, bytes]]] = {}
+
+    def headers_for(self, route_id: int, mapping: tuple[tuple[tuple[str, ...], bytes], ...],
+                    payload_header: bytes | None) -> list[tuple[bytes, bytes]]:
+        """Identity headers for one route's claims_to_headers, built once per token and route."""
+        out = self._headers.get(route_id)
+        if out is None:
+            out = []
+            for path, name in mapping:
+                value = claim_at(self.claims, path)
+                if value is _MISSING or value is None:
+                    continue
+                rendered = header_value(value)
+                if rendered is not None:
+                    out.append((name, rendered))
+            if payload_header is not None:
+                out.append((payload_header, self.payload_b64))
+            if len(self._headers) < 64:
+                self._headers[route_id] = out
+        return out
+
+    def __repr__(self) -> str:
+        return f"Identity(provider={self.provider!r}, sub_hash={self.sub_hash!r})"
+
+
+def payload_b64(claims: dict[str, Any]) -> bytes:
+    """Base64url JSON of claims (used by `token inspect` and tests)."""
+    raw = json.dumps(claims, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=")

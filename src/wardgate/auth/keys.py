@@ -1,0 +1,247 @@
+"""Verification keys: import (JWK, PEM, HMAC secret), size checks, and the binding of each key
+to exactly one algorithm. A KeyRing holds one provider's current keys, sans-I/O.
+
+Keys are imported once, when loaded (importing per request costs 10-45 µs, see jose-facts.md).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from joserfc.errors import UnsupportedAlgorithmError
+from joserfc.jwk import ECKey, OctKey, OKPKey, RSAKey
+from joserfc.jws import JWSRegistry
+from joserfc.registry import HeaderParameter
+
+from wardgate.config.auth import EC_ALGS, HMAC_ALGS, OKP_ALGS, RSA_ALGS
+
+log = logging.getLogger("wardgate.auth")
+
+_EC_CURVE = {"ES256": "P-256", "ES384": "P-384", "ES512": "P-521"}
+_OKP_CURVES = frozenset({"Ed25519", "Ed448"})
+_HMAC_MIN_BYTES = {"HS256": 32, "HS384": 48, "HS512": 64}  # RFC 7518 §3.2: key >= hash size
+
+
+class KeyImportError(ValueError):
+    pass
+
+
+def _forbid(_: Any) -> None:
+    raise ValueError("is not accepted")
+
+
+# Header parameters that would let a token choose or carry its own key, or change how the
+# payload is read (RFC 8725 §3.10; RFC 7797 b64; RFC 7515 §4.1.11 crit). Refused outright.
+FORBIDDEN_HEADERS = ("jku", "jwk", "x5u", "x5c", "crit", "b64")
+_HEADER_REGISTRY = {name: HeaderParameter(name, _forbid) for name in FORBIDDEN_HEADERS}
+
+
+class _OneAlgRegistry(JWSRegistry):
+    """A JWSRegistry that allows exactly one algorithm, decided by our key, never by the token.
+
+    Overriding get_alg keeps joserfc from falling back to its default set and skips the per-call
+    EdDSA naming warning (RFC 9864 renames the algorithm, nothing is insecure).
+    """
+
+    def __init__(self, alg: str) -> None:
+        # unknown header names are ignored as RFC 7515 §4 requires; the dangerous ones are
+        # refused above and in verifier.py
+        super().__init__(header_registry=_HEADER_REGISTRY, algorithms=[alg],
+                         strict_check_header=False)
+        self._alg = alg
+        self.max_header_length = 2048
+
+    def get_alg(self, name: str) -> Any:
+        if name != self._alg or name not in self.algorithms:
+            raise UnsupportedAlgorithmError(f"Algorithm of '{name}' is not allowed")
+        return self.algorithms[name]
+
+
+_REGISTRIES: dict[str, _OneAlgRegistry] = {}
+
+
+def registry_for(alg: str) -> _OneAlgRegistry:
+    reg = _REGISTRIES.get(alg)
+    if reg is None:
+        reg = _REGISTRIES[alg] = _OneAlgRegistry(alg)
+    return reg
+
+
+@dataclass(eq=False)
+class VerificationKey:
+    """One public key (or HMAC secret) bound to one algorithm.
+
+    `alive` turns False when the key leaves its key set; cached tokens it verified die with it.
+    """
+
+    kid: str | None
+    alg: str
+    key: Any
+    registry: JWSRegistry = field(repr=False)
+    alive: bool = True
+
+
+def _family(kty: str, crv: str | None) -> frozenset[str]:
+    if kty == "RSA":
+        return RSA_ALGS
+    if kty == "EC":
+        return frozenset(a for a, c in _EC_CURVE.items() if c == crv)
+    if kty == "OKP" and crv in _OKP_CURVES:
+        return OKP_ALGS
+    return frozenset()
+
+
+def _bind_alg(declared: object, kty: str, crv: str | None, allowed: Collection[str]) -> str:
+    fits = _family(kty, crv) & set(allowed)
+    if declared is not None:
+        if not isinstance(declared, str) or declared not in fits:
+            raise KeyImportError(f"alg {declared!r} does not fit this {kty} key or is not allowed")
+        return declared
+    if len(fits) != 1:
+        # a key without alg would verify every allowed algorithm of its type (jose-facts §8)
+        raise KeyImportError(f"{kty} key has no alg and {len(fits)} allowed algorithms fit it")
+    return next(iter(fits))
+
+
+def _check_strength(key: Any, alg: str, min_rsa_bits: int) -> None:
+    if key.is_private:
+        raise KeyImportError("private key material in a public key set")
+    if alg in RSA_ALGS:
+        bits = key.raw_value.key_size
+        if bits < min_rsa_bits:
+            raise KeyImportError(f"RSA key of {bits} bits is below min_rsa_bits {min_rsa_bits}")
+    elif alg in EC_ALGS:
+        if key.curve_name != _EC_CURVE[alg]:
+            raise KeyImportError(f"{alg} needs curve {_EC_CURVE[alg]}, key is {key.curve_name}")
+
+
+def key_from_jwk(jwk: object, allowed: Collection[str], min_rsa_bits: int = 2048) -> VerificationKey:
+    """Import one JWK (RFC 7517 §4) for signature verification."""
+    if not isinstance(jwk, dict):
+        raise KeyImportError("a JWK must be an object")
+    kty = jwk.get("kty")
+    kid = jwk.get("kid")
+    if kid is not None and (not isinstance(kid, str) or not kid):
+        raise KeyImportError("kid must be a non-empty string")
+    use = jwk.get("use")
+    if use is not None and use != "sig":
+        raise KeyImportError(f"use {use!r} is not 'sig'")  # RFC 7517 §4.2
+    ops = jwk.get("key_ops")
+    if ops is not None and (not isinstance(ops, list) or "verify" not in ops):
+        raise KeyImportError("key_ops does not include 'verify'")  # RFC 7517 §4.3
+    if kty not in ("RSA", "EC", "OKP"):
+        # symmetric keys never come from a key set: they are secrets, not published keys
+        raise KeyImportError(f"unsupported kty {kty!r}")
+    crv = jwk.get("crv") if isinstance(jwk.get("crv"), str) else None
+    alg = _bind_alg(jwk.get("alg"), kty, crv, allowed)
+    public = {k: v for k, v in jwk.items() if k not in ("alg", "use", "key_ops", "kid")}
+    try:
+        cls = {"RSA": RSAKey, "EC": ECKey, "OKP": OKPKey}[kty]
+        key = cls.import_key(public)  # type: ignore[attr-defined]
+    except Exception as exc:  # noqa: BLE001 - any import failure is a bad key, never a crash
+        raise KeyImportError(f"cannot import {kty} key: {type(exc).__name__}") from None
+    _check_strength(key, alg, min_rsa_bits)
+    return VerificationKey(kid, alg, key, registry_for(alg))
+
+
+def key_from_pem(pem: bytes, alg: str | None, kid: str | None, allowed: Collection[str],
+                 min_rsa_bits: int = 2048) -> VerificationKey:
+    """Import an inline PEM public key (SubjectPublicKeyInfo)."""
+    key: Any = None
+    for cls in (RSAKey, ECKey, OKPKey):
+        try:
+            key = cls.import_key(pem)  # type: ignore[attr-defined]
+            break
+        except Exception:  # noqa: BLE001,S112 - try the next key type
+            continue
+    if key is None:
+        raise KeyImportError("not a PEM public key (RSA, EC or OKP)")
+    crv = getattr(key, "curve_name", None)
+    bound = _bind_alg(alg, key.key_type, crv, allowed)
+    _check_strength(key, bound, min_rsa_bits)
+    return VerificationKey(kid, bound, key, registry_for(bound))
+
+
+def key_from_secret(secret: bytes, alg: str, kid: str | None = None) -> VerificationKey:
+    """An HMAC key bound to one HS* algorithm, checked against RFC 7518 §3.2."""
+    if alg not in HMAC_ALGS:
+        raise KeyImportError(f"{alg} is not an HMAC algorithm")
+    if len(secret) < _HMAC_MIN_BYTES[alg]:
+        raise KeyImportError(f"{alg} needs a secret of at least {_HMAC_MIN_BYTES[alg] * 8} bits")
+    return VerificationKey(kid, alg, OctKey.import_key(secret), registry_for(alg))
+
+
+def import_jwks(doc: object, allowed: Collection[str], min_rsa_bits: int = 2048
+                ) -> tuple[list[VerificationKey], list[str]]:
+    """Import a JWK Set (RFC 7517 §5). Unusable keys are skipped and reported.
+
+    A duplicate kid makes the whole set invalid: which key a token meant would be ambiguous.
+    """
+    if not isinstance(doc, dict) or not isinstance(doc.get("keys"), list):
+        raise KeyImportError("not a JWK Set: expected an object with a 'keys' array")
+    keys: list[VerificationKey] = []
+    problems: list[str] = []
+    kids = [k.get("kid") for k in doc["keys"] if isinstance(k, dict)]
+    dup = {k for k in kids if k is not None and kids.count(k) > 1}
+    if dup:
+        raise KeyImportError(f"duplicate kid(s) {sorted(map(str, dup))}")
+    for i, jwk in enumerate(doc["keys"]):
+        try:
+            keys.append(key_from_jwk(jwk, allowed, min_rsa_bits))
+        except KeyImportError as exc:
+            kid = jwk.get("kid") if isinstance(jwk, dict) else None
+            problems.append(f"key {i} (kid {kid!r}): {exc}")
+    return keys, problems
+
+
+class KeyRing:
+    """The current keys of one provider, indexed by kid. Sans-I/O: loaders call `replace`."""
+
+    def __init__(self) -> None:
+        self._by_kid: dict[str | None, VerificationKey] = {}
+        self._only: VerificationKey | None = None
+        self.loaded = False
+
+    def replace(self, keys: Iterable[VerificationKey]) -> tuple[int, int]:
+        """Install a new key set; keys no longer present die. Returns (added, removed)."""
+        new: dict[str | None, VerificationKey] = {}
+        for k in keys:
+            old = self._by_kid.get(k.kid)
+            # keep the existing object when the key is unchanged so its cache entries live on
+            if old is not None and old.alg == k.alg and old.key.thumbprint() == k.key.thumbprint():
+                new[k.kid] = old
+            else:
+                new[k.kid] = k
+        removed = [k for kid, k in self._by_kid.items() if new.get(kid) is not k]
+        for k in removed:
+            k.alive = False
+        added = sum(1 for kid, k in new.items() if self._by_kid.get(kid) is not k)
+        self._by_kid = new
+        self._only = next(iter(new.values())) if len(new) == 1 else None
+        self.loaded = True
+        return added, len(removed)
+
+    def kill_all(self) -> None:
+        """Stale beyond the bound: keys (and the tokens they verified) are no longer trusted."""
+        for k in self._by_kid.values():
+            k.alive = False
+        self._by_kid = {}
+        self._only = None
+
+    def lookup(self, kid: str | None) -> VerificationKey | None:
+        if kid is None:
+            # RFC 7515 §4.1.4: without kid the key must be unambiguous
+            return self._only
+        key = self._by_kid.get(kid)
+        if key is None and self._only is not None and self._only.kid is None:
+            return self._only  # a lone key without kid (inline PEM, secret) matches any kid
+        return key
+
+    def __len__(self) -> int:
+        return len(self._by_kid)
+
+    def kids(self) -> list[str | None]:
+        return list(self._by_kid)

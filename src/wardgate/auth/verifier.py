@@ -1,0 +1,161 @@
+"""Token verification: one provider's rules applied to one compact JWS. Sans-I/O.
+
+The only module that calls joserfc for verification. Order: size cap and strict parse
+(compact.py) -> issuer dispatch -> header policy -> key by kid -> signature (joserfc, one
+algorithm bound to the key) -> claims (joserfc JWTClaimsRegistry, explicit) -> lifetime cap.
+Every failure is a `Rejected` with a reason code; nothing here raises anything else.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from joserfc import jws
+from joserfc.errors import (
+    BadSignatureError,
+    ExpiredTokenError,
+    InvalidClaimError,
+    JoseError,
+    KeyParameterError,
+    MissingClaimError,
+    UnsupportedAlgorithmError,
+)
+from joserfc.jwt import JWTClaimsRegistry
+
+from wardgate.auth import compact
+from wardgate.auth.errors import KeysUnavailable, Rejected, UnknownKid
+from wardgate.auth.identity import Identity
+from wardgate.auth.keys import FORBIDDEN_HEADERS, KeyRing
+from wardgate.config.auth import FORBIDDEN_TYP, ProviderConfig
+
+Clock = Callable[[], float]
+_TEN_YEARS = 10 * 366 * 86400.0
+_HEADER_REASON = {"crit": "crit", "b64": "b64"}  # the rest of FORBIDDEN_HEADERS: embedded_key
+
+
+class ProviderVerifier:
+    """Verifies tokens of one issuer against its KeyRing. `usable` is set by the key loader."""
+
+    def __init__(self, cfg: ProviderConfig, ring: KeyRing, clock: Clock) -> None:
+        self.name = cfg.name
+        self.cfg = cfg
+        self.ring = ring
+        self.clock = clock
+        self.usable: Callable[[], bool] = lambda: ring.loaded and len(ring) > 0
+        self._algs = frozenset(cfg.algorithms)
+        self._typ = frozenset(cfg.typ)
+        self._roles_path = tuple(cfg.roles_claim.split("."))
+        self._leeway = cfg.leeway_s
+        self._max_ttl = float(cfg.max_lifetime_s) if cfg.max_lifetime_s else _TEN_YEARS
+        options: dict[str, Any] = {c: {"essential": True} for c in cfg.required_claims}
+        options["exp"] = {"essential": True}  # RFC 9068 §2.2: exp is required
+        options["iss"] = {"essential": True, "value": cfg.issuer}  # RFC 7519 §4.1.1 exact
+        # RFC 7519 §4.1.3: aud (string or array) must contain one of ours, exact match per element
+        options["aud"] = {"essential": True, "values": list(cfg.audiences)}
+        self._claims = JWTClaimsRegistry(now=clock, leeway=cfg.leeway_s, **options)  # type: ignore[arg-type]
+
+    def check_header(self, header: dict[str, Any]) -> str:
+        """RFC 7515 §4.1 / RFC 8725 checks that need no key. Returns alg."""
+        alg = header.get("alg")
+        if not isinstance(alg, str):
+            raise Rejected("malformed")
+        if alg.lower() == "none":
+            raise Rejected("alg_none")  # RFC 8725 §3.1
+        if alg not in self._algs:
+            raise Rejected("alg_not_allowed")
+        for name in FORBIDDEN_HEADERS:
+            if name in header:
+                raise Rejected(_HEADER_REASON.get(name, "embedded_key"))
+        typ = header.get("typ")
+        if typ is None:
+            if self.cfg.require_typ:
+                raise Rejected("bad_typ")
+        elif not isinstance(typ, str):
+            raise Rejected("malformed")
+        else:
+            # RFC 7515 §4.1.9: compare case-insensitively, "application/" may be omitted
+            t = typ.lower().removeprefix("application/")
+            if t in FORBIDDEN_TYP or t not in self._typ:
+                raise Rejected("bad_typ")  # RFC 9068 §4, RFC 8725 §3.11
+        kid = header.get("kid")
+        if kid is not None and not isinstance(kid, str):
+            raise Rejected("malformed")
+        return alg
+
+    def verify(self, token: bytes, header: dict[str, Any], claims: dict[str, Any],
+               payload_segment: bytes) -> Identity:
+        alg = self.check_header(header)
+        if not self.usable():
+            raise KeysUnavailable(self.name)
+        # kid is only a dictionary key here: never a path, URL or query (RFC 7515 §4.1.4)
+        key = self.ring.lookup(header.get("kid"))
+        if key is None:
+            raise UnknownKid()
+        if key.alg != alg:
+            raise Rejected("alg_key_mismatch")  # RFC 8725 §3.1: the key decides the algorithm
+        try:
+            jws.deserialize_compact(token, key.key, registry=key.registry)
+        except BadSignatureError:
+            raise Rejected("bad_signature") from None
+        except (UnsupportedAlgorithmError, KeyParameterError):
+            raise Rejected("alg_key_mismatch") from None
+        except (JoseError, TypeError, ValueError, RecursionError):
+            raise Rejected("malformed") from None
+        return self._identity(claims, payload_segment, key)
+
+    def check_claims(self, claims: dict[str, Any]) -> float:
+        """RFC 7519 §4.1 claim checks plus our lifetime cap; returns exp."""
+        try:
+            self._claims.validate(claims)
+        except ExpiredTokenError:
+            raise Rejected("expired") from None
+        except MissingClaimError:
+            raise Rejected("missing_claim") from None
+        except InvalidClaimError as exc:
+            raise Rejected({"iss": "bad_iss", "aud": "bad_aud", "nbf": "not_yet_valid",
+                            "iat": "bad_iat", "exp": "bad_exp"}.get(exc.claim, "bad_claim")) from None
+        except (JoseError, TypeError, ValueError):
+            raise Rejected("bad_claim") from None
+        exp = float(claims["exp"])
+        now = self.clock()
+        # neither library caps lifetime: exp 1e30 would never expire (jose-facts §5)
+        if exp - now > self._max_ttl + self._leeway:
+            raise Rejected("lifetime")
+        iat = claims.get("iat")
+        if isinstance(iat, int | float) and not isinstance(iat, bool):
+            if not math.isfinite(float(iat)) or exp - iat > self._max_ttl:
+                raise Rejected("lifetime")
+        return exp
+
+    def _identity(self, claims: dict[str, Any], payload_segment: bytes, key: Any) -> Identity:
+        exp = self.check_claims(claims)
+        return Identity(self.name, claims, payload_segment, self._roles_path, key, exp)
+
+
+class TokenVerifier:
+    """Picks the provider by the token's `iss` (never by trying every key) and verifies."""
+
+    def __init__(self, providers: Iterable[ProviderVerifier], max_bytes: int) -> None:
+        self.by_issuer: dict[str, ProviderVerifier] = {}
+        for p in providers:
+            if p.cfg.issuer in self.by_issuer:
+                raise ValueError(f"providers {self.by_issuer[p.cfg.issuer].name!r} and {p.name!r} "
+                                 "share an issuer; a route can trust only one of them")
+            self.by_issuer[p.cfg.issuer] = p
+        self.max_bytes = max_bytes
+
+    def parse(self, token: bytes) -> tuple[ProviderVerifier, dict[str, Any], dict[str, Any], bytes]:
+        header, claims, payload = compact.split(token, self.max_bytes)
+        iss = claims.get("iss")
+        if not isinstance(iss, str):
+            raise Rejected("bad_iss")
+        provider = self.by_issuer.get(iss)
+        if provider is None:
+            raise Rejected("unknown_issuer")
+        return provider, header, claims, payload
+
+    def verify(self, token: bytes) -> Identity:
+        provider, header, claims, payload = self.parse(token)
+        return provider.verify(token, header, claims, payload)
