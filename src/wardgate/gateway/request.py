@@ -11,7 +11,8 @@ from typing import Any
 
 class Request:
     __slots__ = (
-        "method", "raw_target", "path", "query", "version", "headers", "host", "client_ip",
+        "method", "raw_target", "path", "query", "version", "headers", "host", "host_header",
+        "client_ip",
         "scheme", "keep_alive", "content_length", "chunked", "expect_continue", "upgrade",
         "request_id", "route", "params", "identity", "auth_outcome", "start", "log_extra",
     )
@@ -24,6 +25,7 @@ class Request:
         self.version: str = "1.1"
         self.headers: list[tuple[bytes, bytes]] = []
         self.host: str = ""             # lower-case, port stripped
+        self.host_header: bytes = b""   # the Host header as sent
         self.client_ip: str = ""
         self.scheme: str = "http"
         self.keep_alive: bool = True

@@ -1,0 +1,87 @@
+"""The request pipeline, top to bottom, in one place.
+
+    parse (protocol.py) → match route → body limit → CORS preflight → authenticate + authorize
+    (wardgate.auth, only on routes that are not `auth: none`) → rewrite path and headers
+    (strip hop-by-hop and spoofed identity, add Forwarded/X-Forwarded-*/Via/X-Request-Id and
+    the identity) → pick a healthy target → forward over a pooled connection (proxy.py) →
+    stream the answer back → access log.
+
+Plain routes run synchronously up to the upstream write; only routes with auth (which may need
+to fetch keys) and new upstream connections pay for a task.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from wardgate.errors import GatewayError, PayloadTooLarge
+from wardgate.gateway.headers import upstream_request_lines
+from wardgate.gateway.proxy import Exchange
+
+if TYPE_CHECKING:
+    from wardgate.gateway.protocol import ClientProtocol, Pending
+    from wardgate.gateway.runtime import CompiledRoute, Runtime
+
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+class Pipeline:
+    def __init__(self, runtime: Runtime) -> None:
+        self.rt = runtime
+
+    def dispatch(self, client: ClientProtocol, p: Pending) -> None:
+        req = p.req
+        try:
+            route, params, matched = self.rt.router.match(req.host, req.path, req.method)
+            req.route = route
+            req.params = params
+            p.limit = route.max_body
+            if (req.content_length or 0) > route.max_body or p.body_bytes > route.max_body:
+                raise PayloadTooLarge("request body too large for this route", close=True)
+            if route.cors is not None and req.method == "OPTIONS" \
+                    and req.header(b"access-control-request-method") is not None:
+                client.respond(p, *route.cors.preflight(req))
+                return
+            if route.auth is not None:
+                client.loop.create_task(self._authorize_then_forward(client, p, route, matched))
+                return
+            self._forward(client, p, route, matched)
+        except GatewayError as err:
+            client.request_failed(p, err)
+
+    async def _authorize_then_forward(self, client: ClientProtocol, p: Pending,
+                                      route: CompiledRoute, matched: int) -> None:
+        try:
+            await route.auth.authenticate(p.req)  # type: ignore[union-attr]
+            if client.closed:
+                return
+            route.auth.forward(p.req)  # type: ignore[union-attr]
+            self._forward(client, p, route, matched)
+        except GatewayError as err:
+            client.request_failed(p, err)
+
+    def _forward(self, client: ClientProtocol, p: Pending, route: CompiledRoute, matched: int) -> None:
+        req = p.req
+        path = route.upstream_path(req.path, req.params, matched)
+        target = path.encode() + (b"?" + req.query if req.query else b"")
+        rt = self.rt
+        lines = upstream_request_lines(
+            req.headers, route.strip_headers, client_ip=req.client_ip, scheme=req.scheme,
+            host=req.host_header, trusted=req.client_ip in rt.trusted, request_id=req.request_id,
+            keep_upgrade=req.upgrade is not None,
+        )
+        chunked = req.chunked
+        if chunked:
+            lines.append(b"Transfer-Encoding: chunked")
+        elif req.content_length is not None:
+            lines.append(b"Content-Length: %d" % req.content_length)
+        if route.cors is not None:
+            pass  # CORS response headers are added on the way down (cors.py)
+        rest = b"\r\n".join(lines) + b"\r\n\r\n"
+        start = b"%s %s HTTP/1.1\r\n" % (req.method.encode(), target)
+        host = req.host_header if route.preserve_host else None
+        ex = Exchange(client, p, route.cluster, start, host, rest, chunked)
+        client.attach(p, ex)
+        if req.expect_continue and not p.body_done and not p.body_bytes:
+            client.transport.write(_CONTINUE)
+        ex.start()

@@ -1,0 +1,474 @@
+"""The client side of the data plane: one asyncio protocol per client connection.
+
+Parsing is httptools (llhttp) with the guards the data-plane facts call for: head size capped
+before bytes reach the parser, header count/URL/body caps in callbacks, strict version and Host
+checks, requests recorded in callbacks but dispatched only after `feed_data` returns cleanly,
+pipelined requests served strictly in order with reading paused while any wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from httptools import HttpParserError, HttpParserUpgrade, HttpRequestParser
+
+from wardgate.errors import (
+    BadRequest,
+    GatewayError,
+    HeadersTooLarge,
+    HttpVersionNotSupported,
+    PayloadTooLarge,
+    RequestTimeout,
+    UriTooLong,
+    render,
+)
+from wardgate.gateway.request import Request
+from wardgate.gateway.target import split_target
+
+if TYPE_CHECKING:
+    from wardgate.gateway.proxy import Exchange
+    from wardgate.gateway.worker import WorkerState
+
+# RFC 9110 §4.2.3 / RFC 3986 §3.2.2: reg-name or IP literal, optional port; nothing else.
+_HOST = re.compile(rb"^(?:[A-Za-z0-9._~!$&'()*+,;=%-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$")
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"})
+PAUSE_PIPELINE, PAUSE_UPSTREAM, PAUSE_BUFFER = 1, 2, 4
+_MAX_BUFFERED_BODY = 256 * 1024
+
+
+class Pending:
+    """A parsed request head plus its body as it arrives."""
+
+    __slots__ = ("req", "body", "body_done", "body_bytes", "buffered", "limit", "exchange")
+
+    def __init__(self, req: Request, limit: int) -> None:
+        self.req = req
+        self.body: list[bytes] = []
+        self.body_done = False
+        self.body_bytes = 0
+        self.buffered = 0
+        self.limit = limit
+        self.exchange: Exchange | None = None
+
+
+class ClientProtocol(asyncio.Protocol):
+    def __init__(self, state: WorkerState, scheme: str) -> None:
+        self.state = state
+        self.rt = state.runtime
+        self.loop = state.loop
+        self.scheme = scheme
+        lim = self.rt.limits
+        self.max_head = lim.max_header_bytes
+        self.max_headers = lim.max_headers
+        self.max_url = lim.max_url_bytes
+        self.max_pipelined = lim.max_pipelined
+        self.transport: Any = None
+        self.parser: HttpRequestParser | None = None
+        self.client_ip = ""
+        self.closed = False
+        self.accepting = True
+        self.queue: deque[Pending] = deque()
+        self.active: Pending | None = None
+        self.cur: Request | None = None
+        self.cur_pending: Pending | None = None
+        self.url = b""
+        self.in_head = True
+        self.head_bytes = 0
+        self.head_size = 0
+        self.header_count = 0
+        self.paused = 0
+        self.deadline = 0.0
+        self.error: GatewayError | None = None
+        self.tunnel: Any = None
+        self.after_upgrade: list[bytes] | None = None
+        self.seen_any = False
+        self.head_began = False
+
+    # -- connection lifecycle --------------------------------------------------------------
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+        transport.set_write_buffer_limits(high=256 * 1024)
+        peer = transport.get_extra_info("peername")
+        self.client_ip = peer[0] if peer else "-"
+        self.parser = HttpRequestParser(self)
+        # Only this leniency: answer the request before `Connection: close`, ignore the rest
+        # (facts §4). Every other leniency re-opens a smuggling shape.
+        self.parser.set_dangerous_leniencies(lenient_data_after_close=True)
+        self.deadline = self.loop.time() + self.rt.timeouts.header_s
+        self.state.connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.state.connections.discard(self)
+        if self.tunnel is not None:
+            t, self.tunnel = self.tunnel, None
+            t.close()
+        p = self.active
+        if p is not None and p.exchange is not None:
+            p.exchange.abort()
+            self.state.log(p.req, 499, p.body_bytes, p.exchange.bytes_out, p.exchange.target_url,
+                           "client_closed")
+        self.active = None
+        self.queue.clear()
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.transport.close()
+
+    # -- reading ------------------------------------------------------------------------------
+    def data_received(self, data: bytes) -> None:
+        if self.tunnel is not None:
+            self.tunnel.transport.write(data)
+            return
+        if self.after_upgrade is not None:
+            self.after_upgrade.append(data)  # tunnel bytes that arrived before the 101
+            return
+        parser = self.parser
+        if parser is None or self.closed:
+            return
+        try:
+            while data:
+                if self.in_head and self.head_bytes + len(data) > self.max_head:
+                    # Cap bytes before llhttp buffers them: its header buffering is quadratic
+                    # in the value size (facts §3). Exact accounting happens in on_header.
+                    allow = self.max_head - self.head_bytes + 1
+                    chunk, data = data[:allow], data[allow:]
+                else:
+                    chunk, data = data, b""
+                was_in_head = self.in_head
+                self.head_began = False
+                parser.feed_data(chunk)
+                if self.in_head:
+                    if was_in_head and not self.head_began:
+                        self.head_bytes += len(chunk)
+                    else:  # the head began inside this chunk: count what the callbacks saw
+                        self.head_bytes = self.head_size + len(self.url)
+                    if self.head_bytes > self.max_head:
+                        raise self._fail(HeadersTooLarge("request head too large", close=True))
+        except HttpParserUpgrade as exc:
+            self._on_upgrade(chunk[exc.args[0]:] + data)
+        except HttpParserError as exc:
+            err = self.error or self._classify(exc)
+            self.parser = None
+            self._reject(err)
+            return
+        self._pump()
+
+    def _fail(self, err: GatewayError) -> GatewayError:
+        self.error = err
+        return err
+
+    @staticmethod
+    def _classify(exc: HttpParserError) -> GatewayError:
+        name = type(exc).__name__
+        if name == "HttpParserInvalidMethodError":
+            return BadRequest("unknown or malformed method", close=True, code="bad_method")
+        if name == "HttpParserInvalidURLError":
+            return BadRequest("malformed request target", close=True, code="bad_target")
+        return BadRequest("malformed HTTP request", close=True, code="bad_framing")
+
+    # -- httptools callbacks -------------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        req = Request()
+        req.start = self.loop.time()
+        self.cur = req
+        self.url = b""
+        self.head_size = 0
+        self.header_count = 0
+        self.seen_any = True
+        self.head_began = True
+        if not self.deadline or self.active is None:
+            self.deadline = req.start + self.rt.timeouts.header_s
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+        if len(self.url) > self.max_url:
+            raise self._fail(UriTooLong("request target too long", close=True))
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.header_count += 1
+        if self.header_count > self.max_headers:
+            raise self._fail(HeadersTooLarge("too many header fields", close=True))
+        if not self.in_head:
+            return  # a trailer: counted, never merged into the request headers (facts §1)
+        self.head_size += len(name) + len(value) + 4
+        if self.head_size > self.max_head:
+            raise self._fail(HeadersTooLarge("request head too large", close=True))
+        self.cur.headers.append((name.lower(), value.rstrip(b" \t")))  # type: ignore[union-attr]
+
+    def on_headers_complete(self) -> None:
+        req = self.cur
+        assert req is not None and self.parser is not None
+        parser = self.parser
+        self.in_head = False
+        version = parser.get_http_version()
+        if version != "1.1" and version != "1.0":
+            raise self._fail(HttpVersionNotSupported("only HTTP/1.0 and HTTP/1.1", close=True))
+        req.version = version
+        method = parser.get_method().decode("ascii")
+        if method not in _METHODS:
+            raise self._fail(BadRequest(f"method {method} is not supported", close=True,
+                                        code="bad_method"))
+        req.method = method
+        req.raw_target = self.url
+        try:
+            req.path, req.query = split_target(self.url, method)
+        except GatewayError as err:
+            raise self._fail(err) from None
+        req.client_ip = self.client_ip
+        req.scheme = self.scheme
+        req.keep_alive = parser.should_keep_alive()
+        hosts = 0
+        host = b""
+        for name, value in req.headers:
+            if name == b"host":
+                hosts += 1
+                host = value
+            elif name == b"content-length":
+                req.content_length = int(value)  # llhttp validated it; one only (facts §2)
+            elif name == b"transfer-encoding":
+                req.chunked = True
+            elif name == b"expect":
+                if value.lower() != b"100-continue":
+                    raise self._fail(BadRequest("unsupported Expect", close=True,
+                                                code="bad_expect"))
+                req.expect_continue = True
+            elif name == b"upgrade":
+                req.upgrade = value
+            elif b"_" in name and name.replace(b"_", b"-") != name:
+                pass  # dropped when forwarding (CGI-style '_' vs '-' confusion, facts §2)
+        if hosts > 1 or (hosts == 0 and version == "1.1"):
+            raise self._fail(BadRequest("HTTP/1.1 needs exactly one Host header", close=True,
+                                        code="bad_host"))
+        if hosts and not _HOST.match(host):
+            raise self._fail(BadRequest("invalid Host header", close=True, code="bad_host"))
+        if req.chunked and version == "1.0":
+            # RFC 9112 §6.1: Transfer-Encoding on 1.0 is faulty framing.
+            raise self._fail(BadRequest("Transfer-Encoding on HTTP/1.0", close=True,
+                                        code="bad_framing"))
+        if not parser.should_upgrade():
+            req.upgrade = None
+        req.host_header = host
+        h = host.decode("latin-1").lower()
+        if h.endswith("]") or ":" not in h:
+            req.host = h
+        else:
+            req.host = h.rsplit(":", 1)[0]
+        req.request_id = self.state.ids.next(req.header(b"x-request-id"))
+        p = Pending(req, self.rt.max_body_any)
+        self.cur_pending = p
+        if req.content_length is not None and req.content_length > p.limit:
+            raise self._fail(PayloadTooLarge("request body too large", close=True))
+        self.queue.append(p)
+        if len(self.queue) > self.max_pipelined:
+            raise self._fail(BadRequest("too many pipelined requests", close=True,
+                                        code="pipeline_overflow"))
+        if req.chunked or req.content_length:
+            self.deadline = self.loop.time() + self.rt.timeouts.body_s
+        else:
+            self.deadline = 0.0
+
+    def on_body(self, body: bytes) -> None:
+        p = self.cur_pending
+        assert p is not None
+        p.body_bytes += len(body)
+        if p.body_bytes > p.limit:
+            raise self._fail(PayloadTooLarge("request body too large", close=True))
+        self.deadline = self.loop.time() + self.rt.timeouts.body_s
+        ex = p.exchange
+        if ex is not None:
+            ex.request_body(body)
+        else:
+            p.body.append(body)
+            p.buffered += len(body)
+            if p.buffered > _MAX_BUFFERED_BODY:
+                self.pause_reading_for(PAUSE_BUFFER)
+
+    def on_message_complete(self) -> None:
+        p = self.cur_pending
+        self.in_head = True
+        self.head_bytes = 0
+        if p is not None:
+            p.body_done = True
+            if p.exchange is not None:
+                p.exchange.request_done()
+            if self.deadline and p is self.active:
+                self.deadline = 0.0
+
+    # -- dispatch -----------------------------------------------------------------------------
+    def _pump(self) -> None:
+        if self.active is None and self.queue and not self.closed:
+            p = self.queue.popleft()
+            self.active = p
+            self.rt.pipeline.dispatch(self, p)
+        if self.queue:
+            self.pause_reading_for(PAUSE_PIPELINE)
+
+    def attach(self, p: Pending, ex: Exchange) -> None:
+        """The exchange takes over the request body; release buffered-body back-pressure."""
+        p.exchange = ex
+        if self.paused & PAUSE_BUFFER:
+            self.resume_reading_for(PAUSE_BUFFER)
+
+    def _finish_request(self, p: Pending, keep_alive: bool) -> None:
+        self.active = None
+        if not p.body_done or not keep_alive or not self.accepting or p.req.upgrade is not None:
+            self.close()
+            return
+        if self.queue:
+            self.deadline = 0.0
+            self.resume_reading_for(PAUSE_PIPELINE)
+            self._pump()
+            return
+        self.resume_reading_for(PAUSE_PIPELINE)
+        self.deadline = self.loop.time() + self.rt.timeouts.keepalive_s
+        self.seen_any = False
+
+    def exchange_done(self, ex: Exchange, keep_alive: bool) -> None:
+        p = ex.pending
+        self.state.log(p.req, ex.status, p.body_bytes, ex.bytes_out, ex.target_url, None)
+        self._finish_request(p, keep_alive)
+
+    def exchange_failed(self, ex: Exchange, err: GatewayError) -> None:
+        self.request_failed(ex.pending, err, ex.target_url)
+
+    def request_failed(self, p: Pending, err: GatewayError, target: str = "-") -> None:
+        """Answer a request with an error (the single renderer is wardgate.errors.render)."""
+        if self.closed:
+            return
+        req = p.req
+        keep = req.keep_alive and not err.close and p.body_done and self.accepting
+        route = req.route
+        if route is not None and hasattr(err, "realm"):
+            err.realm = route.realm
+        self.transport.write(render(err, request_id=req.request_id, server=self.rt.server,
+                                    keep_alive=keep, head_only=req.method == "HEAD"))
+        self.state.log(req, err.status, p.body_bytes, 0, target, err.code)
+        self._finish_request(p, keep)
+
+    def respond(self, p: Pending, data: bytes, status: int, keep: bool) -> None:
+        """Write a locally generated response (CORS preflight and the like)."""
+        self.transport.write(data)
+        self.state.log(p.req, status, p.body_bytes, 0, "-", None)
+        self._finish_request(p, keep)
+
+    def abort_exchange(self, ex: Exchange, reason: str) -> None:
+        """The response already started and cannot be completed: cut the connection."""
+        self.state.log(ex.pending.req, ex.status, ex.pending.body_bytes, ex.bytes_out,
+                       ex.target_url, "upstream_aborted")
+        self.active = None
+        if not self.closed:
+            self.closed = True
+            self.transport.abort()
+
+    def _reject(self, err: GatewayError) -> None:
+        """A protocol error before or while parsing: answer (if nothing started) and close."""
+        if self.active is not None and self.active.exchange is not None:
+            self.active.exchange.abort()
+        req = self.cur or Request()
+        if not req.request_id:
+            req.request_id = self.state.ids.next(None)
+        req.client_ip = self.client_ip
+        if self.active is None or self.active.exchange is None:
+            self.transport.write(render(err, request_id=req.request_id, server=self.rt.server,
+                                        keep_alive=False))
+        self.state.log(req, err.status, 0, 0, "-", err.code)
+        self.close()
+
+    def _on_upgrade(self, rest: bytes) -> None:
+        """llhttp saw Upgrade or CONNECT: stop parsing for good (facts §5)."""
+        self.parser = None
+        p = self.queue[-1] if self.queue else None
+        if p is None or p.req.method == "CONNECT":
+            self._reject(BadRequest("CONNECT is not supported", close=True, code="connect"))
+            return
+        req = p.req
+        p.body_done = True
+        if req.chunked or req.content_length:
+            # The body was not consumed by the parser (facts §5); re-framing it is not worth
+            # the smuggling risk.
+            self._reject(BadRequest("protocol upgrade with a body", close=True, code="bad_upgrade"))
+            return
+        if req.method == "GET" and req.version == "1.1" and req.upgrade is not None \
+                and req.upgrade.lower() == b"websocket":
+            self.after_upgrade = [rest] if rest else []
+        else:
+            # Another protocol (h2c, ...): serve the request as plain HTTP/1.1, then close;
+            # the parser is gone, so later bytes are ignored.
+            req.upgrade = None
+            req.keep_alive = False
+        self._pump()
+
+    # -- tunnel (after a 101 from the upstream) ------------------------------------------------
+    def become_tunnel(self, ex: Exchange, upstream: Any, rest: bytes) -> None:
+        self.state.log(ex.pending.req, 101, 0, 0, ex.target_url, None)
+        self.active = None
+        self.deadline = 0.0
+        self.tunnel = upstream
+        if rest:
+            self.transport.write(rest)
+        early, self.after_upgrade = self.after_upgrade or [], None
+        for chunk in early:
+            upstream.transport.write(chunk)
+
+    def tunnel_write(self, data: bytes) -> None:
+        self.transport.write(data)
+
+    def tunnel_closed(self) -> None:
+        self.tunnel = None
+        self.close()
+
+    # -- flow control --------------------------------------------------------------------------
+    def pause_reading_for(self, reason: int) -> None:
+        if not self.paused and not self.closed:
+            self.transport.pause_reading()
+        self.paused |= reason
+
+    def resume_reading_for(self, reason: int) -> None:
+        if self.paused & reason:
+            self.paused &= ~reason
+            if not self.paused and not self.closed:
+                self.transport.resume_reading()
+
+    def pause_writing(self) -> None:
+        up = self.tunnel
+        if up is None and self.active is not None and self.active.exchange is not None:
+            up = self.active.exchange.conn
+        if up is not None:
+            up.pause_reading()
+
+    def resume_writing(self) -> None:
+        up = self.tunnel
+        if up is None and self.active is not None and self.active.exchange is not None:
+            up = self.active.exchange.conn
+        if up is not None:
+            up.resume_reading()
+
+    # -- timeouts (called by the worker's sweeper) ---------------------------------------------
+    def check_timeouts(self, now: float) -> None:
+        p = self.active
+        if p is not None and p.exchange is not None:
+            ex = p.exchange
+            if ex.deadline and now > ex.deadline and ex.conn is not None:
+                ex.on_timeout()
+                return
+        dl = self.deadline
+        if not dl or now <= dl or self.closed or self.tunnel is not None:
+            return
+        if self.in_head and p is None and not self.seen_any:
+            self.close()  # idle keep-alive connection: close quietly
+            return
+        if p is not None and p.exchange is not None and p.exchange.response_started:
+            self.abort_exchange(p.exchange, "client body timeout")
+            return
+        self._reject(RequestTimeout("request not received in time", close=True))
+
+    def drain(self) -> None:
+        """Stop keeping the connection alive; close it now if it is idle."""
+        self.accepting = False
+        if self.active is None and not self.queue and self.tunnel is None and not self.seen_any:
+            self.close()

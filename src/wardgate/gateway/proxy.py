@@ -1,0 +1,283 @@
+"""One proxied request: request head and body up, response head and body down.
+
+Driven entirely by callbacks from the client protocol and the upstream connection, so a
+response costs no task and no future once the upstream connection is in hand. Output produced
+during one upstream read is collected and written with a single writelines (facts §7).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from wardgate.errors import BadGateway, GatewayError, GatewayTimeout, ServiceUnavailable
+from wardgate.gateway.headers import client_response_lines
+from wardgate.gateway.status import STATUS_LINES
+from wardgate.gateway.upstream.connection import FRAME_CHUNKED, FRAME_CLOSE, FRAME_LENGTH
+
+if TYPE_CHECKING:
+    from wardgate.gateway.protocol import ClientProtocol, Pending
+    from wardgate.gateway.upstream.cluster import Cluster, Target
+    from wardgate.gateway.upstream.connection import UpstreamConnection
+
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
+_CRLF = b"\r\n"
+_LAST_CHUNK = b"0\r\n\r\n"
+
+
+class Exchange:
+    __slots__ = (
+        "client", "pending", "req", "cluster", "target", "conn", "start_line", "host", "rest",
+        "chunked_up",
+        "head_request", "wants_upgrade", "request_complete", "sent_body", "tried",
+        "response_started", "chunked_down", "close_after", "status", "bytes_out", "out",
+        "deadline", "read_timeout", "finished", "loop",
+    )
+
+    def __init__(self, client: ClientProtocol, pending: Pending, cluster: Cluster,
+                 start_line: bytes, host: bytes | None, rest: bytes, chunked_up: bool) -> None:
+        self.client = client
+        self.pending = pending
+        self.req = pending.req
+        self.cluster = cluster
+        self.target: Target | None = None
+        self.conn: UpstreamConnection | None = None
+        self.start_line = start_line
+        self.host = host          # None: use the target's authority (preserve_host off)
+        self.rest = rest
+        self.chunked_up = chunked_up
+        self.head_request = self.req.method == "HEAD"
+        self.wants_upgrade = self.req.upgrade is not None
+        self.request_complete = False
+        self.sent_body = False
+        self.tried: Target | None = None
+        self.response_started = False
+        self.chunked_down = False
+        self.close_after = False
+        self.status = 0
+        self.bytes_out = 0
+        self.out: list[bytes] = []
+        self.deadline = 0.0
+        self.read_timeout = cluster.read_timeout
+        self.finished = False
+        self.loop = client.loop
+
+    # -- choosing a target and a connection ---------------------------------------------------
+    def start(self, exclude: Target | None = None) -> None:
+        now = self.loop.time()
+        target = self.cluster.pick(now, exclude)
+        if target is None:
+            if exclude is not None:
+                target = exclude  # the only target left: retry it rather than fail
+            else:
+                self.fail(ServiceUnavailable("no healthy upstream target", code="no_healthy_target",
+                                             retry_after_s=1))
+                return
+        self.target = target
+        target.active += 1
+        conn = None if self.wants_upgrade else target.take_idle()
+        if conn is not None:
+            self._attach(conn)
+        else:
+            self.loop.create_task(self._connect(target))
+
+    async def _connect(self, target: Target) -> None:
+        try:
+            conn = await target.connect()
+        except TimeoutError:
+            self._target_failed(GatewayTimeout("upstream connect timed out", code="connect_timeout"),
+                                retry=True)
+            return
+        except OSError:
+            self._target_failed(BadGateway("upstream connection refused", code="connect_refused"),
+                                retry=True)
+            return
+        if self.finished:
+            target.release(conn)
+            return
+        self._attach(conn)
+
+    def _attach(self, conn: UpstreamConnection) -> None:
+        self.conn = conn
+        conn.begin(self)
+        p = self.pending
+        parts = [self.start_line, b"Host: ", self.host or conn.target.authority, _CRLF, self.rest]
+        buffered = p.body
+        if buffered:
+            p.body = []
+            p.buffered = 0
+            if self.chunked_up:
+                for chunk in buffered:
+                    parts += (b"%x\r\n" % len(chunk), chunk, _CRLF)
+            else:
+                parts += buffered
+            self.sent_body = True
+        conn.transport.writelines(parts)
+        if p.body_done:
+            self._request_end()
+        p.exchange = self
+        self.deadline = self.loop.time() + self.read_timeout
+
+    # -- request body (called by the client protocol) ----------------------------------------
+    def request_body(self, data: bytes) -> None:
+        conn = self.conn
+        if conn is None:
+            self.pending.body.append(data)
+            return
+        self.sent_body = True
+        if self.chunked_up:
+            conn.transport.writelines((b"%x\r\n" % len(data), data, _CRLF))
+        else:
+            conn.transport.write(data)
+
+    def request_done(self) -> None:
+        if self.conn is not None:
+            self._request_end()
+
+    def _request_end(self) -> None:
+        if self.chunked_up:
+            self.conn.transport.write(_LAST_CHUNK)  # type: ignore[union-attr]
+        self.request_complete = True
+
+    # -- response (called by the upstream connection) ----------------------------------------
+    def on_response_head(self, status: int, headers: list[tuple[bytes, bytes]], framing: int) -> None:
+        self.status = status
+        self.response_started = True
+        self.target.health.success()  # type: ignore[union-attr]
+        req = self.req
+        lines = client_response_lines(headers, keep_upgrade=False)
+        if framing == FRAME_LENGTH or (self.head_request and framing != FRAME_CHUNKED):
+            for name, value in headers:
+                if name == b"content-length":
+                    lines.append(b"Content-Length: " + value)
+                    break
+        elif framing == FRAME_CHUNKED or framing == FRAME_CLOSE:
+            if self.head_request:
+                pass
+            elif req.version == "1.1":
+                lines.append(b"Transfer-Encoding: chunked")
+                self.chunked_down = True
+            else:
+                self.close_after = True
+        keep = req.keep_alive and not self.close_after and self.client.accepting
+        self.close_after = not keep
+        lines.append(b"X-Request-Id: " + req.request_id)
+        cors = req.route.cors
+        if cors is not None:
+            lines += cors.response_lines(req)
+        lines.append(b"Connection: keep-alive" if keep else b"Connection: close")
+        self.out.append(STATUS_LINES[status] + _CRLF.join(lines) + b"\r\n\r\n")
+        self.deadline = self.loop.time() + self.read_timeout
+
+    def on_response_body(self, data: bytes) -> None:
+        self.bytes_out += len(data)
+        if self.chunked_down:
+            if data:
+                self.out += (b"%x\r\n" % len(data), data, _CRLF)
+        else:
+            self.out.append(data)
+
+    def flush(self) -> None:
+        out = self.out
+        if out:
+            self.out = []
+            self.client.transport.writelines(out)
+        self.deadline = self.loop.time() + self.read_timeout
+
+    def on_response_end(self) -> None:
+        if self.chunked_down:
+            self.out.append(_LAST_CHUNK)
+        self.flush()
+        self._done()
+        self.client.exchange_done(self, keep_alive=not self.close_after)
+
+    def on_upgrade(self, conn: UpstreamConnection, status: int, headers: list[tuple[bytes, bytes]],
+                   rest: bytes) -> None:
+        self.status = status
+        self.response_started = True
+        self.target.health.success()  # type: ignore[union-attr]
+        lines = client_response_lines(headers, keep_upgrade=True)
+        lines.append(b"Connection: Upgrade")
+        lines.append(b"X-Request-Id: " + self.req.request_id)
+        self.client.transport.write(STATUS_LINES[101] + _CRLF.join(lines) + b"\r\n\r\n")
+        self._done()
+        self.client.become_tunnel(self, conn, rest)
+
+    # -- failures ------------------------------------------------------------------------------
+    def on_upstream_lost(self, conn: UpstreamConnection, got_response: bool) -> None:
+        if self.response_started:
+            self.out.clear()
+            self._done()
+            self.client.abort_exchange(self, "upstream closed mid-response")
+            return
+        # A reused pooled connection that the upstream had just closed is the classic race:
+        # safe to retry when nothing of the request body went out (or it is idempotent).
+        reused = conn.uses > 1
+        safe = not self.sent_body and (self.req.method in IDEMPOTENT or reused)
+        self._target_failed(BadGateway("upstream connection reset", code="upstream_reset"),
+                            retry=safe, count_failure=not reused)
+
+    def on_upstream_error(self, conn: UpstreamConnection, err: GatewayError) -> None:
+        self.conn = None
+        if self.response_started:
+            self.out.clear()
+            self._done()
+            self.client.abort_exchange(self, err.detail)
+            return
+        self._target_failed(err, retry=False)
+
+    def on_timeout(self) -> None:
+        conn = self.conn
+        self.conn = None
+        if conn is not None:
+            conn.exchange = None
+            conn.abort()
+        if self.response_started:
+            self._done()
+            self.client.abort_exchange(self, "upstream read timed out")
+            return
+        self._target_failed(GatewayTimeout("upstream did not answer in time", code="read_timeout"),
+                            retry=False)
+
+    def _target_failed(self, err: GatewayError, *, retry: bool, count_failure: bool = True) -> None:
+        target = self.target
+        self.conn = None
+        if target is not None:
+            target.active -= 1
+            self.target = None
+            if count_failure:
+                target.health.failure(self.loop.time())
+        if retry and self.tried is None and not self.finished and not self.client.closed:
+            self.tried = target
+            self.start(exclude=target)
+            return
+        self.fail(err)
+
+    def fail(self, err: GatewayError) -> None:
+        if self.finished:
+            return
+        self._done()
+        self.client.exchange_failed(self, err)
+
+    def _done(self) -> None:
+        if not self.finished:
+            self.finished = True
+            if self.target is not None:
+                self.target.active -= 1
+            self.pending.exchange = None
+
+    def abort(self) -> None:
+        """The client went away: drop the upstream connection, it may be mid-message."""
+        conn = self.conn
+        self.conn = None
+        if conn is not None:
+            conn.exchange = None
+            conn.abort()
+        self._done()
+
+    @property
+    def target_url(self) -> str:
+        t = self.target or self.tried
+        return t.url if t is not None else "-"
+
+    def upstream(self) -> Any:
+        return self.conn

@@ -1,0 +1,106 @@
+"""A configuration compiled for serving: router, clusters, per-route filters. Built once per
+worker at start-up; a reload starts new workers with a new Runtime."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from wardgate.config.gateway import GatewayConfig, RouteConfig
+from wardgate.gateway.cors import CorsPolicy
+from wardgate.gateway.headers import TrustedProxies
+from wardgate.gateway.pipeline import Pipeline
+from wardgate.gateway.routing import HostPattern, PathPattern, RouteEntry, Router
+from wardgate.gateway.upstream.cluster import Cluster
+
+_PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class CompiledRoute:
+    __slots__ = (
+        "name", "cluster", "max_body", "auth", "cors", "strip_headers", "preserve_host",
+        "websocket", "realm", "_strip", "_rewrite", "_prefix",
+    )
+
+    def __init__(self, cfg: RouteConfig, cluster: Cluster, default_max_body: int, server: bytes) -> None:
+        self.name = cfg.name
+        self.cluster = cluster
+        self.max_body = cfg.max_body_bytes if cfg.max_body_bytes is not None else default_max_body
+        self.auth: Any = None
+        self.cors = CorsPolicy(cfg.cors, server) if cfg.cors is not None else None
+        # Identity headers are stripped from every client request, whatever the route's auth.
+        self.strip_headers = frozenset(h.lower().encode() for h in cfg.claims_to_headers.values())
+        self.preserve_host = cfg.preserve_host
+        self.websocket = cfg.websocket
+        self.realm = cfg.name
+        self._strip = cfg.strip_prefix
+        self._rewrite = cfg.rewrite
+        self._prefix = cfg.match.path_prefix is not None
+
+    def upstream_path(self, path: str, params: dict[str, str], matched: int) -> str:
+        """The path sent upstream: as received, minus the matched prefix, or rewritten."""
+        rw = self._rewrite
+        if rw is None:
+            if not self._strip:
+                return path
+            rest = path[matched:]
+            return rest if rest.startswith("/") else "/" + rest
+        if params:
+            rw = _PARAM.sub(lambda m: params[m.group(1)], rw)
+        if not self._prefix:
+            return rw
+        rest = path[matched:]
+        if not rest or rest == "/":
+            return rw + rest if not rw.endswith("/") else rw
+        return rw.rstrip("/") + rest
+
+
+class Runtime:
+    def __init__(self, cfg: GatewayConfig) -> None:
+        self.config = cfg
+        self.limits = cfg.limits
+        self.timeouts = cfg.timeouts
+        self.server = cfg.server_name.encode()
+        self.trusted = TrustedProxies(cfg.trusted_proxies)
+        self.clusters = {u.name: Cluster(u) for u in cfg.upstreams}
+        self.routes: list[CompiledRoute] = []
+        entries = []
+        for i, rc in enumerate(cfg.routes):
+            route = CompiledRoute(rc, self.clusters[rc.upstream], cfg.limits.max_body_bytes, self.server)
+            self.routes.append(route)
+            m = rc.match
+            pattern = m.path if m.path is not None else (m.path_prefix or "/")
+            entries.append(RouteEntry(
+                host=HostPattern.parse(m.host),
+                path=PathPattern.parse(pattern, prefix=m.path is None),
+                methods=frozenset(m.methods) if m.methods else None,
+                order=i, target=route,
+            ))
+        self.router = Router(entries)
+        self.max_body_any = max(r.max_body for r in self.routes)
+        self.pipeline = Pipeline(self)
+        self.registry: Any = None
+        self._compile_auth()
+
+    def _compile_auth(self) -> None:
+        if not any(rc.auth != "none" for rc in self.config.routes):
+            return
+        from wardgate.auth import ProviderRegistry, compile_route_auth
+
+        self.registry = ProviderRegistry.from_config(list(self.config.providers))
+        for rc, route in zip(self.config.routes, self.routes, strict=True):
+            route.auth = compile_route_auth(rc, self.registry)
+
+    async def start(self) -> None:
+        if self.registry is not None:
+            await self.registry.start()
+
+    async def stop(self) -> None:
+        if self.registry is not None:
+            await self.registry.stop()
+        for c in self.clusters.values():
+            c.close()
+
+    def sweep(self, now: float) -> None:
+        for c in self.clusters.values():
+            c.sweep(now)

@@ -1,0 +1,1 @@
+"""Upstream side: targets, balancing, passive health, pooled keep-alive connections."""

@@ -1,0 +1,217 @@
+"""One keep-alive connection to an upstream target, parsed with httptools' response parser.
+
+It relays parse events to the exchange currently using it and decides, when a response
+completes, whether the connection may go back to the pool (data-plane facts §6: only after a
+complete keep-alive message, a fully written request, no upgrade and nothing unsolicited).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
+
+from wardgate.errors import BadGateway
+
+if TYPE_CHECKING:
+    from wardgate.gateway.upstream.cluster import Target
+
+# Response framing as seen from the upstream side.
+FRAME_NONE, FRAME_LENGTH, FRAME_CHUNKED, FRAME_CLOSE = 0, 1, 2, 3
+
+
+class UpstreamConnection(asyncio.Protocol):
+    __slots__ = (
+        "target", "transport", "parser", "exchange", "uses", "idle_since", "closed",
+        "_headers", "_interim", "_complete", "_dirty", "_framing", "_status", "_tunnel",
+        "_paused",
+    )
+
+    def __init__(self, target: Target) -> None:
+        self.target = target
+        self.transport: Any = None
+        self.parser = HttpResponseParser(self)
+        self.exchange: Any = None
+        self.uses = 0
+        self.idle_since = 0.0
+        self.closed = False
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._interim = False
+        self._complete = False
+        self._dirty = False       # the connection can no longer be trusted for reuse
+        self._framing = FRAME_NONE
+        self._status = 0
+        self._tunnel: Any = None  # client protocol once a 101 switched to a raw tunnel
+        self._paused = False
+
+    # -- asyncio.Protocol -------------------------------------------------------------------
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+        transport.set_write_buffer_limits(high=256 * 1024)
+
+    def data_received(self, data: bytes) -> None:
+        if self._tunnel is not None:
+            self._tunnel.tunnel_write(data)
+            return
+        ex = self.exchange
+        if ex is None:
+            # Bytes while idle in the pool: the upstream is out of sync; never reuse it.
+            self.close()
+            return
+        try:
+            self.parser.feed_data(data)
+        except HttpParserUpgrade as exc:
+            if self._status == 101 and ex.wants_upgrade:
+                self.exchange = None
+                self._tunnel = ex.client
+                ex.on_upgrade(self, self._status, self._headers, data[exc.args[0]:])
+            else:
+                self._fail(ex, "unexpected protocol switch from upstream")
+            return
+        except HttpParserError:
+            self._fail(ex, "malformed response from upstream")
+            return
+        if self._complete:
+            self._finish(ex)
+        else:
+            ex.flush()
+
+    def eof_received(self) -> bool:
+        ex = self.exchange
+        if ex is not None and self._framing == FRAME_CLOSE and self._status:
+            self._complete = True
+            self._dirty = True
+            self._finish(ex)
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.target.forget(self)
+        tunnel, self._tunnel = self._tunnel, None
+        if tunnel is not None:
+            tunnel.tunnel_closed()
+            return
+        ex = self.exchange
+        if ex is not None:
+            if self._framing == FRAME_CLOSE and self._status:
+                self._complete = True
+                self._dirty = True
+                self._finish(ex)
+            else:
+                self.exchange = None
+                ex.on_upstream_lost(self, got_response=bool(self._status))
+
+    def pause_writing(self) -> None:
+        ex = self.exchange
+        if ex is not None:
+            ex.client.pause_reading_for(1)
+        elif self._tunnel is not None:
+            self._tunnel.pause_reading_for(1)
+
+    def resume_writing(self) -> None:
+        ex = self.exchange
+        if ex is not None:
+            ex.client.resume_reading_for(1)
+        elif self._tunnel is not None:
+            self._tunnel.resume_reading_for(1)
+
+    # -- httptools callbacks ----------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        self._headers = []
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name.lower(), value.rstrip(b" \t")))
+
+    def on_headers_complete(self) -> None:
+        status = self.parser.get_status_code()
+        if status < 200 and status != 101:
+            self._interim = True  # 100/103: interim; the final response follows (facts §6)
+            return
+        self._status = status
+        if status == 101:
+            return  # delivered from the HttpParserUpgrade handler
+        framing = FRAME_CLOSE
+        no_body = status in (204, 304) or self.exchange.head_request
+        if no_body:
+            framing = FRAME_NONE
+        else:
+            for name, _ in self._headers:
+                if name == b"content-length":
+                    framing = FRAME_LENGTH
+                    break
+                if name == b"transfer-encoding":
+                    framing = FRAME_CHUNKED
+                    break
+        self._framing = framing
+        if not self.parser.should_keep_alive():
+            self._dirty = True
+        self.exchange.on_response_head(status, self._headers, framing)
+        if self.exchange.head_request:
+            # The parser cannot be told a HEAD response has no body: end it here (facts §6).
+            self._complete = True
+
+    def on_body(self, body: bytes) -> None:
+        if self._complete:
+            self._dirty = True  # body bytes after a HEAD response: desynchronised
+            return
+        self.exchange.on_response_body(body)
+
+    def on_message_complete(self) -> None:
+        if self._interim:
+            self._interim = False
+            return
+        self._complete = True
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def begin(self, exchange: Any) -> None:
+        self.exchange = exchange
+        self.uses += 1
+        self._complete = False
+        self._status = 0
+        self._framing = FRAME_NONE
+        if self._paused:
+            self._paused = False
+            self.transport.resume_reading()
+
+    def _finish(self, ex: Any) -> None:
+        self.exchange = None
+        self.resume_reading()  # a paused idle connection would never notice the peer closing
+        reusable = not self._dirty and not self.closed and ex.request_complete
+        if ex.head_request:
+            self.parser = HttpResponseParser(self)
+        if reusable:
+            self.target.release(self)
+        else:
+            self.close()
+        ex.on_response_end()
+
+    def _fail(self, ex: Any, detail: str) -> None:
+        self.exchange = None
+        self.close()
+        ex.on_upstream_error(self, BadGateway(detail, code="upstream_protocol"))
+
+    def pause_reading(self) -> None:
+        if not self._paused and self.transport is not None:
+            self._paused = True
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self._paused and self.transport is not None:
+            self._paused = False
+            self.transport.resume_reading()
+
+    def close(self) -> None:
+        self._dirty = True
+        if not self.closed:
+            self.closed = True
+            if self.transport is not None:
+                self.transport.close()
+        self.target.forget(self)
+
+    def abort(self) -> None:
+        self._dirty = True
+        self.closed = True
+        if self.transport is not None:
+            self.transport.abort()
+        self.target.forget(self)

@@ -1,0 +1,161 @@
+"""One gateway worker process: an event loop serving the listening socket it inherited.
+
+Started by the supervisor as `python -m wardgate.gateway.worker`. It signals readiness on a
+pipe once keys are loaded and the socket is being served, and drains on SIGTERM/SIGINT:
+stop accepting, let in-flight requests finish (keep-alive turned off), then exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ctypes
+import os
+import signal
+import socket
+import ssl
+import sys
+
+import uvloop
+
+from wardgate import logs
+from wardgate.config import ConfigError, GatewayConfig, load_gateway
+from wardgate.config.common import parse_hostport
+from wardgate.gateway.accesslog import AccessLog
+from wardgate.gateway.headers import RequestIds
+from wardgate.gateway.protocol import ClientProtocol
+from wardgate.gateway.request import Request
+from wardgate.gateway.runtime import Runtime
+
+SWEEP_INTERVAL_S = 0.25
+
+
+class WorkerState:
+    """Everything one worker's connections share; owned by `serve`."""
+
+    def __init__(self, runtime: Runtime, loop: asyncio.AbstractEventLoop, accesslog: AccessLog) -> None:
+        self.runtime = runtime
+        self.loop = loop
+        self.connections: set[ClientProtocol] = set()
+        self.ids = RequestIds()
+        self.accesslog = accesslog
+        self.draining = False
+
+    def log(self, req: Request, status: int, bytes_in: int, bytes_out: int, target: str,
+            error: str | None) -> None:
+        if self.accesslog.enabled:
+            ms = (self.loop.time() - req.start) * 1000 if req.start else 0.0
+            self.accesslog.record(req, status, bytes_in, bytes_out, target, error, ms)
+
+
+def server_ssl_context(cfg: GatewayConfig) -> ssl.SSLContext | None:
+    if cfg.tls is None:
+        return None
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(cfg.tls.cert, cfg.tls.key)
+    ctx.set_alpn_protocols(["http/1.1"])
+    return ctx
+
+
+def bind_listener(listen: str) -> socket.socket:
+    """A listening socket with SO_REUSEPORT, so several workers (and generations) share a port."""
+    host, port = parse_hostport(listen)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(1024)
+    sock.setblocking(False)
+    return sock
+
+
+def _die_with_parent() -> None:
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG: never outlive the supervisor
+    except OSError:
+        pass
+
+
+async def serve(cfg: GatewayConfig, sock: socket.socket, ready_fd: int | None = None) -> int:
+    loop = asyncio.get_running_loop()
+    al = cfg.access_log
+    accesslog = AccessLog(al.path, al.include_query, al.enabled)
+    runtime = Runtime(cfg)
+    await runtime.start()
+    state = WorkerState(runtime, loop, accesslog)
+    ctx = server_ssl_context(cfg)
+    scheme = "https" if ctx else "http"
+    server = await loop.create_server(
+        lambda: ClientProtocol(state, scheme), sock=sock, ssl=ctx,
+        ssl_handshake_timeout=cfg.tls.handshake_timeout_s if cfg.tls else None,
+    )
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, lambda: None)  # reload is the supervisor's job
+    parent = os.getppid()
+
+    async def sweeper() -> None:
+        while True:
+            await asyncio.sleep(SWEEP_INTERVAL_S)
+            now = loop.time()
+            for conn in list(state.connections):
+                conn.check_timeouts(now)
+            runtime.sweep(now)
+            accesslog.flush()
+            if os.getppid() != parent:
+                stop.set()
+
+    sweep_task = loop.create_task(sweeper())
+    logs.event("worker_ready", listen=cfg.listen, tls=bool(ctx))
+    if ready_fd is not None:
+        os.write(ready_fd, b"1")
+        os.close(ready_fd)
+    await stop.wait()
+
+    # Drain: stop accepting (the supervisor still holds the socket, so queued connections
+    # stay in the kernel for the next generation), finish in-flight, then go.
+    server.close()
+    state.draining = True
+    for conn in list(state.connections):
+        conn.drain()
+    deadline = loop.time() + cfg.timeouts.drain_s
+    while state.connections and loop.time() < deadline:
+        await asyncio.sleep(0.05)
+        for conn in list(state.connections):
+            conn.drain()
+    left = len(state.connections)
+    for conn in list(state.connections):
+        conn.transport.abort()
+    sweep_task.cancel()
+    await runtime.stop()
+    accesslog.close()
+    logs.event("worker_stopped", aborted_connections=left)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="wardgate-worker")
+    ap.add_argument("--config", required=True)
+    ap.add_argument("--fd", type=int, required=True, help="inherited listening socket")
+    ap.add_argument("--ready-fd", type=int, default=None)
+    args = ap.parse_args(argv)
+    _die_with_parent()
+    try:
+        cfg = load_gateway(args.config)
+    except ConfigError as exc:
+        logs.event("worker_config_invalid", level="error", errors=[str(i) for i in exc.issues])
+        return 2
+    sock = socket.socket(fileno=args.fd)
+    try:
+        return uvloop.run(serve(cfg, sock, args.ready_fd))
+    except Exception as exc:  # start-up failure (keys, TLS files): report, let the supervisor decide
+        logs.event("worker_failed", level="error", error=f"{type(exc).__name__}: {exc}")
+        return 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())
