@@ -9,6 +9,7 @@ import sys
 # Modules that contribute subcommands; each exposes register(subparsers).
 _COMMAND_MODULES = (
     "wardgate.gateway.commands",
+    "wardgate.issuer.commands",
 )
 
 

@@ -1,0 +1,121 @@
+"""The token issuer's configuration (`wardgate issuer --config FILE`; keys in docs/issuer.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, ValidationInfo, field_validator
+
+from wardgate.config.common import ByteSize, HostPort, Strict, resolve_path
+
+Algorithm = Literal["RS256", "ES256", "EdDSA"]
+
+
+class KeysConfig(Strict):
+    dir: str = "issuer-keys"
+    algorithm: Algorithm = "RS256"
+    # Rotation publishes the next key this long before it signs (JWKS caches must see it first).
+    rotation_lead_s: int = Field(3600, ge=0)
+    # How often a running issuer re-reads the key table (picks up `wardgate keys rotate`).
+    reload_interval_s: float = Field(30.0, gt=0)
+
+    @field_validator("dir")
+    @classmethod
+    def _resolve(cls, v: str, info: ValidationInfo) -> str:
+        return resolve_path(v, info)
+
+
+class TokensConfig(Strict):
+    access_ttl_s: int = Field(600, ge=10, le=86_400)
+    id_token_ttl_s: int = Field(600, ge=10, le=86_400)
+    refresh_idle_s: int = Field(14 * 86_400, ge=60)
+    refresh_absolute_s: int = Field(30 * 86_400, ge=60)
+    auth_code_ttl_s: int = Field(60, ge=5, le=600)
+    session_ttl_s: int = Field(12 * 3600, ge=60)
+    # Audience of tokens issued by POST /login (first-party web/API clients).
+    default_audience: str = "api"
+    # client_id claim of tokens issued by POST /login.
+    login_client_id: str = "wardgate-login"
+
+
+class PasswordHashConfig(Strict):
+    # argon2id (RFC 9106 §4 second recommended option is t=3, m=64 MiB, p=4).
+    time_cost: int = Field(3, ge=1, le=20)
+    memory_cost_kib: int = Field(65_536, ge=1024, le=4 * 1024 * 1024)
+    parallelism: int = Field(4, ge=1, le=64)
+
+
+class BrowserConfig(Strict):
+    enabled: bool = True
+    same_site: Literal["Strict", "Lax", "None"] = "Lax"
+
+
+class ThrottleConfig(Strict):
+    # Failures allowed before any delay; then the delay doubles per failure up to max_delay_s.
+    free_failures_per_user: int = Field(3, ge=0)
+    free_failures_per_address: int = Field(20, ge=0)
+    base_delay_s: float = Field(1.0, ge=0)
+    max_delay_s: float = Field(300.0, ge=0)
+    # A key with no failure for this long is forgotten (so no lockout can be held forever).
+    forget_after_s: float = Field(3600.0, gt=0)
+
+
+class LimitsConfig(Strict):
+    max_body_bytes: ByteSize = Field(64 * 1024, ge=1024)
+
+
+class IssuerConfig(Strict):
+    listen: HostPort = "127.0.0.1:9000"
+    # The `iss` value; also the base of every URL in the discovery document.
+    issuer: str = "http://127.0.0.1:9000"
+    database_url: str = "sqlite:///issuer.db"
+    keys: KeysConfig = KeysConfig()
+    tokens: TokensConfig = TokensConfig()
+    password_hash: PasswordHashConfig = PasswordHashConfig()
+    browser: BrowserConfig = BrowserConfig()
+    throttle: ThrottleConfig = ThrottleConfig()
+    limits: LimitsConfig = LimitsConfig()
+    # Role name -> scopes granted to users holding that role (synced to the database at start).
+    roles: dict[str, list[str]] = {}
+
+    @field_validator("issuer")
+    @classmethod
+    def _issuer_url(cls, v: str) -> str:
+        parts = urlsplit(v)
+        # OIDC Discovery §3 / RFC 8414 §2: https URL without query or fragment (http for loopback).
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("issuer must be an http(s) URL")
+        if parts.query or parts.fragment:
+            raise ValueError("issuer must not have a query or fragment")
+        return v.rstrip("/")
+
+    @field_validator("database_url")
+    @classmethod
+    def _db_url(cls, v: str, info: ValidationInfo) -> str:
+        if v.startswith("sqlite:///"):
+            path = v.removeprefix("sqlite:///")
+            if path and path != ":memory:" and not Path(path).is_absolute():
+                path = resolve_path(path, info)
+            return "sqlite:///" + path
+        if v.startswith(("postgresql://", "postgres://")):
+            return v
+        raise ValueError("database_url must start with sqlite:/// or postgresql://")
+
+    @field_validator("roles")
+    @classmethod
+    def _roles(cls, v: dict[str, list[str]]) -> dict[str, list[str]]:
+        for name, scopes in v.items():
+            if not name or any(c.isspace() for c in name):
+                raise ValueError(f"role {name!r}: no whitespace allowed")
+            for s in scopes:
+                if not s or any(c.isspace() or c in '"\\' for c in s):
+                    raise ValueError(f"role {name!r}: bad scope {s!r} (RFC 6749 §3.3)")
+        return v
+
+
+def load_issuer(path: str | Path) -> IssuerConfig:
+    from wardgate.config.loader import load_file
+
+    return load_file(IssuerConfig, path)

@@ -1,0 +1,79 @@
+"""The issuer's ASGI application: routes, the one error renderer, start/stop of resources."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import DBAPIError
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from wardgate.config.issuer import IssuerConfig
+from wardgate.issuer import errors, routes_authorize, routes_login, routes_meta, routes_token
+from wardgate.issuer.limits import BodyLimit
+from wardgate.issuer.service import Issuer
+
+log = logging.getLogger("wardgate.issuer")
+
+
+def create_app(cfg: IssuerConfig, *, clock: Callable[[], float] = time.time) -> FastAPI:
+    issuer = Issuer(cfg, clock=clock)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await issuer.start()
+        try:
+            yield
+        finally:
+            await issuer.stop()
+
+    app = FastAPI(title="wardgate issuer", version="1", lifespan=lifespan,
+                  docs_url=None, redoc_url=None)
+    app.state.issuer = issuer
+    for r in (routes_meta.router, routes_login.router, routes_token.router,
+              routes_authorize.router):
+        app.include_router(r)
+    app.add_middleware(BodyLimit, max_bytes=cfg.limits.max_body_bytes)
+    _install_error_handlers(app)
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    """Typed exceptions become responses here and nowhere else."""
+
+    async def on_issuer_error(_r: Request, exc: Exception) -> Response:
+        assert isinstance(exc, errors.IssuerError)
+        return errors.render(exc)
+
+    async def on_validation(_r: Request, _exc: Exception) -> Response:
+        return errors.render(errors.InvalidRequest("malformed request"))
+
+    async def on_http(_r: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        if exc.status_code == 405:
+            return errors.render(errors.MethodNotAllowed("method not allowed"))
+        if exc.status_code == 404:
+            return errors.render(errors.NotFound("no such endpoint"))
+        err = errors.InvalidRequest(str(exc.detail))
+        err.status = exc.status_code if 400 <= exc.status_code < 500 else 400
+        return errors.render(err)
+
+    async def on_db(_r: Request, exc: Exception) -> Response:
+        log.error("database error: %s", type(exc).__name__)
+        return errors.render(errors.TemporarilyUnavailable("database unavailable"))
+
+    async def on_unexpected(_r: Request, exc: Exception) -> Response:
+        log.exception("unexpected error", exc_info=exc)
+        return errors.render(errors.IssuerError("internal error"))
+
+    app.add_exception_handler(errors.IssuerError, on_issuer_error)
+    app.add_exception_handler(RequestValidationError, on_validation)
+    app.add_exception_handler(HTTPException, on_http)
+    app.add_exception_handler(DBAPIError, on_db)
+    app.add_exception_handler(Exception, on_unexpected)

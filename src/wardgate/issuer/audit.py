@@ -1,0 +1,29 @@
+"""Audit events: login success/failure, refresh, reuse detection, revocation, keys, clients."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlalchemy import insert, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from wardgate.issuer.schema import audit_events
+
+
+async def record(conn: AsyncConnection, now: int, event: str, *, username: str | None = None,
+                 client_id: str | None = None, address: str | None = None,
+                 **detail: Any) -> None:
+    # Never pass secrets here: tokens, passwords and codes stay out of the log by construction.
+    await conn.execute(insert(audit_events).values(
+        at=now, event=event, username=username, client_id=client_id, address=address,
+        detail=json.dumps(detail, sort_keys=True, default=str)))
+
+
+async def recent(conn: AsyncConnection, event: str | None = None,
+                 limit: int = 100) -> list[dict[str, Any]]:
+    q = select(audit_events).order_by(audit_events.c.id.desc()).limit(limit)
+    if event is not None:
+        q = q.where(audit_events.c.event == event)
+    rows = (await conn.execute(q)).mappings().all()
+    return [dict(r) | {"detail": json.loads(r["detail"])} for r in rows]

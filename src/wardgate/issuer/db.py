@@ -1,0 +1,86 @@
+"""The issuer's database: engine ownership, first-start creation and migration.
+
+One `Database` per process owns the async engine. Every multi-row change runs inside
+`db.begin()` (one transaction), so a failed request leaves no partial rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from sqlalchemy import event, insert, select
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import NullPool
+
+from wardgate.issuer import schema
+
+
+class SchemaTooNew(RuntimeError):
+    """The database was created by a newer wardgate; refuse rather than corrupt it."""
+
+
+def async_url(url: str) -> str:
+    """Map the configured URL to its async driver (aiosqlite / asyncpg)."""
+    if url.startswith("sqlite:///"):
+        return "sqlite+aiosqlite:///" + url.removeprefix("sqlite:///")
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url.removeprefix("postgres://")
+    if url.startswith("postgresql://"):
+        return "postgresql+asyncpg://" + url.removeprefix("postgresql://")
+    return url
+
+
+def _sqlite_pragmas(dbapi_conn: object, _record: object) -> None:
+    cur = dbapi_conn.cursor()  # type: ignore[attr-defined]
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=5000")  # CLI and server may write at the same time
+    cur.close()
+
+
+class Database:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        aurl = async_url(url)
+        self.is_sqlite = aurl.startswith("sqlite")
+        if self.is_sqlite:
+            path = make_url(aurl).database
+            if path and path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            # NullPool: aiosqlite connections are cheap, and a pool would pin file handles.
+            self.engine: AsyncEngine = create_async_engine(aurl, poolclass=NullPool)
+            event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+        else:
+            self.engine = create_async_engine(aurl, pool_size=10, max_overflow=10)
+
+    async def migrate(self) -> None:
+        """Create missing tables; record the schema version (first start creates the file)."""
+        async with self.engine.begin() as conn:
+            if self.is_sqlite:
+                # WAL: readers never block the single writer.
+                await conn.exec_driver_sql("PRAGMA journal_mode=WAL")
+            await conn.run_sync(schema.metadata.create_all)
+            row = (await conn.execute(
+                select(schema.meta.c.value).where(schema.meta.c.key == "schema_version")
+            )).first()
+            if row is None:
+                await conn.execute(insert(schema.meta).values(
+                    key="schema_version", value=str(schema.SCHEMA_VERSION)))
+            elif int(row[0]) > schema.SCHEMA_VERSION:
+                raise SchemaTooNew(f"database schema {row[0]} is newer than {schema.SCHEMA_VERSION}")
+
+    @asynccontextmanager
+    async def begin(self) -> AsyncIterator[AsyncConnection]:
+        async with self.engine.begin() as conn:
+            yield conn
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+
+async def open_database(url: str) -> Database:
+    db = Database(url)
+    await db.migrate()
+    return db

@@ -1,0 +1,159 @@
+"""The token endpoint's grants (RFC 6749 §4.1.3, §4.4, §6) over one transaction each.
+
+A grant either commits everything it wrote (tokens, rotation, audit) or nothing. The one
+deliberate exception is refresh-token reuse: the family revocation and its audit event are
+committed, then `invalid_grant` is raised.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import re
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from wardgate.issuer import audit, clients, refresh, sessions, users
+from wardgate.issuer.errors import InvalidGrant, InvalidScope, InvalidTarget, UnauthorizedClient
+from wardgate.issuer.schema import auth_codes
+from wardgate.issuer.service import Grant, Issuer
+
+_VERIFIER = re.compile(r"^[A-Za-z0-9\-._~]{43,128}$")  # RFC 7636 §4.1
+
+
+def s256(verifier: str) -> str:
+    digest = hashlib.sha256(verifier.encode("ascii")).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def pick_audience(client: clients.Client, requested: str | None) -> str:
+    """RFC 8707: a requested resource must be one of the client's audiences."""
+    if requested is None:
+        return client.audiences[0]
+    if requested not in client.audiences:
+        raise InvalidTarget("audience not allowed for this client")
+    return requested
+
+
+async def refresh_grant(iss: Issuer, token: str, client: clients.Client | None,
+                        address: str) -> tuple[dict[str, Any], refresh.RefreshRow]:
+    """Rotate `token`. `client` None means the token's own (public) client, already checked."""
+    now = iss.now()
+    reused: refresh.RefreshRow | None = None
+    async with iss.db.begin() as conn:
+        rot = await refresh.rotate(conn, token, client.client_id if client else None, now,
+                                   iss.cfg.tokens.refresh_idle_s)
+        if rot.outcome is refresh.Outcome.REUSED:
+            assert rot.row is not None
+            reused = rot.row
+            await audit.record(conn, now, "refresh_reuse", client_id=rot.row.client_id,
+                               address=address, family=rot.row.family_id,
+                               user_id=rot.row.user_id)
+        elif rot.outcome is not refresh.Outcome.OK:
+            raise InvalidGrant(f"refresh token {rot.outcome.value}")
+        else:
+            assert rot.row is not None and rot.new_token is not None
+            out = await _tokens_for(iss, conn, rot.row, now)
+            out["refresh_token"] = rot.new_token
+            await audit.record(conn, now, "refresh", client_id=rot.row.client_id,
+                               address=address, family=rot.row.family_id)
+            return out, rot.row
+    assert reused is not None
+    raise InvalidGrant("refresh token reused; its family is revoked")
+
+
+async def _tokens_for(iss: Issuer, conn: AsyncConnection, row: refresh.RefreshRow,
+                      now: int) -> dict[str, Any]:
+    scope = json.loads(row.scope)
+    roles: list[str] = []
+    sub = row.client_id
+    if row.user_id is not None:
+        user = await users.get_by_id(conn, row.user_id)
+        if user is None or user.disabled:
+            raise InvalidGrant("user disabled")
+        if row.sid is not None and not await sessions.is_live(conn, row.sid, now):
+            raise InvalidGrant("session ended")
+        roles, sub = list(user.roles), str(user.id)
+    g = Grant(sub=sub, client_id=row.client_id, scope=scope, audience=row.audience,
+              roles=roles, user_id=row.user_id, sid=row.sid, with_refresh=False)
+    out, _ = await iss.tokens(conn, g, now)
+    return out
+
+
+async def client_credentials(iss: Issuer, conn: AsyncConnection, client: clients.Client,
+                             scope: list[str], audience: str | None,
+                             address: str) -> dict[str, Any]:
+    if "client_credentials" not in client.grant_types or client.public:
+        raise UnauthorizedClient("client may not use client_credentials")
+    if not set(scope) <= set(client.scopes):
+        raise InvalidScope("scope not allowed for this client")
+    now = iss.now()
+    # RFC 6749 §4.4.3: no refresh token; the client can always ask again.
+    g = Grant(sub=client.client_id, client_id=client.client_id,
+              scope=scope or list(client.scopes), audience=pick_audience(client, audience),
+              roles=[], user_id=None, sid=None, with_refresh=False)
+    out, _ = await iss.tokens(conn, g, now)
+    await audit.record(conn, now, "client_credentials", client_id=client.client_id,
+                       address=address)
+    return out
+
+
+async def authorization_code(iss: Issuer, client: clients.Client, code: str,
+                             redirect_uri: str | None, verifier: str | None,
+                             address: str) -> dict[str, Any]:
+    now = iss.now()
+    replayed = False
+    async with iss.db.begin() as conn:
+        if "authorization_code" not in client.grant_types:
+            raise UnauthorizedClient("client may not use authorization_code")
+        row = (await conn.execute(select(auth_codes).where(
+            auth_codes.c.code_hash == sessions.digest(code)))).first() if len(code) < 256 else None
+        if row is None:
+            raise InvalidGrant("unknown authorization code")
+        c = row._mapping
+        if c["client_id"] != client.client_id:
+            raise InvalidGrant("code was issued to another client")
+        if c["used"]:
+            # RFC 6749 §4.1.2: a code used twice revokes the tokens issued from it.
+            replayed = True
+            if c["family_id"]:
+                await refresh.revoke_family(conn, c["family_id"])
+            await audit.record(conn, now, "code_replay", client_id=client.client_id,
+                               address=address)
+        else:
+            if c["expires_at"] <= now:
+                raise InvalidGrant("authorization code expired")
+            if redirect_uri != c["redirect_uri"]:
+                raise InvalidGrant("redirect_uri differs from the authorization request")
+            # RFC 7636 §4.6: S256 only; any mismatch or malformed verifier is invalid_grant.
+            if verifier is None or not _VERIFIER.match(verifier) or not hmac.compare_digest(
+                    s256(verifier), c["code_challenge"]):
+                raise InvalidGrant("PKCE verification failed")
+            res = await conn.execute(update(auth_codes).where(
+                auth_codes.c.code_hash == c["code_hash"], auth_codes.c.used.is_(False))
+                .values(used=True))
+            if res.rowcount != 1:
+                raise InvalidGrant("authorization code already used")
+            user = await users.get_by_id(conn, c["user_id"])
+            if user is None or user.disabled or not await sessions.is_live(conn, c["sid"], now):
+                raise InvalidGrant("the sign-in behind this code has ended")
+            scope = json.loads(c["scope"])
+            g = Grant(sub=str(user.id), client_id=client.client_id, scope=scope,
+                      audience=c["audience"], roles=list(user.roles), user_id=user.id,
+                      sid=c["sid"], with_refresh="refresh_token" in client.grant_types)
+            out, family = await iss.tokens(conn, g, now)
+            if family is not None:
+                await iss.mark_code_family(conn, c["code_hash"], family)
+            if "openid" in scope:
+                out["id_token"] = iss.id_token(sub=str(user.id), client_id=client.client_id,
+                                               now=now, auth_time=c["auth_time"], sid=c["sid"],
+                                               nonce=c["nonce"], username=user.username)
+            await audit.record(conn, now, "code_exchanged", username=user.username,
+                               client_id=client.client_id, address=address)
+            return out
+    assert replayed
+    raise InvalidGrant("authorization code already used")

@@ -1,0 +1,166 @@
+"""First-party login (JSON and browser cookie modes), cookie refresh, logout and userinfo."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from starlette.responses import JSONResponse, Response
+
+from wardgate.issuer import audit, clients, cookies, csrf, forms, refresh, sessions, tokens, users
+from wardgate.issuer.deps import address, bearer, issuer_of, no_store
+from wardgate.issuer.errors import CsrfFailed, InvalidGrant, InvalidRequest, InvalidToken
+from wardgate.issuer.grants import refresh_grant
+from wardgate.issuer.service import Issuer
+
+router = APIRouter(tags=["login"])
+
+_LOGIN_BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": {
+    "type": "object", "required": ["username", "password"],
+    "properties": {"username": {"type": "string", "maxLength": 150},
+                   "password": {"type": "string", "maxLength": 1024},
+                   "mode": {"type": "string", "enum": ["token", "cookie"]}}}}}}}
+_TOKEN_RESPONSE = {"200": {"description": "tokens", "content": {"application/json": {"schema": {
+    "type": "object", "properties": {"access_token": {"type": "string"},
+                                     "refresh_token": {"type": "string"},
+                                     "token_type": {"type": "string"},
+                                     "expires_in": {"type": "integer"}}}}}}}
+
+
+@router.post("/login", openapi_extra=_LOGIN_BODY, responses=_TOKEN_RESPONSE)  # type: ignore[arg-type]
+async def login(request: Request) -> Response:
+    iss = issuer_of(request)
+    body = await forms.json_object(request, iss.cfg.limits.max_body_bytes)
+    username = forms.need_str(body, "username", 150)
+    password = forms.need_str(body, "password", 1024)
+    mode = body.get("mode", "token")
+    if mode not in ("token", "cookie") or (mode == "cookie" and not iss.cfg.browser.enabled):
+        raise InvalidRequest("mode must be 'token' or 'cookie' (if browser mode is enabled)")
+    user = await iss.check_password(username, password, address(request))
+    now = iss.now()
+    t = iss.cfg.tokens
+    async with iss.db.begin() as conn:
+        client = await clients.get_client(conn, t.login_client_id)
+        assert client is not None  # created at start-up
+        sess_cookie, sess = await sessions.create(conn, user.id, now, t.session_ttl_s)
+        grant = iss.user_grant(user, client, [], t.default_audience, sess.sid)
+        out, _ = await iss.tokens(conn, grant, now)
+        await audit.record(conn, now, "login", username=user.username,
+                           client_id=client.client_id, address=address(request), mode=mode)
+    if mode == "token":
+        return no_store(out)
+    return _cookie_answer(iss, out, sess.sid, sess_cookie)
+
+
+def _cookie_answer(iss: Issuer, out: dict[str, Any], sid: str | None,
+                   session_cookie: str | None) -> Response:
+    t = iss.cfg.tokens
+    token = csrf.issue(iss.csrf_key, sid or "")
+    resp = no_store({"token_type": "Bearer", "expires_in": out["expires_in"],
+                     "scope": out.get("scope", ""), "csrf_token": token})
+    cookies.set_login(resp, access=out["access_token"], access_ttl=t.access_ttl_s,
+                      refresh=out.get("refresh_token"), refresh_ttl=t.refresh_idle_s,
+                      csrf=token, session=session_cookie, session_ttl=t.session_ttl_s,
+                      same_site=iss.cfg.browser.same_site)
+    return resp
+
+
+@router.post(cookies.REFRESH_PATH)
+async def session_refresh(request: Request) -> Response:
+    """Browser-mode refresh: refresh cookie + CSRF header; rotates and resets the cookies."""
+    iss = issuer_of(request)
+    if not iss.cfg.browser.enabled:
+        raise InvalidRequest("browser mode is disabled")
+    token = request.cookies.get(cookies.REFRESH)
+    if not token:
+        raise InvalidGrant("no refresh cookie")
+    async with iss.db.begin() as conn:
+        row = await refresh.find(conn, token)
+    if row is None:
+        raise InvalidGrant("refresh token unknown")
+    if not csrf.double_submit_ok(iss.csrf_key, row.sid or "", request.headers.get(csrf.HEADER),
+                                 request.cookies.get(cookies.CSRF)):
+        raise CsrfFailed("missing or invalid CSRF token")
+    out, row = await refresh_grant(iss, token, None, address(request))
+    return _cookie_answer(iss, out, row.sid, None)
+
+
+async def _sid_from_cookies(iss: Issuer, request: Request) -> str | None:
+    now = iss.now()
+    value = request.cookies.get(cookies.SESSION)
+    if value:
+        async with iss.db.begin() as conn:
+            s = await sessions.lookup(conn, value, now)
+        if s is not None:
+            return s.sid
+    access = request.cookies.get(cookies.ACCESS)
+    if access:
+        claims = tokens.verify_access(iss.ring, access, issuer=iss.cfg.issuer, now=now)
+        if claims and isinstance(claims.get("sid"), str):
+            return str(claims["sid"])
+    return None
+
+
+@router.post("/logout")
+async def logout(request: Request) -> Response:
+    """End the session: revoke its refresh families, end SSO, clear cookies.
+
+    Bearer access token in the header; or browser cookies plus the CSRF header; or a
+    `refresh_token` in a JSON body.
+    """
+    iss = issuer_of(request)
+    now = iss.now()
+    sid: str | None = None
+    family: str | None = None
+    token = bearer(request)
+    if token is not None:
+        claims = tokens.verify_access(iss.ring, token, issuer=iss.cfg.issuer, now=now)
+        if claims is None:
+            raise InvalidToken("access token invalid")
+        sid = claims.get("sid") if isinstance(claims.get("sid"), str) else None
+    elif request.cookies.get(cookies.SESSION) or request.cookies.get(cookies.ACCESS):
+        sid = await _sid_from_cookies(iss, request)
+        if sid is None or not csrf.double_submit_ok(
+                iss.csrf_key, sid, request.headers.get(csrf.HEADER),
+                request.cookies.get(cookies.CSRF)):
+            raise CsrfFailed("missing or invalid CSRF token")
+    else:
+        body = await forms.json_object(request, iss.cfg.limits.max_body_bytes)
+        rt = forms.need_str(body, "refresh_token", 256)
+        async with iss.db.begin() as conn:
+            row = await refresh.find(conn, rt)
+        if row is not None:
+            sid, family = row.sid, row.family_id
+    async with iss.db.begin() as conn:
+        if family is not None:
+            await refresh.revoke_family(conn, family)
+        if sid is not None:
+            await sessions.end(conn, sid)
+        await audit.record(conn, now, "logout", address=address(request), sid=sid)
+    resp = no_store({"logged_out": True})
+    cookies.clear_all(resp, iss.cfg.browser.same_site)
+    return resp
+
+
+@router.get("/userinfo")
+async def userinfo(request: Request) -> JSONResponse:
+    """OIDC Core §5.3: claims about the user behind a valid access token."""
+    iss = issuer_of(request)
+    token = bearer(request)
+    if token is None:
+        raise InvalidToken("bearer access token required")
+    now = iss.now()
+    claims = tokens.verify_access(iss.ring, token, issuer=iss.cfg.issuer, now=now)
+    if claims is None or not str(claims.get("sub", "")).isdigit():
+        raise InvalidToken("access token invalid")
+    async with iss.db.begin() as conn:
+        if await iss.jti_revoked(conn, str(claims["jti"])):
+            raise InvalidToken("access token revoked")
+        sid = claims.get("sid")
+        if isinstance(sid, str) and not await sessions.is_live(conn, sid, now):
+            raise InvalidToken("session ended")
+        user = await users.get_by_id(conn, int(claims["sub"]))
+    if user is None or user.disabled:
+        raise InvalidToken("user unknown")
+    return no_store({"sub": str(user.id), "preferred_username": user.username,
+                     "roles": list(user.roles), "scope": claims.get("scope", "")})

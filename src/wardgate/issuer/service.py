@@ -1,0 +1,223 @@
+"""The issuer's state and core operations, shared by every route.
+
+One `Issuer` per process owns the database, the key ring, the password hasher and the
+throttles; routes only parse requests and render answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from wardgate.config.issuer import IssuerConfig
+from wardgate.issuer import audit, clients, keys, refresh, sessions, tokens, users
+from wardgate.issuer.db import Database
+from wardgate.issuer.errors import AccessDenied, InvalidScope, SlowDown, TemporarilyUnavailable
+from wardgate.issuer.keyring import KeyRing, KeysUnavailable
+from wardgate.issuer.passwords import Passwords
+from wardgate.issuer.schema import meta
+from wardgate.issuer.throttle import Throttle
+
+log = logging.getLogger("wardgate.issuer")
+
+OIDC_SCOPES = frozenset({"openid", "profile", "offline_access"})
+WILDCARD = "*"
+LOGIN_FAILED = "invalid username or password"  # one message for every failure (no oracle)
+
+
+@dataclass(frozen=True)
+class Grant:
+    """Who a token is for, as decided by a grant; turned into tokens by `Issuer.tokens`."""
+    sub: str
+    client_id: str
+    scope: list[str]
+    audience: str
+    roles: list[str]
+    user_id: int | None
+    sid: str | None
+    with_refresh: bool
+
+
+class Issuer:
+    def __init__(self, cfg: IssuerConfig, *, clock: Callable[[], float] = time.time) -> None:
+        self.cfg = cfg
+        self.clock = clock
+        self.db = Database(cfg.database_url)
+        self.ring = KeyRing()
+        self.passwords = Passwords(cfg.password_hash)
+        t = cfg.throttle
+        self.user_throttle = Throttle(free=t.free_failures_per_user, base_delay=t.base_delay_s,
+                                      max_delay=t.max_delay_s, forget_after=t.forget_after_s)
+        self.addr_throttle = Throttle(free=t.free_failures_per_address,
+                                      base_delay=t.base_delay_s, max_delay=t.max_delay_s,
+                                      forget_after=t.forget_after_s)
+        self.csrf_key = b""
+        self._reloader: asyncio.Task[None] | None = None
+
+    def now(self) -> int:
+        return int(self.clock())
+
+    def url(self, path: str) -> str:
+        return self.cfg.issuer + path
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    async def start(self) -> None:
+        await self.db.migrate()
+        now = self.now()
+        async with self.db.begin() as conn:
+            await users.sync_roles(conn, self.cfg.roles)
+            self.csrf_key = bytes.fromhex(await self._meta_secret(conn, "csrf_key"))
+            await self._ensure_login_client(conn, now)
+            if not await keys.list_keys(conn):
+                # First start: one key that signs at once (rotation adds the lead time later).
+                k = await keys.create_key(conn, self.cfg.keys.dir, self.cfg.keys.algorithm,
+                                          now, now)
+                await audit.record(conn, now, "key_generated", kid=k.kid, alg=k.alg)
+        await self.ring.reload(self.db, now)
+        self._reloader = asyncio.create_task(self._reload_loop())
+
+    async def stop(self) -> None:
+        if self._reloader is not None:
+            self._reloader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reloader
+        await self.db.close()
+
+    async def _reload_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.cfg.keys.reload_interval_s)
+            try:
+                await self.ring.reload(self.db, self.now())
+            except Exception:  # a bad read must not stop future reloads
+                log.exception("key reload failed")
+
+    async def _meta_secret(self, conn: AsyncConnection, name: str) -> str:
+        row = (await conn.execute(select(meta.c.value).where(meta.c.key == name))).first()
+        if row is not None:
+            return str(row[0])
+        value = secrets.token_hex(32)
+        await conn.execute(insert(meta).values(key=name, value=value))
+        return value
+
+    async def _ensure_login_client(self, conn: AsyncConnection, now: int) -> None:
+        cid = self.cfg.tokens.login_client_id
+        if await clients.get_client(conn, cid) is None:
+            await clients.add_client(
+                conn, client_id=cid, name="first-party login (POST /login)", auth_method="none",
+                grant_types=["refresh_token"], scopes=[WILDCARD],
+                audiences=[self.cfg.tokens.default_audience], redirect_uris=[], jwks=None,
+                now=now)
+
+    # -- passwords -----------------------------------------------------------------------------
+    async def check_password(self, username: str, password: str, address: str) -> users.User:
+        """Throttled password check; raises SlowDown or AccessDenied (same text every time)."""
+        now_f = self.clock()
+        ukey = "u:" + username.casefold()
+        akey = "a:" + address
+        wait = max(self.user_throttle.retry_after(ukey, now_f),
+                   self.addr_throttle.retry_after(akey, now_f))
+        if wait > 0:
+            raise SlowDown(wait)
+        async with self.db.begin() as conn:
+            user = await users.get_by_name(conn, username)
+        ok, rehash = await self.passwords.verify(user.password_hash if user else None, password)
+        now = self.now()
+        if not ok or user is None or user.disabled:
+            self.user_throttle.failure(ukey, now_f)
+            self.addr_throttle.failure(akey, now_f)
+            async with self.db.begin() as conn:
+                await audit.record(conn, now, "login_failed", username=username[:150],
+                                   address=address)
+            raise AccessDenied(LOGIN_FAILED)
+        self.user_throttle.success(ukey)
+        if rehash:
+            # Parameters changed since this hash was made: upgrade it now (argon2 §rehash).
+            new_hash = await self.passwords.hash(password)
+            async with self.db.begin() as conn:
+                await users.set_password_hash(conn, username, new_hash)
+                await audit.record(conn, now, "password_rehashed", username=username)
+        return user
+
+    # -- tokens -------------------------------------------------------------------------------
+    async def tokens(self, conn: AsyncConnection, g: Grant,
+                     now: int) -> tuple[dict[str, Any], str | None]:
+        """Mint the access token and, if the grant allows, store a new refresh family.
+
+        Runs inside the caller's transaction; returns (response body, refresh family id).
+        """
+        t = self.cfg.tokens
+        try:
+            access, _ = tokens.mint_access(
+                self.ring, issuer=self.cfg.issuer, sub=g.sub, audience=g.audience,
+                client_id=g.client_id, scope=" ".join(g.scope), roles=g.roles,
+                ttl_s=t.access_ttl_s, now=now, sid=g.sid)
+        except KeysUnavailable:
+            raise TemporarilyUnavailable("no signing key is active") from None
+        out: dict[str, Any] = {"access_token": access, "token_type": "Bearer",
+                               "expires_in": t.access_ttl_s, "scope": " ".join(g.scope)}
+        family = None
+        if g.with_refresh:
+            rt, family = await refresh.issue(
+                conn, user_id=g.user_id, client_id=g.client_id, sid=g.sid,
+                scope=json.dumps(g.scope), audience=g.audience, now=now,
+                idle_s=t.refresh_idle_s, absolute_s=t.refresh_absolute_s)
+            out["refresh_token"] = rt
+        return out, family
+
+    def id_token(self, *, sub: str, client_id: str, now: int, auth_time: int, sid: str,
+                 nonce: str | None, username: str) -> str:
+        try:
+            return tokens.mint_id_token(
+                self.ring, issuer=self.cfg.issuer, sub=sub, client_id=client_id,
+                ttl_s=self.cfg.tokens.id_token_ttl_s, now=now, auth_time=auth_time, sid=sid,
+                nonce=nonce, extra={"preferred_username": username})
+        except KeysUnavailable:
+            raise TemporarilyUnavailable("no signing key is active") from None
+
+    def user_grant(self, user: users.User, client: clients.Client, requested: list[str],
+                   audience: str, sid: str | None) -> Grant:
+        allowed = set(user.scopes) | OIDC_SCOPES
+        if WILDCARD not in client.scopes:
+            allowed &= set(client.scopes)
+        if requested:
+            if not set(requested) <= allowed:
+                raise InvalidScope("scope not allowed for this user or client")
+            scope = requested
+        else:
+            scope = sorted(allowed - OIDC_SCOPES) if WILDCARD in client.scopes else sorted(allowed)
+        return Grant(sub=str(user.id), client_id=client.client_id, scope=scope,
+                     audience=audience, roles=list(user.roles), user_id=user.id, sid=sid,
+                     with_refresh="refresh_token" in client.grant_types)
+
+    async def revoke_jti(self, conn: AsyncConnection, jti: str, exp: int) -> None:
+        from wardgate.issuer.schema import revoked_jti
+
+        found = (await conn.execute(select(revoked_jti.c.jti)
+                                    .where(revoked_jti.c.jti == jti))).first()
+        if found is None:
+            await conn.execute(insert(revoked_jti).values(jti=jti, expires_at=exp))
+
+    async def jti_revoked(self, conn: AsyncConnection, jti: str) -> bool:
+        from wardgate.issuer.schema import revoked_jti
+
+        return (await conn.execute(select(revoked_jti.c.jti)
+                                   .where(revoked_jti.c.jti == jti))).first() is not None
+
+    async def disable_user_everywhere(self, conn: AsyncConnection, user_id: int) -> None:
+        await sessions.end_for_user(conn, user_id)
+
+    async def mark_code_family(self, conn: AsyncConnection, code_hash: str, family: str) -> None:
+        from wardgate.issuer.schema import auth_codes
+
+        await conn.execute(update(auth_codes).where(auth_codes.c.code_hash == code_hash)
+                           .values(family_id=family))
