@@ -1,0 +1,192 @@
+"""Storage against SQLite and a real PostgreSQL: same schema, same behaviour, no partial rows."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select, text
+
+from wardgate.issuer import audit, clients, keys, refresh, sessions, users
+from wardgate.issuer.db import Database, open_database
+from wardgate.issuer.schema import auth_codes, refresh_tokens, signing_keys
+from wardgate.issuer.schema import users as users_table
+
+NOW = 1_800_000_000
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'sub' / 'issuer.db'}"
+    else:
+        url = request.getfixturevalue("postgres_url")
+    d = await open_database(url)
+    if not d.is_sqlite:
+        # One database for the session: start every test from empty tables.
+        async with d.begin() as conn:
+            await conn.execute(text(
+                "TRUNCATE wg_audit_events, wg_refresh_tokens, wg_auth_codes, wg_sessions, "
+                "wg_user_roles, wg_roles, wg_users, wg_clients, wg_signing_keys, "
+                "wg_revoked_jti, wg_used_assertions RESTART IDENTITY CASCADE"))
+    yield d
+    await d.close()
+
+
+async def test_first_start_creates_file_and_migration_is_idempotent(tmp_path: Path) -> None:
+    path = tmp_path / "new" / "dir" / "issuer.db"
+    d = await open_database(f"sqlite:///{path}")
+    await d.migrate()  # second start: nothing to do, nothing breaks
+    await d.close()
+    assert path.is_file()
+
+
+async def test_users_roles_and_scopes(db: Database) -> None:
+    async with db.begin() as conn:
+        await users.sync_roles(conn, {"reader": ["orders:read"], "admin": ["a", "b"]})
+        uid = await users.add_user(conn, "alice", "hash", ["reader", "admin"], NOW)
+    async with db.begin() as conn:
+        u = await users.get_by_name(conn, "alice")
+    assert u is not None and u.id == uid
+    assert u.roles == ("admin", "reader") and u.scopes == ("a", "b", "orders:read")
+    async with db.begin() as conn:
+        with pytest.raises(users.UserExists):
+            await users.add_user(conn, "alice", "hash", [], NOW)
+    async with db.begin() as conn:
+        await users.set_disabled(conn, "alice", True)
+        assert (await users.get_by_id(conn, uid)).disabled  # type: ignore[union-attr]
+        with pytest.raises(users.NoSuchUser):
+            await users.set_password_hash(conn, "nobody", "x")
+
+
+async def test_failed_transaction_leaves_no_partial_rows(db: Database) -> None:
+    with pytest.raises(RuntimeError):
+        async with db.begin() as conn:
+            await users.add_user(conn, "carol", "hash", ["reader"], NOW)
+            raise RuntimeError("crash after the first insert")
+    async with db.begin() as conn:
+        n = (await conn.execute(select(func.count()).select_from(users_table))).scalar_one()
+        assert n == 0
+
+
+async def test_clients_secret_hashed_and_rules(db: Database) -> None:
+    async with db.begin() as conn:
+        secret = await clients.add_client(
+            conn, client_id="svc", name="svc", auth_method="client_secret_basic",
+            grant_types=["client_credentials"], scopes=["x"], audiences=["api"],
+            redirect_uris=[], jwks=None, now=NOW)
+        assert secret and len(secret) >= 43
+        c = await clients.get_client(conn, "svc")
+        assert c is not None and c.secret_matches(secret) and not c.secret_matches("nope")
+        assert secret not in json.dumps(c.__dict__)
+        with pytest.raises(ValueError, match="public client"):
+            await clients.add_client(conn, client_id="p", name="p", auth_method="none",
+                                     grant_types=["client_credentials"], scopes=[],
+                                     audiences=["api"], redirect_uris=[], jwks=None, now=NOW)
+        with pytest.raises(ValueError, match="fragment"):
+            await clients.add_client(conn, client_id="w", name="w", auth_method="none",
+                                     grant_types=["authorization_code"], scopes=[],
+                                     audiences=["api"], redirect_uris=["https://a/cb#x"],
+                                     jwks=None, now=NOW)
+
+
+async def _family(db: Database, **kw: int) -> str:
+    async with db.begin() as conn:
+        tok, _ = await refresh.issue(conn, user_id=None, client_id="c", sid=None, scope="[]",
+                                     audience="api", now=NOW, idle_s=kw.get("idle", 100),
+                                     absolute_s=kw.get("absolute", 1000))
+    return tok
+
+
+async def test_refresh_rotation_and_reuse_revokes_family(db: Database) -> None:
+    t0 = await _family(db)
+    async with db.begin() as conn:
+        r1 = await refresh.rotate(conn, t0, "c", NOW + 1, 100)
+    assert r1.outcome is refresh.Outcome.OK and r1.new_token
+    async with db.begin() as conn:
+        r2 = await refresh.rotate(conn, r1.new_token, "c", NOW + 2, 100)
+    assert r2.outcome is refresh.Outcome.OK and r2.new_token
+    async with db.begin() as conn:
+        reuse = await refresh.rotate(conn, t0, "c", NOW + 3, 100)
+    assert reuse.outcome is refresh.Outcome.REUSED
+    async with db.begin() as conn:  # the newest member of the family is dead too
+        after = await refresh.rotate(conn, r2.new_token, "c", NOW + 4, 100)
+        rows = (await conn.execute(select(refresh_tokens.c.revoked))).scalars().all()
+    assert after.outcome is refresh.Outcome.REVOKED
+    assert len(rows) == 3 and all(rows)
+    async with db.begin() as conn:
+        assert (await refresh.rotate(conn, "x" * 43, "c", NOW, 100)).outcome \
+            is refresh.Outcome.UNKNOWN
+
+
+async def test_refresh_bound_to_client(db: Database) -> None:
+    t0 = await _family(db)
+    async with db.begin() as conn:
+        r = await refresh.rotate(conn, t0, "other", NOW + 1, 100)
+    assert r.outcome is refresh.Outcome.WRONG_CLIENT
+
+
+async def test_refresh_idle_lifetime(db: Database) -> None:
+    t0 = await _family(db, idle=100, absolute=1000)
+    async with db.begin() as conn:
+        assert (await refresh.rotate(conn, t0, "c", NOW + 100, 100)).outcome \
+            is refresh.Outcome.EXPIRED
+
+
+async def test_refresh_absolute_lifetime_not_extended_by_rotation(db: Database) -> None:
+    tok = await _family(db, idle=100, absolute=250)
+    t = NOW
+    for _ in range(2):  # rotate every 90 s: idle never expires...
+        t += 90
+        async with db.begin() as conn:
+            r = await refresh.rotate(conn, tok, "c", t, 100)
+        assert r.outcome is refresh.Outcome.OK and r.new_token
+        tok = r.new_token
+    async with db.begin() as conn:  # ...but the family's absolute limit (NOW+250) holds
+        row = await refresh.find(conn, tok)
+        assert row is not None and row.expires_at == NOW + 250
+        assert (await refresh.rotate(conn, tok, "c", NOW + 250, 100)).outcome \
+            is refresh.Outcome.EXPIRED
+
+
+async def test_session_end_revokes_its_refresh_families(db: Database) -> None:
+    async with db.begin() as conn:
+        uid = await users.add_user(conn, "dave", "h", [], NOW)
+        value, s = await sessions.create(conn, uid, NOW, 3600)
+        tok, _ = await refresh.issue(conn, user_id=uid, client_id="c", sid=s.sid, scope="[]",
+                                     audience="api", now=NOW, idle_s=100, absolute_s=1000)
+        assert (await sessions.lookup(conn, value, NOW)) == s
+        assert await sessions.end(conn, s.sid) == 1
+        assert await sessions.lookup(conn, value, NOW) is None
+        assert (await refresh.rotate(conn, tok, "c", NOW, 100)).outcome is refresh.Outcome.REVOKED
+
+
+async def test_key_rotation_schedule(db: Database, tmp_path: Path) -> None:
+    kdir = str(tmp_path / "keys")
+    async with db.begin() as conn:
+        first = await keys.create_key(conn, kdir, "ES256", NOW, NOW)
+        nxt = await keys.rotate(conn, kdir, "EdDSA", NOW + 10, lead_s=60, max_token_ttl_s=600)
+        rows = await keys.list_keys(conn)
+    assert keys.current_signer(rows, NOW + 10).kid == first.kid  # type: ignore[union-attr]
+    assert keys.current_signer(rows, NOW + 70).kid == nxt.kid  # type: ignore[union-attr]
+    old = next(r for r in rows if r.kid == first.kid)
+    assert old.state(NOW + 70) == "retired" and old.published_at(NOW + 70 + 600)
+    assert not old.published_at(NOW + 70 + 600 + keys.REMOVAL_MARGIN_S)
+    assert next(r for r in rows if r.kid == nxt.kid).state(NOW + 10) == "next"
+    for r in rows:
+        assert stat.S_IMODE(os.stat(r.private_path).st_mode) == 0o600
+        assert "d" not in r.public_jwk  # public parts only
+
+
+async def test_audit_and_code_table_exist(db: Database) -> None:
+    async with db.begin() as conn:
+        await audit.record(conn, NOW, "login_failed", username="x", address="127.0.0.1")
+        ev = await audit.recent(conn, "login_failed")
+        assert ev[0]["username"] == "x"
+        n = (await conn.execute(select(func.count()).select_from(auth_codes))).scalar_one()
+        k = (await conn.execute(select(func.count()).select_from(signing_keys))).scalar_one()
+    assert n == 0 and k == 0
