@@ -79,7 +79,7 @@ def split(token: bytes, max_bytes: int) -> tuple[dict[str, Any], dict[str, Any],
     parts = token.split(b".")
     if len(parts) == 5:
         raise Rejected("jwe")  # RFC 7516 compact form: we accept signed tokens only
-    if len(parts) != 3 or not parts[2]:
+    if len(parts) != 3:
         raise Rejected("malformed")
     header = json_object(b64url_decode(parts[0]))
     claims = json_object(b64url_decode(parts[1]))

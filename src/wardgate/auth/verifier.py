@@ -45,7 +45,7 @@ class ProviderVerifier:
         self.clock = clock
         self.usable: Callable[[], bool] = lambda: ring.loaded and len(ring) > 0
         self._algs = frozenset(cfg.algorithms)
-        self._typ = frozenset(cfg.typ)
+        self._typ = frozenset(t.lower().removeprefix("application/") for t in cfg.typ)
         self._roles_path = tuple(cfg.roles_claim.split("."))
         self._leeway = cfg.leeway_s
         self._max_ttl = float(cfg.max_lifetime_s) if cfg.max_lifetime_s else _TEN_YEARS
