@@ -1,0 +1,159 @@
+"""POST /login, access tokens checked by PyJWT against the JWKS, refresh rotation, bad input."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import httpx
+import jwt as pyjwt
+import pytest
+
+from tests.issuer.support import IssuerProcess
+from wardgate.issuer import audit
+from wardgate.issuer.db import open_database
+
+
+def test_login_issues_rfc9068_access_token(issuer: IssuerProcess) -> None:
+    with issuer.client() as http:
+        r = issuer.login(http, "alice", "correct horse")
+    assert r.status_code == 200, r.text
+    assert r.headers["cache-control"] == "no-store"
+    body = r.json()
+    assert body["token_type"] == "Bearer" and body["expires_in"] == 600
+    assert len(body["refresh_token"]) >= 43  # 256 bits, base64url
+    header = pyjwt.get_unverified_header(body["access_token"])
+    assert header["typ"] == "at+jwt" and header["alg"] == "RS256" and header["kid"]
+    claims = issuer.verify(body["access_token"])
+    for name in ("iss", "sub", "aud", "exp", "iat", "nbf", "jti", "client_id", "scope", "roles"):
+        assert name in claims, name
+    assert claims["exp"] - claims["iat"] == 600
+    assert claims["roles"] == ["reader"] and claims["scope"] == "orders:read"
+    assert claims["aud"] == "api" and claims["client_id"] == "wardgate-login"
+    assert abs(claims["iat"] - time.time()) < 30
+
+
+def test_wrong_password_and_unknown_user_look_the_same(issuer: IssuerProcess) -> None:
+    with issuer.client() as http:
+        a = issuer.login(http, "bob", "wrong password")
+        b = issuer.login(http, "nobody-at-all", "wrong password")
+    assert a.status_code == b.status_code == 403
+    assert a.json() == b.json() == {"error": "access_denied",
+                                    "error_description": "invalid username or password"}
+
+
+def test_unknown_user_costs_as_much_as_a_wrong_password(issuer: IssuerProcess) -> None:
+    def t(user: str) -> float:
+        best = 1e9
+        with issuer.client() as http:
+            for _ in range(3):
+                s = time.perf_counter()
+                issuer.login(http, user, "nope")
+                best = min(best, time.perf_counter() - s)
+        return best
+    known, unknown = t("timing-user"), t("timing-nobody")
+    # Both run argon2 once; the unknown path must not be a shortcut.
+    assert unknown > known * 0.5
+
+
+@pytest.mark.parametrize(("kwargs", "status"), [
+    ({"content": b"{not json", "headers": {"content-type": "application/json"}}, 400),
+    ({"content": b"[1,2]", "headers": {"content-type": "application/json"}}, 400),
+    ({"content": b'{"username":"a","username":"b","password":"x"}',
+      "headers": {"content-type": "application/json"}}, 400),
+    ({"json": {"username": "alice"}}, 400),
+    ({"json": {"username": 5, "password": "x"}}, 400),
+    ({"json": {"username": "alice", "password": "x", "mode": "other"}}, 400),
+    ({"data": {"username": "alice", "password": "x"}}, 400),
+    ({"content": b"\xff\xfe", "headers": {"content-type": "application/json"}}, 400),
+    ({"content": b"x" * 70_000, "headers": {"content-type": "application/json"}}, 413),
+])
+def test_bad_login_input_is_a_4xx_oauth_error(issuer: IssuerProcess, kwargs: dict,
+                                              status: int) -> None:
+    with issuer.client() as http:
+        r = http.post("/login", **kwargs)
+    assert r.status_code == status, r.text
+    assert r.json()["error"] == "invalid_request"
+
+
+def test_refresh_rotates_and_reuse_revokes_the_family(issuer: IssuerProcess) -> None:
+    with issuer.client() as http:
+        first = issuer.login(http, "alice", "correct horse").json()
+        r1 = http.post("/token", data={"grant_type": "refresh_token",
+                                       "refresh_token": first["refresh_token"]})
+        assert r1.status_code == 200, r1.text
+        second = r1.json()
+        assert second["refresh_token"] != first["refresh_token"]
+        assert issuer.verify(second["access_token"])["sub"] == \
+            issuer.verify(first["access_token"])["sub"]
+        # The old token again: reuse. Family revoked, so the fresh one dies as well.
+        reuse = http.post("/token", data={"grant_type": "refresh_token",
+                                          "refresh_token": first["refresh_token"]})
+        assert reuse.status_code == 400 and reuse.json()["error"] == "invalid_grant"
+        fresh = http.post("/token", data={"grant_type": "refresh_token",
+                                          "refresh_token": second["refresh_token"]})
+        assert fresh.status_code == 400 and fresh.json()["error"] == "invalid_grant"
+    events = asyncio.run(_audit(issuer, "refresh_reuse"))
+    assert events, "reuse must be audited"
+
+
+async def _audit(issuer: IssuerProcess, event: str) -> list[dict]:
+    db = await open_database(issuer.cfg.database_url)
+    try:
+        async with db.begin() as conn:
+            return await audit.recent(conn, event)
+    finally:
+        await db.close()
+
+
+def test_refresh_with_explicit_public_client_id(issuer: IssuerProcess) -> None:
+    with issuer.client() as http:
+        rt = issuer.login(http, "alice", "correct horse").json()["refresh_token"]
+        ok = http.post("/token", data={"grant_type": "refresh_token", "refresh_token": rt,
+                                       "client_id": "wardgate-login"})
+        assert ok.status_code == 200
+        wrong = http.post("/token", data={"grant_type": "refresh_token",
+                                          "refresh_token": ok.json()["refresh_token"],
+                                          "client_id": "no-such-client"})
+        assert wrong.status_code == 401 and wrong.json()["error"] == "invalid_client"
+
+
+@pytest.mark.parametrize(("data", "error"), [
+    ({"grant_type": "password", "username": "a", "password": "b"}, "unsupported_grant_type"),
+    ({}, "invalid_request"),
+    ({"grant_type": "refresh_token"}, "invalid_request"),
+    ({"grant_type": "refresh_token", "refresh_token": "garbage"}, "invalid_grant"),
+])
+def test_token_endpoint_errors(issuer: IssuerProcess, data: dict, error: str) -> None:
+    with issuer.client() as http:
+        r = http.post("/token", data=data)
+    assert 400 <= r.status_code < 500 and r.json()["error"] == error
+
+
+def test_token_endpoint_refuses_json_and_repeated_params(issuer: IssuerProcess) -> None:
+    with issuer.client() as http:
+        a = http.post("/token", json={"grant_type": "refresh_token"})
+        b = http.post("/token", content=b"grant_type=x&grant_type=y",
+                      headers={"content-type": "application/x-www-form-urlencoded"})
+    assert a.status_code == b.status_code == 400
+    assert a.json()["error"] == b.json()["error"] == "invalid_request"
+
+
+def test_discovery_and_jwks(issuer: IssuerProcess) -> None:
+    d = httpx.get(issuer.url + "/.well-known/openid-configuration").json()
+    assert d["issuer"] == issuer.url
+    for k in ("jwks_uri", "token_endpoint", "revocation_endpoint", "introspection_endpoint",
+              "userinfo_endpoint", "authorization_endpoint", "end_session_endpoint"):
+        assert d[k].startswith(issuer.url + "/")
+    assert d["code_challenge_methods_supported"] == ["S256"]
+    r = httpx.get(d["jwks_uri"])
+    assert "max-age=" in r.headers["cache-control"]
+    for k in r.json()["keys"]:
+        assert k["alg"] and k["kid"] and k["use"] == "sig" and "d" not in k
+
+
+def test_unknown_path_and_method_are_4xx(issuer: IssuerProcess) -> None:
+    with issuer.client() as http:
+        assert http.get("/nope").status_code == 404
+        assert http.get("/token").status_code == 405
+        assert http.get("/login").json()["error"] == "invalid_request"
