@@ -26,7 +26,9 @@ class GatewayProcess:
         self.port = free_port()
         config.setdefault("listen", f"127.0.0.1:{self.port}")
         self.config = config
-        self.workdir = workdir
+        self.workdir = workdir / f"gw-{self.port}"  # one folder per gateway: own config and logs
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        workdir = self.workdir
         self.path = workdir / "gateway.yaml"
         self.log_path = workdir / "access.log"
         config.setdefault("access_log", {"path": str(self.log_path)})

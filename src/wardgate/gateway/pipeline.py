@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from wardgate.errors import GatewayError, PayloadTooLarge
+from wardgate.errors import BadRequest, GatewayError, PayloadTooLarge
 from wardgate.gateway.headers import upstream_request_lines
 from wardgate.gateway.proxy import Exchange
 
@@ -38,6 +38,9 @@ class Pipeline:
             p.limit = route.max_body
             if (req.content_length or 0) > route.max_body or p.body_bytes > route.max_body:
                 raise PayloadTooLarge("request body too large for this route", close=True)
+            if req.upgrade is not None and not route.websocket:
+                raise BadRequest("WebSocket is not enabled on this route", close=True,
+                                 code="websocket_disabled")
             if route.cors is not None and req.method == "OPTIONS" \
                     and req.header(b"access-control-request-method") is not None:
                 client.respond(p, *route.cors.preflight(req))

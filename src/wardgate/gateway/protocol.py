@@ -283,10 +283,17 @@ class ClientProtocol(asyncio.Protocol):
         if ex is not None:
             ex.request_body(body)
         else:
-            p.body.append(body)
-            p.buffered += len(body)
-            if p.buffered > _MAX_BUFFERED_BODY:
-                self.pause_reading_for(PAUSE_BUFFER)
+            self.buffer_body(p, body)
+
+    def buffer_body(self, p: Pending, body: bytes) -> None:
+        """Hold body bytes until an upstream connection takes them; pause reading past a cap."""
+        p.body.append(body)
+        p.buffered += len(body)
+        if p.buffered > _MAX_BUFFERED_BODY:
+            self.pause_reading_for(PAUSE_BUFFER)
+
+    def body_flushed(self) -> None:
+        self.resume_reading_for(PAUSE_BUFFER)
 
     def on_message_complete(self) -> None:
         p = self.cur_pending
@@ -309,10 +316,8 @@ class ClientProtocol(asyncio.Protocol):
             self.pause_reading_for(PAUSE_PIPELINE)
 
     def attach(self, p: Pending, ex: Exchange) -> None:
-        """The exchange takes over the request body; release buffered-body back-pressure."""
+        """The exchange takes over the request body (it buffers until connected)."""
         p.exchange = ex
-        if self.paused & PAUSE_BUFFER:
-            self.resume_reading_for(PAUSE_BUFFER)
 
     def _finish_request(self, p: Pending, keep_alive: bool) -> None:
         self.active = None

@@ -112,6 +112,7 @@ class Exchange:
                 parts += buffered
             self.sent_body = True
         conn.transport.writelines(parts)
+        self.client.body_flushed()
         if p.body_done:
             self._request_end()
         p.exchange = self
@@ -120,8 +121,8 @@ class Exchange:
     # -- request body (called by the client protocol) ----------------------------------------
     def request_body(self, data: bytes) -> None:
         conn = self.conn
-        if conn is None:
-            self.pending.body.append(data)
+        if conn is None:  # still connecting: buffer, bounded by pausing the client
+            self.client.buffer_body(self.pending, data)
             return
         self.sent_body = True
         if self.chunked_up:

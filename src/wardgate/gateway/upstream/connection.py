@@ -14,6 +14,9 @@ from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
 
 from wardgate.errors import BadGateway
 
+# Client read-pause reason used when this upstream cannot take more request bytes.
+PAUSE_UPSTREAM = 2
+
 if TYPE_CHECKING:
     from wardgate.gateway.upstream.cluster import Target
 
@@ -105,16 +108,16 @@ class UpstreamConnection(asyncio.Protocol):
     def pause_writing(self) -> None:
         ex = self.exchange
         if ex is not None:
-            ex.client.pause_reading_for(1)
+            ex.client.pause_reading_for(PAUSE_UPSTREAM)
         elif self._tunnel is not None:
-            self._tunnel.pause_reading_for(1)
+            self._tunnel.pause_reading_for(PAUSE_UPSTREAM)
 
     def resume_writing(self) -> None:
         ex = self.exchange
         if ex is not None:
-            ex.client.resume_reading_for(1)
+            ex.client.resume_reading_for(PAUSE_UPSTREAM)
         elif self._tunnel is not None:
-            self._tunnel.resume_reading_for(1)
+            self._tunnel.resume_reading_for(PAUSE_UPSTREAM)
 
     # -- httptools callbacks ----------------------------------------------------------------
     def on_message_begin(self) -> None:
