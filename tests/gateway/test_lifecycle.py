@@ -1,0 +1,128 @@
+"""Process lifecycle: reload (good and bad files), SIGTERM drain, crash restart, several workers."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import threading
+import time
+
+import psutil
+import pytest
+import yaml
+
+from tests.gateway.conftest import plain_config
+
+
+def fetch(port: int, path: str = "/echo", timeout: float = 10) -> tuple[int, dict]:
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    c.request("GET", path)
+    r = c.getresponse()
+    body = r.read()
+    c.close()
+    return r.status, (json.loads(body) if body.startswith(b"{") else {})
+
+
+def test_reload_switches_config_without_dropping_requests(upstream, upstream_b, gateway_factory):
+    gw = gateway_factory(plain_config(upstream.url))
+    assert fetch(gw.port)[1]["upstream"] == "a"
+    failures: list[object] = []
+    stop = threading.Event()
+    count = [0]
+
+    def hammer() -> None:
+        while not stop.is_set():
+            try:
+                status, _ = fetch(gw.port)
+                if status != 200:
+                    failures.append(status)
+                count[0] += 1
+            except OSError as exc:
+                failures.append(exc)
+
+    slow: list[int] = []
+    t_slow = threading.Thread(target=lambda: slow.append(fetch(gw.port, "/slow?ms=1500")[0]))
+    t = threading.Thread(target=hammer)
+    t.start()
+    t_slow.start()
+    time.sleep(0.3)
+    new = plain_config(upstream_b.url)
+    new["listen"] = gw.config["listen"]
+    new["access_log"] = gw.config["access_log"]
+    gw.write(new)
+    gw.signal(signal.SIGHUP)
+    gw.wait_event("reloaded")
+    deadline = time.monotonic() + 5
+    while fetch(gw.port)[1].get("upstream") != "b" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    stop.set()
+    t.join()
+    t_slow.join()
+    assert fetch(gw.port)[1]["upstream"] == "b"
+    assert slow == [200], "the in-flight request survived the reload"
+    assert failures == [], f"{len(failures)} of {count[0]} requests failed during reload"
+    assert count[0] > 20
+
+
+def test_reload_with_invalid_file_keeps_old_config(upstream, gateway_factory):
+    gw = gateway_factory(plain_config(upstream.url))
+    workers = gw.worker_pids()
+    gw.path.write_text("listen: [not, a, string]\nroutes: 7\n")
+    gw.signal(signal.SIGHUP)
+    gw.wait_event("reload_rejected")
+    assert "routes" in gw.stderr()
+    assert fetch(gw.port)[0] == 200
+    assert gw.worker_pids() == workers
+
+
+def test_sigterm_drains_in_flight_requests(upstream, gateway_factory):
+    gw = gateway_factory(plain_config(upstream.url))
+    result: list[int] = []
+    t = threading.Thread(target=lambda: result.append(fetch(gw.port, "/slow?ms=1000")[0]))
+    t.start()
+    time.sleep(0.3)
+    gw.signal(signal.SIGTERM)
+    t.join(10)
+    assert result == [200]
+    assert gw.proc.wait(10) == 0
+    with pytest.raises(OSError):
+        fetch(gw.port, timeout=1)
+
+
+def test_crashed_worker_is_restarted(upstream, gateway_factory):
+    gw = gateway_factory(plain_config(upstream.url))
+    [pid] = gw.worker_pids()
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        pids = [p for p in gw.worker_pids() if psutil.Process(p).status() != "zombie"]
+        if pids and pids != [pid]:
+            break
+        time.sleep(0.05)
+    gw.wait_event("worker_ready", count=2)
+    assert fetch(gw.port)[0] == 200
+
+
+def test_several_workers_share_the_port(upstream, gateway_factory):
+    cfg = plain_config(upstream.url)
+    cfg["workers"] = 2
+    gw = gateway_factory(cfg)
+    assert len(gw.worker_pids()) == 2
+    for _ in range(20):
+        assert fetch(gw.port)[0] == 200
+
+
+def test_run_refuses_invalid_config(tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump({"upstreams": [], "routes": [{"name": "r", "upstream": "x"}]}))
+    proc = subprocess.run([sys.executable, "-m", "wardgate", "run", "--config", str(path)],
+                          capture_output=True, text=True, timeout=20)
+    assert proc.returncode != 0
+    assert "refusing to start" in proc.stderr
+    assert "routes[0]" in proc.stderr
