@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+from wardgate.gateway.headers import (
+    RequestIds, TrustedProxies, client_response_lines, upstream_request_lines,
+)
+
+
+def up(headers, trusted=False, strip=frozenset(), ip="10.0.0.9"):
+    return upstream_request_lines(headers, strip, client_ip=ip, scheme="https", host=b"api.test",
+                                  trusted=trusted, request_id=b"rid", keep_upgrade=False)
+
+
+def test_connection_listed_and_hop_by_hop_removed():
+    lines = up([(b"connection", b"close, x-hop"), (b"x-hop", b"1"), (b"te", b"trailers"),
+                (b"upgrade", b"h2c"), (b"proxy-authorization", b"x"), (b"accept", b"*/*")])
+    names = {ln.split(b":")[0].lower() for ln in lines}
+    assert b"accept" in names
+    assert not names & {b"connection", b"x-hop", b"te", b"upgrade", b"proxy-authorization"}
+
+
+def test_identity_and_underscore_headers_stripped():
+    lines = up([(b"x-user-id", b"admin"), (b"x-wardgate-roles", b"admin"), (b"x_user_id", b"a"),
+                (b"accept", b"1")], strip=frozenset({b"x-user-id"}))
+    assert lines[0] == b"accept: 1"
+    assert not any(b"admin" in ln for ln in lines)
+
+
+def test_forwarded_untrusted_replaced_trusted_appended():
+    hdrs = [(b"x-forwarded-for", b"1.2.3.4"), (b"forwarded", b"for=1.2.3.4")]
+    untrusted = up(hdrs)
+    assert b"X-Forwarded-For: 10.0.0.9" in untrusted
+    assert b'Forwarded: for=10.0.0.9;proto=https;host="api.test"' in untrusted
+    trusted = up(hdrs, trusted=True)
+    assert b"X-Forwarded-For: 1.2.3.4, 10.0.0.9" in trusted
+    assert b'Forwarded: for=1.2.3.4, for=10.0.0.9;proto=https;host="api.test"' in trusted
+
+
+def test_ipv6_forwarded_node_is_quoted():
+    lines = up([], ip="::1")
+    assert b'Forwarded: for="[::1]";proto=https;host="api.test"' in lines
+
+
+def test_response_hop_by_hop_removed_and_via_appended():
+    lines = client_response_lines([(b"connection", b"x-a"), (b"x-a", b"1"),
+                                   (b"transfer-encoding", b"chunked"), (b"via", b"1.0 other"),
+                                   (b"content-type", b"text/plain")], keep_upgrade=False)
+    assert lines == [b"content-type: text/plain", b"Via: 1.0 other, 1.1 wardgate"]
+
+
+def test_request_ids_unique_and_inbound_validated():
+    ids = RequestIds()
+    assert ids.next(None) != ids.next(None)
+    assert ids.next(b"abc-1") == b"abc-1"
+    assert ids.next(b"bad value\r\n") != b"bad value\r\n"
+
+
+def test_trusted_proxies_cidrs():
+    t = TrustedProxies(["10.0.0.0/8", "::1"])
+    assert "10.1.2.3" in t and "::1" in t
+    assert "11.0.0.1" not in t and "garbage" not in t
