@@ -73,7 +73,7 @@ class TokenExtractor:
                 token = value[7:].lstrip(b" ")
                 if not _B64TOKEN.fullmatch(token):
                     raise BadTokenRequest("malformed_authorization")
-                found = token
+                found = self._merge(found, token)
             elif name == b"cookie" and self.cookie is not None:
                 for cname, cval in _cookie_pairs(value):
                     if cname == self.cookie:
