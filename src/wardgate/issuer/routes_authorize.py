@@ -149,7 +149,12 @@ async def _with_errors(iss: Issuer, p: dict[str, str]) -> AuthzRequest | Respons
         return _redirect(iss, exc.redirect_uri, out)
 
 
-@router.get("/authorize")
+_AUTHZ_QUERY = {"parameters": [
+    {"name": n, "in": "query", "required": n in ("response_type", "client_id"),
+     "schema": {"type": "string"}} for n in PARAMS]}
+
+
+@router.get("/authorize", openapi_extra=_AUTHZ_QUERY)
 async def authorize(request: Request) -> Response:
     iss = issuer_of(request)
     p = {k: v for k, v in request.query_params.items() if k in PARAMS}
