@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import pytest
+from pydantic import ValidationError
 
 from wardgate.config import ConfigError, load_gateway
 
@@ -30,7 +31,7 @@ def test_good_config_loads_frozen(tmp_path):
     cfg = load_gateway(str(write(tmp_path, GOOD)))
     assert cfg.upstreams[0].targets[1].weight == 2
     assert cfg.limits.max_header_bytes == 16384
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         cfg.workers = 3  # type: ignore[misc]
 
 

@@ -1,7 +1,10 @@
 from __future__ import annotations
 
 from wardgate.gateway.headers import (
-    RequestIds, TrustedProxies, client_response_lines, upstream_request_lines,
+    RequestIds,
+    TrustedProxies,
+    client_response_lines,
+    upstream_request_lines,
 )
 
 

@@ -30,7 +30,7 @@ class PathPattern:
     @classmethod
     def parse(cls, pattern: str, prefix: bool) -> PathPattern:
         raw = pattern.rstrip("/") if prefix else pattern
-        segs = []
+        segs: list[tuple[str | None, str]] = []
         for s in raw.split("/")[1:]:
             if s.startswith("{") and s.endswith("}"):
                 segs.append((None, s[1:-1]))
