@@ -16,9 +16,9 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/wardgate demo
 
-# System packages the tests start for real (redis-server, postgresql, chromium).
+# System packages the tests start for real (postgresql, chromium).
 sysdeps:
-	@scripts/ensure-apt.sh redis-server:redis-server postgresql:/usr/lib/postgresql chromium:chromium
+	@scripts/ensure-apt.sh postgresql:/usr/lib/postgresql chromium:chromium
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
