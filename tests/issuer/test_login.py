@@ -157,3 +157,17 @@ def test_unknown_path_and_method_are_4xx(issuer: IssuerProcess) -> None:
         assert http.get("/nope").status_code == 404
         assert http.get("/token").status_code == 405
         assert http.get("/login").json()["error"] == "invalid_request"
+
+
+def test_disabled_user_cannot_log_in_or_refresh(issuer: IssuerProcess) -> None:
+    from wardgate.issuer import admin
+
+    issuer.add_user("gina", "pw-gina", ["reader"])
+    with issuer.client() as http:
+        rt = issuer.login(http, "gina", "pw-gina").json()["refresh_token"]
+        asyncio.run(admin.set_disabled(issuer.cfg, "gina"))
+        r = issuer.login(http, "gina", "pw-gina")
+        assert r.status_code == 403 and r.json()["error_description"] == \
+            "invalid username or password"
+        r = http.post("/token", data={"grant_type": "refresh_token", "refresh_token": rt})
+        assert r.status_code == 400 and r.json()["error"] == "invalid_grant"

@@ -190,3 +190,16 @@ async def test_audit_and_code_table_exist(db: Database) -> None:
         n = (await conn.execute(select(func.count()).select_from(auth_codes))).scalar_one()
         k = (await conn.execute(select(func.count()).select_from(signing_keys))).scalar_one()
     assert n == 0 and k == 0
+
+
+async def test_purge_keeps_live_families_and_drops_dead_ones(db: Database) -> None:
+    from wardgate.issuer.housekeeping import purge_expired
+
+    short = await _family(db, idle=10, absolute=20)
+    long = await _family(db, idle=10, absolute=10_000)
+    async with db.begin() as conn:
+        await purge_expired(conn, NOW + 100)
+        assert await refresh.find(conn, short) is None
+        # Expired by idle time but its family is still within its absolute life: kept, so a
+        # replay is still recognised.
+        assert await refresh.find(conn, long) is not None

@@ -20,7 +20,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from wardgate.config.issuer import IssuerConfig
-from wardgate.issuer import audit, clients, keys, refresh, sessions, tokens, users
+from wardgate.issuer import audit, clients, housekeeping, keys, refresh, sessions, tokens, users
 from wardgate.issuer.db import Database
 from wardgate.issuer.errors import AccessDenied, InvalidScope, SlowDown, TemporarilyUnavailable
 from wardgate.issuer.keyring import KeyRing, KeysUnavailable
@@ -32,6 +32,7 @@ log = logging.getLogger("wardgate.issuer")
 
 OIDC_SCOPES = frozenset({"openid", "profile", "offline_access"})
 WILDCARD = "*"
+PURGE_INTERVAL_S = 600
 LOGIN_FAILED = "invalid username or password"  # one message for every failure (no oracle)
 
 
@@ -94,12 +95,17 @@ class Issuer:
         await self.db.close()
 
     async def _reload_loop(self) -> None:
+        last_purge = 0.0
         while True:
             await asyncio.sleep(self.cfg.keys.reload_interval_s)
             try:
                 await self.ring.reload(self.db, self.now())
+                if self.clock() - last_purge >= PURGE_INTERVAL_S:
+                    last_purge = self.clock()
+                    async with self.db.begin() as conn:
+                        await housekeeping.purge_expired(conn, self.now())
             except Exception:  # a bad read must not stop future reloads
-                log.exception("key reload failed")
+                log.exception("key reload or purge failed")
 
     async def _meta_secret(self, conn: AsyncConnection, name: str) -> str:
         row = (await conn.execute(select(meta.c.value).where(meta.c.key == name))).first()
