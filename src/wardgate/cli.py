@@ -10,6 +10,7 @@ import sys
 _COMMAND_MODULES = (
     "wardgate.gateway.commands",
     "wardgate.issuer.commands",
+    "wardgate.auth.commands",
 )
 
 
