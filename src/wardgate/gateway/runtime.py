@@ -90,6 +90,10 @@ class Runtime:
         self.registry = ProviderRegistry.from_config(list(self.config.providers))
         for rc, route in zip(self.config.routes, self.routes, strict=True):
             route.auth = compile_route_auth(rc, self.registry)
+            if route.auth is not None:
+                # The auth filter strips spoofed identity headers and then adds the verified
+                # ones; stripping again here would remove what it added.
+                route.strip_headers = frozenset()
 
     async def start(self) -> None:
         if self.registry is not None:

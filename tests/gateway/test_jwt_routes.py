@@ -1,0 +1,139 @@
+"""JWT routes through the real gateway process: RFC 6750 answers, identity headers, stripping."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import time
+import uuid
+
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
+from jwt.algorithms import RSAAlgorithm
+
+from tests.support.gateway import raw_exchange, status_of
+
+ISS = "http://127.0.0.1:9/issuer"
+
+
+@pytest.fixture(scope="module")
+def signing_key():
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def mint(key, kid="k1", typ="at+jwt", **claims) -> str:
+    now = int(time.time())
+    body = {"iss": ISS, "aud": "api", "sub": "alice", "iat": now, "nbf": now, "exp": now + 300,
+            "jti": uuid.uuid4().hex, "scope": "orders:read", "roles": ["user"],
+            "tenant": "acme"}
+    body.update(claims)
+    return jwt.encode(body, key, algorithm="RS256", headers={"kid": kid, "typ": typ})
+
+
+@pytest.fixture
+def jwt_gateway(upstream, gateway_factory, signing_key, tmp_path):
+    jwk = json.loads(RSAAlgorithm.to_jwk(signing_key.public_key()))
+    jwk.update(kid="k1", alg="RS256", use="sig")
+    (tmp_path / "jwks.json").write_text(json.dumps({"keys": [jwk]}))
+    route = {"upstream": "up", "claims_to_headers": {"sub": "X-User-Id", "roles": "X-User-Roles"}}
+    cfg = {
+        "providers": [{"name": "main", "issuer": ISS, "audiences": ["api"],
+                       "jwks_file": str(tmp_path / "jwks.json")}],
+        "upstreams": [{"name": "up", "targets": [upstream.url]}],
+        "routes": [
+            {**route, "name": "orders", "match": {"path_prefix": "/orders"},
+             "auth": {"providers": ["main"], "require": {"scopes": ["orders:read"]},
+                      "methods": {"POST": {"scopes": ["orders:write"]}}}},
+            {**route, "name": "reports", "match": {"path_prefix": "/reports"},
+             "auth": {"providers": ["main"], "require": {"roles": ["admin"]}}},
+            {**route, "name": "tenant", "match": {"path": "/t/{tenant}/items"},
+             "auth": {"providers": ["main"],
+                      "require": {"claims": [{"claim": "tenant", "equals_param": "tenant"}]}}},
+            {**route, "name": "public", "match": {"path_prefix": "/public"}, "auth": "none"},
+        ],
+    }
+    return gateway_factory(cfg)
+
+
+def call(port, path, token=None, method="GET", headers=None):
+    h = dict(headers or {})
+    if token:
+        h["Authorization"] = f"Bearer {token}"
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    c.request(method, path, headers=h, body=b"" if method == "POST" else None)
+    r = c.getresponse()
+    body = r.read()
+    c.close()
+    return r.status, {k.lower(): v for k, v in r.getheaders()}, body
+
+
+def test_missing_token_is_401_without_error_code(jwt_gateway, upstream):
+    status, headers, body = call(jwt_gateway.port, "/orders")
+    assert status == 401
+    assert headers["www-authenticate"] == 'Bearer realm="orders"'
+    assert headers["content-type"] == "application/problem+json"
+    assert json.loads(body)["status"] == 401
+    assert upstream.requests == []
+
+
+def test_valid_token_forwards_identity_and_drops_token(jwt_gateway, upstream, signing_key):
+    token = mint(signing_key)
+    status, _, body = call(jwt_gateway.port, "/orders/1", token,
+                           headers={"X-User-Id": "admin", "X-Wardgate-Sub": "admin"})
+    assert status == 200
+    h = json.loads(body)["headers"]
+    d = dict(h)
+    assert d["x-user-id"] == "alice"
+    assert d["x-user-roles"] == "user"
+    assert [n for n, _ in h].count("x-user-id") == 1
+    assert "authorization" not in d
+    assert "x-wardgate-sub" not in d
+    log = jwt_gateway.access_log(wait_for=1)[-1]
+    assert log["auth"] == "ok" and log["provider"] == "main" and log["sub_hash"]
+    assert token not in jwt_gateway.log_path.read_text()
+
+
+def test_invalid_and_expired_tokens_are_401_invalid_token(jwt_gateway, upstream, signing_key):
+    other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    for token in (mint(other), mint(signing_key, exp=int(time.time()) - 3600),
+                  mint(signing_key, aud="other"), mint(signing_key, typ="dpop+jwt"),
+                  "not.a.jwt", mint(signing_key)[:-4]):
+        status, headers, body = call(jwt_gateway.port, "/orders", token)
+        assert status == 401, token
+        assert 'error="invalid_token"' in headers["www-authenticate"]
+        assert token not in body.decode()
+    assert upstream.requests == []
+
+
+def test_scope_and_role_failures_are_403_insufficient_scope(jwt_gateway, upstream, signing_key):
+    token = mint(signing_key)
+    status, headers, _ = call(jwt_gateway.port, "/orders", token, method="POST")
+    assert status == 403
+    assert 'error="insufficient_scope"' in headers["www-authenticate"]
+    assert 'scope="orders:write"' in headers["www-authenticate"]
+    status, _, _ = call(jwt_gateway.port, "/reports", token)
+    assert status == 403
+    status, _, _ = call(jwt_gateway.port, "/reports", mint(signing_key, roles=["admin"]))
+    assert status == 200
+
+
+def test_claim_bound_to_path_parameter(jwt_gateway, signing_key):
+    token = mint(signing_key, tenant="acme")
+    assert call(jwt_gateway.port, "/t/acme/items", token)[0] == 200
+    assert call(jwt_gateway.port, "/t/other/items", token)[0] == 403
+
+
+def test_malformed_authorization_is_400_invalid_request(jwt_gateway, signing_key):
+    token = mint(signing_key)
+    req = (b"GET /orders HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + token.encode() +
+           b"\r\nAuthorization: Bearer " + mint(signing_key).encode() + b"\r\n\r\n")
+    out, _ = raw_exchange(jwt_gateway.port, req)
+    assert status_of(out) == 400
+    assert b'error="invalid_request"' in out
+
+
+def test_public_route_still_strips_spoofed_identity(jwt_gateway):
+    status, _, body = call(jwt_gateway.port, "/public", headers={"X-Wardgate-Roles": "admin"})
+    assert status == 200
+    assert "x-wardgate-roles" not in dict(json.loads(body)["headers"])
