@@ -106,7 +106,8 @@ def _inspect(args: argparse.Namespace) -> int:
     token = raw.encode("ascii", errors="replace")
     now = time.time()
     try:
-        header, claims, _ = compact.split(token, 64 * 1024)
+        parts = compact.split(token, 64 * 1024)
+        header, claims = parts.header, parts.claims
     except Rejected as exc:
         print(f"not a well-formed compact JWS: {exc.reason}")
         return 1

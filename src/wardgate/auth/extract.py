@@ -70,10 +70,9 @@ class TokenExtractor:
                 seen_auth = True
                 if not _is_bearer(value):
                     continue  # another scheme (Basic, ...) is not ours to judge
-                token = value[7:].lstrip(b" ")
-                if not _B64TOKEN.fullmatch(token):
-                    raise BadTokenRequest("malformed_authorization")
-                found = self._merge(found, token)
+                # syntax is checked on a cache miss only (check_syntax): a cached token passed
+                # the stricter compact-JWS parser already
+                found = self._merge(found, value[7:].lstrip(b" "))
             elif name == b"cookie" and self.cookie is not None:
                 for cname, cval in _cookie_pairs(value):
                     if cname == self.cookie:
@@ -91,6 +90,11 @@ class TokenExtractor:
         if found is not None and not found:
             raise BadTokenRequest("empty_token")
         return found
+
+    @staticmethod
+    def check_syntax(token: bytes) -> None:
+        if not _B64TOKEN.fullmatch(token):
+            raise BadTokenRequest("malformed_token")
 
     @staticmethod
     def _merge(found: bytes | None, new: bytes) -> bytes:

@@ -75,14 +75,25 @@ def registry_for(alg: str) -> _OneAlgRegistry:
 class VerificationKey:
     """One public key (or HMAC secret) bound to one algorithm.
 
-    `alive` turns False when the key leaves its key set; cached tokens it verified die with it.
+    `algo` is joserfc's algorithm model for `alg`, resolved (and checked against the key) once
+    at import, so verifying is a single call. `alive` turns False when the key leaves its key
+    set; cached tokens it verified die with it.
     """
 
     kid: str | None
     alg: str
     key: Any
     registry: JWSRegistry = field(repr=False)
+    algo: Any = field(default=None, repr=False)
     alive: bool = True
+
+    def __post_init__(self) -> None:
+        if self.algo is None:
+            self.algo = self.registry.get_alg(self.alg)
+            try:
+                self.algo.check_key(self.key)  # key type and curve fit the algorithm
+            except Exception as exc:  # noqa: BLE001 - joserfc key errors vary
+                raise KeyImportError(f"key does not fit {self.alg}: {exc}") from None
 
 
 def _family(kty: str, crv: str | None) -> frozenset[str]:

@@ -75,6 +75,11 @@ class RouteAuth:
             raise MissingToken("Authentication required")  # RFC 6750 §3.1: no error code
         ident = self._cache.get(token, self._clock())
         if ident is None or ident.provider not in self._providers:
+            try:
+                self._extract.check_syntax(token)
+            except BadTokenRequest as exc:
+                req.auth_outcome = exc.reason
+                raise InvalidRequest("The request carries malformed or conflicting credentials")
             ident = await self._verify(req, token)
         revoked = self._registry.revocation
         if revoked is not None and revoked(ident):
@@ -90,14 +95,14 @@ class RouteAuth:
 
     async def _verify(self, req: Request, token: bytes) -> Identity:
         try:
-            provider, header, claims, payload = self._verifier.parse(token)
+            provider, parts = self._verifier.parse(token)
             try:
-                ident = provider.verify(token, header, claims, payload)
+                ident = provider.verify(parts)
             except UnknownKid:
                 # Claims first: an expired or foreign token must not cost the issuer a fetch.
-                provider.check_claims(claims)
+                provider.check_claims(parts.claims)
                 await self._registry.refetch_for_kid(provider.name)
-                ident = provider.verify(token, header, claims, payload)
+                ident = provider.verify(parts)
         except Rejected as exc:
             req.auth_outcome = exc.reason
             raise InvalidToken(_EXPIRED if exc.reason == "expired" else _INVALID)
