@@ -39,6 +39,19 @@ PAUSE_PIPELINE, PAUSE_UPSTREAM, PAUSE_BUFFER = 1, 2, 4
 _MAX_BUFFERED_BODY = 256 * 1024
 
 
+def _http_request_line(data: bytes) -> bool:
+    """False when a complete first line does not end in HTTP/1.0 or HTTP/1.1.
+
+    llhttp reports RTSP/1.0 and ICE/1.0 request lines as version 1.0 (facts §1). Checked when a
+    request head starts a read (the usual case); a head that starts mid-read is parsed by
+    llhttp alone, which applies HTTP/1.0 framing to it either way.
+    """
+    end = data.find(b"\n", 0, 65536)
+    if end < 1 or data[end - 1] != 0x0D:
+        return True  # incomplete, or a bare LF that llhttp rejects with its own 400
+    return data[end - 10 : end - 1] in (b" HTTP/1.1", b" HTTP/1.0")
+
+
 class Pending:
     """A parsed request head plus its body as it arrives."""
 
@@ -82,6 +95,7 @@ class ClientProtocol(asyncio.Protocol):
         self.paused = 0
         self.deadline = 0.0
         self.error: GatewayError | None = None
+        self.poisoned: GatewayError | None = None  # parse error to answer after the active request
         self.tunnel: Any = None
         self.after_upgrade: list[bytes] | None = None
         self.seen_any = False
@@ -130,6 +144,9 @@ class ClientProtocol(asyncio.Protocol):
         parser = self.parser
         if parser is None or self.closed:
             return
+        if self.in_head and not self.head_bytes and not _http_request_line(data):
+            self._parse_failed(HttpVersionNotSupported("only HTTP/1.0 and HTTP/1.1", close=True))
+            return
         try:
             while data:
                 if self.in_head and self.head_bytes + len(data) > self.max_head:
@@ -151,12 +168,32 @@ class ClientProtocol(asyncio.Protocol):
                         raise self._fail(HeadersTooLarge("request head too large", close=True))
         except HttpParserUpgrade as exc:
             self._on_upgrade(chunk[exc.args[0]:] + data)
-        except HttpParserError as exc:
-            err = self.error or self._classify(exc)
-            self.parser = None
-            self._reject(err)
+        except (HttpParserError, GatewayError) as exc:
+            err = exc if isinstance(exc, GatewayError) else (self.error or self._classify(exc))
+            self._parse_failed(err)
             return
         self._pump()
+
+    def _parse_failed(self, err: GatewayError) -> None:
+        """The byte stream is broken: never parse again on this connection.
+
+        The request being parsed is dropped (llhttp may fail after its head was complete, and
+        it must not reach an upstream). Requests parsed whole before it are still answered in
+        order; the error answer follows them, then the connection closes.
+        """
+        self.parser = None
+        cp = self.cur_pending
+        if cp is not None and not cp.body_done and cp in self.queue:
+            self.queue.remove(cp)
+        active = self.active
+        if active is not None and not active.body_done:
+            self._reject(err)
+            return
+        if active is not None or self.queue:
+            self.poisoned = err
+            self._pump()
+            return
+        self._reject(err)
 
     def _fail(self, err: GatewayError) -> GatewayError:
         self.error = err
@@ -321,6 +358,13 @@ class ClientProtocol(asyncio.Protocol):
 
     def _finish_request(self, p: Pending, keep_alive: bool) -> None:
         self.active = None
+        if self.poisoned is not None:
+            if keep_alive and p.body_done and self.queue and self.accepting:
+                self._pump()
+                return
+            self.cur = None
+            self._reject(self.poisoned)
+            return
         if not p.body_done or not keep_alive or not self.accepting or p.req.upgrade is not None:
             self.close()
             return

@@ -30,7 +30,7 @@ class Exchange:
         "chunked_up",
         "head_request", "wants_upgrade", "request_complete", "sent_body", "tried",
         "response_started", "chunked_down", "close_after", "status", "bytes_out", "out",
-        "deadline", "read_timeout", "finished", "loop",
+        "deadline", "read_timeout", "finished", "loop", "flushed",
     )
 
     def __init__(self, client: ClientProtocol, pending: Pending, cluster: Cluster,
@@ -59,6 +59,7 @@ class Exchange:
         self.deadline = 0.0
         self.read_timeout = cluster.read_timeout
         self.finished = False
+        self.flushed = False      # some of the response has been written to the client
         self.loop = client.loop
 
     # -- choosing a target and a connection ---------------------------------------------------
@@ -181,6 +182,7 @@ class Exchange:
         out = self.out
         if out:
             self.out = []
+            self.flushed = True
             self.client.transport.writelines(out)
         self.deadline = self.loop.time() + self.read_timeout
 
@@ -204,8 +206,17 @@ class Exchange:
         self.client.become_tunnel(self, conn, rest)
 
     # -- failures ------------------------------------------------------------------------------
+    def _unstart(self) -> bool:
+        """Forget a response head that never reached the client, so an error can be sent."""
+        if self.response_started and not self.flushed:
+            self.out.clear()
+            self.response_started = False
+            self.chunked_down = False
+            self.close_after = False
+        return self.response_started
+
     def on_upstream_lost(self, conn: UpstreamConnection, got_response: bool) -> None:
-        if self.response_started:
+        if self._unstart():
             self.out.clear()
             self._done()
             self.client.abort_exchange(self, "upstream closed mid-response")
@@ -219,7 +230,7 @@ class Exchange:
 
     def on_upstream_error(self, conn: UpstreamConnection, err: GatewayError) -> None:
         self.conn = None
-        if self.response_started:
+        if self._unstart():
             self.out.clear()
             self._done()
             self.client.abort_exchange(self, err.detail)
@@ -232,7 +243,7 @@ class Exchange:
         if conn is not None:
             conn.exchange = None
             conn.abort()
-        if self.response_started:
+        if self._unstart():
             self._done()
             self.client.abort_exchange(self, "upstream read timed out")
             return

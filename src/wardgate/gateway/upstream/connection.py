@@ -28,7 +28,7 @@ class UpstreamConnection(asyncio.Protocol):
     __slots__ = (
         "target", "transport", "parser", "exchange", "uses", "idle_since", "closed",
         "_headers", "_interim", "_complete", "_dirty", "_framing", "_status", "_tunnel",
-        "_paused",
+        "_paused", "_ignore",
     )
 
     def __init__(self, target: Target) -> None:
@@ -47,6 +47,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._status = 0
         self._tunnel: Any = None  # client protocol once a 101 switched to a raw tunnel
         self._paused = False
+        self._ignore = False      # an unsolicited message after the response: drop its events
 
     # -- asyncio.Protocol -------------------------------------------------------------------
     def connection_made(self, transport: Any) -> None:
@@ -121,12 +122,20 @@ class UpstreamConnection(asyncio.Protocol):
 
     # -- httptools callbacks ----------------------------------------------------------------
     def on_message_begin(self) -> None:
+        if self._complete:
+            # A second message in the same read: the upstream answered more than it was asked.
+            self._dirty = True
+            self._ignore = True
+            return
         self._headers = []
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name.lower(), value.rstrip(b" \t")))
+        if not self._ignore:
+            self._headers.append((name.lower(), value.rstrip(b" \t")))
 
     def on_headers_complete(self) -> None:
+        if self._ignore:
+            return
         status = self.parser.get_status_code()
         if status < 200 and status != 101:
             self._interim = True  # 100/103: interim; the final response follows (facts §6)
@@ -155,12 +164,16 @@ class UpstreamConnection(asyncio.Protocol):
             self._complete = True
 
     def on_body(self, body: bytes) -> None:
+        if self._ignore:
+            return
         if self._complete:
             self._dirty = True  # body bytes after a HEAD response: desynchronised
             return
         self.exchange.on_response_body(body)
 
     def on_message_complete(self) -> None:
+        if self._ignore:
+            return
         if self._interim:
             self._interim = False
             return
@@ -171,6 +184,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.exchange = exchange
         self.uses += 1
         self._complete = False
+        self._ignore = False
         self._status = 0
         self._framing = FRAME_NONE
         if self._paused:
