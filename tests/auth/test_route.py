@@ -432,3 +432,10 @@ def test_identity_never_holds_the_token(env: Env, rsa_key: Any) -> None:
     t = tok(rsa_key)
     ident = env.verify(t)
     assert t not in repr(ident).encode() and AUD
+
+
+@pytest.mark.parametrize("name", ["Host", "Content-Length", "Authorization", "X-Forwarded-For",
+                                  "Bad Name", "X-Evil\r\nA"])
+def test_identity_header_names_are_checked(env: Env, name: str) -> None:
+    with pytest.raises(ValueError, match="cannot carry identity"):
+        env.route({"providers": ["main"]}, claims_to_headers={"sub": name})

@@ -169,8 +169,10 @@ async def test_conditional_refresh_304(server: JwksServer, rsa_key: Any) -> None
     try:
         sched = source(env).schedule
         assert sched.next_at == NOW + 120           # the issuer's max-age, within bounds
+        server.headers["Cache-Control"] = "max-age=200"
         assert await source(env).refresh() is True
         assert server.conditional == 1 and env.registry.counters["main.not_modified"] == 1
+        assert sched.next_at == NOW + 200           # a 304's Cache-Control counts too
         server.headers["Cache-Control"] = "max-age=5"
         server.docs["/jwks.json"] = {"keys": [public_jwk(rsa_key, "RS256", "k2")]}
         assert await source(env).refresh() is True

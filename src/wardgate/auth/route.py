@@ -7,6 +7,8 @@ compiled policy closure: no parsing, no formatting.
 
 from __future__ import annotations
 
+import itertools
+import re
 from typing import TYPE_CHECKING
 
 from wardgate.auth.errors import KeysUnavailable, Rejected, UnknownKid
@@ -31,11 +33,18 @@ if TYPE_CHECKING:  # the data plane imports us; keep the import one-way at runti
 # RFC 6750 §3: descriptions are for developers; keep them generic so they leak nothing
 _EXPIRED = "The access token expired"
 _INVALID = "The access token is invalid"
+_ROUTE_IDS = itertools.count(1)
+_HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")  # RFC 9110 §5.6.2 token
+# identity headers may not replace framing, routing or credential headers
+_RESERVED = frozenset({"host", "content-length", "transfer-encoding", "connection", "upgrade",
+                       "te", "trailer", "keep-alive", "authorization", "cookie", "forwarded",
+                       "proxy-authorization", "proxy-connection", "expect"})
 
 
 class RouteAuth:
     def __init__(self, route: RouteConfig, policy: AuthPolicy, registry: ProviderRegistry) -> None:
         self.name = route.name
+        self._id = next(_ROUTE_IDS)  # keys this route's header values on each Identity
         self._registry = registry
         self._cache = registry.cache
         self._clock = registry.clock
@@ -130,7 +139,7 @@ class RouteAuth:
             out.append((name, value))
         ident = req.identity
         if isinstance(ident, Identity):
-            out.extend(ident.headers_for(id(self), self._mapping, self._payload_header))
+            out.extend(ident.headers_for(self._id, self._mapping, self._payload_header))
         req.headers = out
         if self._drop_query and req.query:
             req.query = self._extract.strip_query(req.query)
@@ -147,6 +156,11 @@ def compile_route_auth(route: RouteConfig, registry: ProviderRegistry) -> RouteA
         raise ValueError(f"route {route.name!r}: unknown provider(s) {sorted(missing)}")
     path = route.match.path or route.match.path_prefix or ""
     params = {seg[1:-1] for seg in path.split("/") if seg.startswith("{") and seg.endswith("}")}
+    names = list(route.claims_to_headers.values()) + [policy.payload_header or "x-wardgate-payload"]
+    for name in names:
+        low = name.lower()
+        if not _HEADER_NAME.match(name) or low in _RESERVED or low.startswith("x-forwarded-"):
+            raise ValueError(f"route {route.name!r}: {name!r} cannot carry identity")
     unbound = policy.params_used() - params
     if unbound:
         raise ValueError(f"route {route.name!r}: claim rules use path parameter(s) "

@@ -141,16 +141,26 @@ class RemoteSource:
 
     async def _loop(self) -> None:
         while True:
-            now = self.clock()
-            if len(self.ring) and self.schedule.stale(now):
-                self.ring.kill_all()  # also ends cache entries of tokens these keys verified
-                self._count("stale_dropped")
-                log.error("provider %s: keys older than max_stale_s dropped", self.cfg.name)
-            delay = self.schedule.next_at - now
-            if delay > 0:
-                await asyncio.sleep(min(delay, 60.0))
-                continue
-            await self.refresh()
+            try:
+                await self._tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the refresher must outlive any surprise
+                self._count("error")
+                log.exception("provider %s: key refresh loop error: %s", self.cfg.name, exc)
+                await asyncio.sleep(self.cfg.refresh.retry_s)
+
+    async def _tick(self) -> None:
+        now = self.clock()
+        if len(self.ring) and self.schedule.stale(now):
+            self.ring.kill_all()  # also ends cache entries of tokens these keys verified
+            self._count("stale_dropped")
+            log.error("provider %s: keys older than max_stale_s dropped", self.cfg.name)
+        delay = self.schedule.next_at - now
+        if delay > 0:
+            await asyncio.sleep(min(delay, 60.0))
+            return
+        await self.refresh()
 
     async def refresh(self) -> bool:
         """Fetch now, joining a fetch already in flight (single-flight)."""
@@ -170,15 +180,15 @@ class RemoteSource:
         self._count("kid_refetch")
         await self.refresh()
 
-    async def _get(self, url: str, etag: str | None = None) -> tuple[httpx.Headers, bytes] | None:
-        """GET with a body cap; (headers, body), or None on 304."""
+    async def _get(self, url: str, etag: str | None = None) -> tuple[httpx.Headers, bytes | None]:
+        """GET with a body cap: (headers, body), body None on 304 Not Modified."""
         assert self._client is not None
         headers = {"Accept": "application/jwk-set+json, application/json"}
         if etag:
             headers["If-None-Match"] = etag
         async with self._client.stream("GET", url, headers=headers) as resp:
             if resp.status_code == 304:
-                return None
+                return resp.headers, None
             if resp.status_code != 200:
                 raise _FetchError(f"HTTP {resp.status_code}")
             body = bytearray()
@@ -191,10 +201,10 @@ class RemoteSource:
     async def _discover(self) -> str:
         """OpenID Connect Discovery 1.0 §4: jwks_uri from the issuer's own metadata."""
         url = self.cfg.issuer.rstrip("/") + "/.well-known/openid-configuration"
-        got = await self._get(url)
-        if got is None:
+        _, body = await self._get(url)
+        if body is None:
             raise _FetchError("unexpected 304")
-        doc = json.loads(got[1])
+        doc = json.loads(body)
         if not isinstance(doc, dict) or doc.get("issuer") != self.cfg.issuer:
             # §4.3: the metadata's issuer must be exactly the issuer we asked
             raise _FetchError("discovery document issuer does not match")
@@ -209,14 +219,13 @@ class RemoteSource:
             if self._jwks_uri is None:
                 self._jwks_uri = await self._discover()
             etag = self.schedule.etag if len(self.ring) else None
-            got = await self._get(self._jwks_uri, etag)
+            headers, body = await self._get(self._jwks_uri, etag)
             now = self.clock()
-            if got is None:
-                self.schedule.on_not_modified(now, None)
+            if body is None:
+                self.schedule.on_not_modified(now, headers.get("cache-control"))
                 self._count("not_modified")
                 log.debug("provider %s: key set not modified", name)
                 return True
-            headers, body = got
             keys, problems = import_jwks(json.loads(body), self.cfg.algorithms,
                                          self.cfg.min_rsa_bits)
             for p in problems:
