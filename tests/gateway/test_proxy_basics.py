@@ -209,3 +209,35 @@ def test_dot_segments_normalised_before_routing(upstream, gateway_factory):
     status, _, _ = get(gw.port, "/public/a/../b")
     assert status == 200
     assert upstream.paths() == ["/public/b"]
+
+
+def test_idle_pooled_connections_are_closed_after_idle_timeout(upstream, gateway_factory):
+    cfg = plain_config(upstream.url)
+    cfg["upstreams"][0]["pool"] = {"idle_timeout_s": 0.3}
+    gw = gateway_factory(cfg)
+    get(gw.port, "/echo")
+    get(gw.port, "/echo")
+    assert upstream.connections == 1
+    import time
+
+    time.sleep(1.0)
+    get(gw.port, "/echo")
+    assert upstream.connections == 2
+
+
+def test_expect_100_continue(gateway):
+    import socket
+
+    s = socket.create_connection(("127.0.0.1", gateway.port), timeout=5)
+    s.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+    first = s.recv(4096)
+    assert first == b"HTTP/1.1 100 Continue\r\n\r\n"
+    s.sendall(b"hello")
+    rest = b""
+    while b'"sha256"' not in rest:
+        rest += s.recv(65536)
+    s.close()
+    assert rest.startswith(b"HTTP/1.1 200 OK")
+    body = json.loads(rest[rest.index(b"{"):])
+    assert body["body_len"] == 5
+    assert "expect" not in dict(body["headers"])
