@@ -13,7 +13,6 @@ from pathlib import Path
 from sqlalchemy import event, insert, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
-from sqlalchemy.pool import NullPool
 
 from wardgate.issuer import schema
 
@@ -37,6 +36,9 @@ def _sqlite_pragmas(dbapi_conn: object, _record: object) -> None:
     cur = dbapi_conn.cursor()  # type: ignore[attr-defined]
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA busy_timeout=5000")  # CLI and server may write at the same time
+    # WAL + NORMAL: no corruption on power loss, only the last commits may be lost (a client
+    # then holds a refresh token the database never saw and must log in again).
+    cur.execute("PRAGMA synchronous=NORMAL")
     cur.close()
 
 
@@ -49,8 +51,9 @@ class Database:
             path = make_url(aurl).database
             if path and path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
-            # NullPool: aiosqlite connections are cheap, and a pool would pin file handles.
-            self.engine: AsyncEngine = create_async_engine(aurl, poolclass=NullPool)
+            # A small pool: opening an aiosqlite connection starts a thread and re-runs the
+            # pragmas, which would cost more than the queries of a refresh grant.
+            self.engine: AsyncEngine = create_async_engine(aurl, pool_size=5, max_overflow=5)
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         else:
             self.engine = create_async_engine(aurl, pool_size=10, max_overflow=10)

@@ -18,7 +18,13 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from wardgate.issuer import audit, clients, refresh, sessions, users
-from wardgate.issuer.errors import InvalidGrant, InvalidScope, InvalidTarget, UnauthorizedClient
+from wardgate.issuer.errors import (
+    InvalidClient,
+    InvalidGrant,
+    InvalidScope,
+    InvalidTarget,
+    UnauthorizedClient,
+)
 from wardgate.issuer.schema import auth_codes
 from wardgate.issuer.service import Grant, Issuer
 
@@ -40,13 +46,26 @@ def pick_audience(client: clients.Client, requested: str | None) -> str:
 
 
 async def refresh_grant(iss: Issuer, token: str, client: clients.Client | None,
-                        address: str) -> tuple[dict[str, Any], refresh.RefreshRow]:
-    """Rotate `token`. `client` None means the token's own (public) client, already checked."""
+                        address: str, *, public_only: bool = False
+                        ) -> tuple[dict[str, Any], refresh.RefreshRow]:
+    """Rotate `token` for the authenticated `client`.
+
+    `client` None: no client credentials were sent. With `public_only` the token's own client
+    must then be a public one (RFC 6749 §6: confidential clients authenticate); without it the
+    caller has authenticated the request otherwise (browser mode: cookie + CSRF).
+    """
     now = iss.now()
     reused: refresh.RefreshRow | None = None
     async with iss.db.begin() as conn:
+        row = await refresh.find(conn, token)
+        if row is None:
+            raise InvalidGrant("refresh token unknown")
+        if client is None and public_only:
+            owner = await clients.get_client(conn, row.client_id)
+            if owner is None or not owner.public or owner.disabled:
+                raise InvalidClient("client authentication required")
         rot = await refresh.rotate(conn, token, client.client_id if client else None, now,
-                                   iss.cfg.tokens.refresh_idle_s)
+                                   iss.cfg.tokens.refresh_idle_s, row=row)
         if rot.outcome is refresh.Outcome.REUSED:
             assert rot.row is not None
             reused = rot.row

@@ -89,9 +89,12 @@ async def revoke_family(conn: AsyncConnection, family_id: str) -> None:
 
 
 async def rotate(conn: AsyncConnection, token: str, client_id: str | None, now: int,
-                 idle_s: int) -> Rotation:
-    """Use `token` once. The caller commits even on REUSED, so the family revocation sticks."""
-    row = await find(conn, token)
+                 idle_s: int, row: RefreshRow | None = None) -> Rotation:
+    """Use `token` once. The caller commits even on REUSED, so the family revocation sticks.
+
+    `row` is the token's row when the caller already looked it up.
+    """
+    row = row if row is not None else await find(conn, token)
     if row is None:
         return Rotation(Outcome.UNKNOWN)
     if client_id is not None and row.client_id != client_id:

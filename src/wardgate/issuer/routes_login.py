@@ -81,7 +81,7 @@ async def session_refresh(request: Request) -> Response:
     if not csrf.double_submit_ok(iss.csrf_key, row.sid or "", request.headers.get(csrf.HEADER),
                                  request.cookies.get(cookies.CSRF)):
         raise CsrfFailed("missing or invalid CSRF token")
-    out, row = await refresh_grant(iss, token, None, address(request))
+    out, row = await refresh_grant(iss, token, None, address(request), public_only=True)
     return _cookie_answer(iss, out, row.sid, None)
 
 

@@ -10,7 +10,7 @@ from starlette.responses import JSONResponse, Response
 
 from wardgate.issuer import clientauth, clients, forms, grants, refresh, sessions, tokens
 from wardgate.issuer.deps import address, issuer_of, no_store
-from wardgate.issuer.errors import InvalidClient, UnsupportedGrantType
+from wardgate.issuer.errors import UnsupportedGrantType
 from wardgate.issuer.service import Issuer
 
 router = APIRouter(tags=["oauth"])
@@ -41,20 +41,6 @@ def _auth_audiences(iss: Issuer) -> list[str]:
     return [iss.url("/token"), iss.cfg.issuer, iss.url("/revoke"), iss.url("/introspect")]
 
 
-async def _public_owner(iss: Issuer, token: str) -> clients.Client:
-    """A refresh request with no client credentials at all: allowed only for public clients."""
-    async with iss.db.begin() as conn:
-        row = await refresh.find(conn, token)
-        client = await clients.get_client(conn, row.client_id) if row else None
-    if row is None:
-        from wardgate.issuer.errors import InvalidGrant
-
-        raise InvalidGrant("refresh token unknown")
-    if client is None or not client.public or client.disabled:
-        raise InvalidClient("client authentication required")
-    return client
-
-
 @router.post("/token", openapi_extra=_TOKEN)
 async def token(request: Request) -> Response:
     iss = issuer_of(request)
@@ -66,11 +52,10 @@ async def token(request: Request) -> Response:
     if grant_type == "refresh_token":
         rt = forms.need_str(p, "refresh_token", 256)
         scope = forms.scope_list(forms.opt_str(p, "scope"))
-        client: clients.Client | None
-        if authz is None and not any(k in p for k in ("client_id", "client_secret",
-                                                      "client_assertion")):
-            client = await _public_owner(iss, rt)
-        else:
+        client: clients.Client | None = None
+        anonymous = authz is None and not any(
+            k in p for k in ("client_id", "client_secret", "client_assertion"))
+        if not anonymous:
             async with iss.db.begin() as conn:
                 client = await clientauth.authenticate(conn, p, authz,
                                                        audiences=_auth_audiences(iss), now=now)
@@ -82,7 +67,7 @@ async def token(request: Request) -> Response:
                 row = await refresh.find(conn, rt)
             if row is None or not set(scope) <= set(json.loads(row.scope)):
                 raise InvalidScope("scope exceeds the original grant")
-        out, _ = await grants.refresh_grant(iss, rt, client, addr)
+        out, _ = await grants.refresh_grant(iss, rt, client, addr, public_only=anonymous)
         return no_store(out)
     if grant_type == "client_credentials":
         scope = forms.scope_list(forms.opt_str(p, "scope"))

@@ -1,0 +1,113 @@
+"""Issuer throughput: refresh_token grants/s per signing algorithm, and logins/s (argon2-bound).
+
+Starts a real issuer (`wardgate issuer`, one process, SQLite) on 127.0.0.1 per algorithm, drives
+it with an asyncio httpx client from this process for a fixed time, and prints a Markdown table.
+The issuer process is pinned to one core when the machine has more than one.
+
+    .venv/bin/python bench/issuer_bench.py [--seconds 5] [--concurrency 16]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.issuer.support import IssuerProcess, base_config  # noqa: E402
+
+DEFAULT_HASH = {"time_cost": 3, "memory_cost_kib": 65536, "parallelism": 4}
+
+
+async def _refresh_worker(http: httpx.AsyncClient, token: str,
+                          stop: float) -> tuple[int, str]:
+    n = 0
+    while time.monotonic() < stop:
+        r = await http.post("/token", data={"grant_type": "refresh_token",
+                                            "refresh_token": token})
+        r.raise_for_status()
+        token = r.json()["refresh_token"]
+        n += 1
+    return n, token
+
+
+async def refresh_rate(iss: IssuerProcess, seconds: float, concurrency: int) -> float:
+    async with httpx.AsyncClient(base_url=iss.url, timeout=30,
+                                 limits=httpx.Limits(max_connections=concurrency)) as http:
+        tokens = []
+        for _ in range(concurrency):  # one family per worker: rotation is per family
+            r = await http.post("/login", json={"username": "bench", "password": "bench-pw"})
+            r.raise_for_status()
+            tokens.append(r.json()["refresh_token"])
+        warm = await asyncio.gather(*(_refresh_worker(http, t, time.monotonic() + 1)
+                                      for t in tokens))
+        start = time.monotonic()
+        done = await asyncio.gather(*(_refresh_worker(http, t, start + seconds)
+                                      for _, t in warm))
+        return sum(n for n, _ in done) / (time.monotonic() - start)
+
+
+async def login_rate(iss: IssuerProcess, seconds: float, concurrency: int) -> float:
+    async def worker(http: httpx.AsyncClient, stop: float) -> int:
+        n = 0
+        while time.monotonic() < stop:
+            r = await http.post("/login", json={"username": "bench", "password": "bench-pw"})
+            r.raise_for_status()
+            n += 1
+        return n
+    async with httpx.AsyncClient(base_url=iss.url, timeout=60) as http:
+        start = time.monotonic()
+        counts = await asyncio.gather(*(worker(http, start + seconds) for _ in range(concurrency)))
+        return sum(counts) / (time.monotonic() - start)
+
+
+def _pin(pid: int) -> None:
+    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
+        os.sched_setaffinity(pid, {0})
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--concurrency", type=int, default=16)
+    ap.add_argument("--algorithms", default="ES256,EdDSA,RS256")
+    args = ap.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="wg-issuer-bench-") as tmp:
+        for alg in args.algorithms.split(","):
+            d = Path(tmp) / alg
+            d.mkdir()
+            iss = IssuerProcess(base_config(d, keys={"algorithm": alg},
+                                            password_hash=DEFAULT_HASH,
+                                            throttle={"free_failures_per_user": 1000}), d)
+            iss.add_user("bench", "bench-pw", ["reader"])
+            iss.start()
+            try:
+                assert iss.proc is not None
+                _pin(iss.proc.pid)
+                rate = asyncio.run(refresh_rate(iss, args.seconds, args.concurrency))
+                rows.append((f"refresh_token grant, {alg}", rate))
+                if alg == args.algorithms.split(",")[0]:
+                    lr = asyncio.run(login_rate(iss, args.seconds, 4))
+                    h = DEFAULT_HASH
+                    rows.append((f"POST /login, argon2id t={h['time_cost']} "
+                                 f"m={h['memory_cost_kib']} KiB p={h['parallelism']}, {alg}", lr))
+            finally:
+                iss.stop()
+    print(f"# wardgate issuer ({platform.python_version()}, {os.cpu_count()} cores, "
+          f"issuer pinned to one core, SQLite, {args.seconds:.0f} s per row)\n")
+    print("| operation | per second |\n|---|---:|")
+    for name, rate in rows:
+        print(f"| {name} | {rate:,.0f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
