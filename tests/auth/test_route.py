@@ -439,3 +439,17 @@ def test_identity_never_holds_the_token(env: Env, rsa_key: Any) -> None:
 def test_identity_header_names_are_checked(env: Env, name: str) -> None:
     with pytest.raises(ValueError, match="cannot carry identity"):
         env.route({"providers": ["main"]}, claims_to_headers={"sub": name})
+
+
+async def test_check_decides_without_awaiting(env: Env, rsa_key: Any, rsa_other: Any) -> None:
+    route = env.route(POLICY)
+    req = request(token=tok(rsa_key, scope="orders:read"))
+    assert route.check(req) is True and req.auth_outcome == "ok"
+    assert route.check(req) is True and env.registry.cache.hits == 1
+    with pytest.raises(InvalidToken):
+        route.check(request(token=tok(rsa_other)))
+    unknown = request(token=sign(dict(AT, kid="new"), claims(), rsa_key))
+    assert route.check(unknown) is False  # only an unknown kid needs the async path
+    with pytest.raises(InvalidToken):
+        await route.authenticate(unknown)  # static keys: refetch is a no-op, then 401
+    assert unknown.auth_outcome == "unknown_kid"

@@ -41,6 +41,12 @@ _RESERVED = frozenset({"host", "content-length", "transfer-encoding", "connectio
                        "proxy-authorization", "proxy-connection", "expect"})
 
 
+class _NeedRefetch(Exception):
+    def __init__(self, provider: str) -> None:
+        super().__init__(provider)
+        self.provider = provider
+
+
 class RouteAuth:
     def __init__(self, route: RouteConfig, policy: AuthPolicy, registry: ProviderRegistry) -> None:
         self.name = route.name
@@ -68,7 +74,27 @@ class RouteAuth:
         self._drop_cookie = self._extract.cookie is not None and not forward_token
         self._drop_query = self._extract.query is not None and not forward_token
 
+    def check(self, req: Request) -> bool:
+        """Authenticate and authorize without awaiting. True when decided (req.identity set, or
+        an AuthError / ServiceUnavailable raised); False only when the token names a key we do
+        not hold yet: then `await authenticate(req)` refetches the key set and decides.
+
+        Lets the pipeline skip creating a task for the common case (cache hit or a verification
+        that needs no network)."""
+        try:
+            self._run(req, refetched=False)
+        except _NeedRefetch:
+            return False
+        return True
+
     async def authenticate(self, req: Request) -> None:
+        try:
+            self._run(req, refetched=False)
+        except _NeedRefetch as need:
+            await self._registry.refetch_for_kid(need.provider)
+            self._run(req, refetched=True)
+
+    def _run(self, req: Request, refetched: bool) -> None:
         try:
             token = self._extract.extract(req.headers, req.query)
         except BadTokenRequest as exc:
@@ -89,7 +115,7 @@ class RouteAuth:
             except BadTokenRequest as exc:
                 req.auth_outcome = exc.reason
                 raise InvalidRequest("The request carries malformed or conflicting credentials")
-            ident = await self._verify(req, token)
+            ident = self._verify(req, token, refetched)
         revoked = self._registry.revocation
         if revoked is not None and revoked(ident):
             req.auth_outcome = "revoked"
@@ -102,16 +128,17 @@ class RouteAuth:
                                     scope=" ".join(denied) or None)
         req.auth_outcome = "ok"
 
-    async def _verify(self, req: Request, token: bytes) -> Identity:
+    def _verify(self, req: Request, token: bytes, refetched: bool) -> Identity:
         try:
             provider, parts = self._verifier.parse(token)
             try:
                 ident = provider.verify(parts)
             except UnknownKid:
+                if refetched:
+                    raise
                 # Claims first: an expired or foreign token must not cost the issuer a fetch.
                 provider.check_claims(parts.claims)
-                await self._registry.refetch_for_kid(provider.name)
-                ident = provider.verify(parts)
+                raise _NeedRefetch(provider.name) from None
         except Rejected as exc:
             req.auth_outcome = exc.reason
             raise InvalidToken(_EXPIRED if exc.reason == "expired" else _INVALID)
