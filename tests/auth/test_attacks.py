@@ -330,6 +330,7 @@ def test_attack_jwe_shaped_tokens(env: Env, rsa_key: Any) -> None:
     assert reason(env, b"a.b.c.d") == "malformed"
     nested = sign(dict(AT, cty="JWT"), b'"' + sign(AT, claims(), rsa_key) + b'"', rsa_key)
     assert reason(env, nested) == "malformed"  # a nested JWT payload is a string, not claims
+    assert reason(env, sign(dict(AT, cty="JWT"), claims(), rsa_key)) == "nested"
 
 
 def test_attack_oversize_token_rejected_before_decoding(env: Env, rsa_key: Any) -> None:

@@ -6,7 +6,6 @@ once per verified token and kept on the Identity, so a cache hit costs no parsin
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 from typing import Any
@@ -120,9 +119,3 @@ class Identity:
 
     def __repr__(self) -> str:
         return f"Identity(provider={self.provider!r}, sub_hash={self.sub_hash!r})"
-
-
-def payload_b64(claims: dict[str, Any]) -> bytes:
-    """Base64url JSON of claims (used by `token inspect` and tests)."""
-    raw = json.dumps(claims, separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).rstrip(b"=")

@@ -78,6 +78,9 @@ class ProviderVerifier:
         kid = header.get("kid")
         if kid is not None and not isinstance(kid, str):
             raise Rejected("malformed")
+        cty = header.get("cty")
+        if cty is not None and (not isinstance(cty, str) or cty.lower() in ("jwt", "application/jwt")):
+            raise Rejected("nested")  # RFC 7519 §5.2: a nested JWT; we take the claims as signed
         return alg
 
     def verify(self, parts: compact.Parts) -> Identity:
