@@ -120,6 +120,7 @@ def test_keyring_lookup_rules(rsa_key: Any, rsa_other: Any) -> None:
     ({"jwks_uri": "https://x/j", "refresh": {"min_interval_s": 100, "max_interval_s": 10}},
      "min_interval_s"),
     ({"jwks_uri": "https://x/j", "min_rsa_bits": 1024}, "greater than or equal"),
+    ({"algorithms": ["HS512"], "secret_env": "WG_TEST_S"}, "512 bits"),
 ])
 def test_provider_config_refusals(monkeypatch: pytest.MonkeyPatch, over: dict[str, Any],
                                   match: str) -> None:

@@ -242,6 +242,8 @@ class RemoteSource:
             now = self.clock()
             delay = self.schedule.on_failure(now)
             self._count("error")
+            if self.cfg.discovery:
+                self._jwks_uri = None  # the issuer may have moved its keys: ask it again
             log.warning("provider %s: key set fetch failed (%s: %s); retry in %.0fs",
                         name, type(exc).__name__, exc, delay)
             if self.schedule.stale(now) and len(self.ring):

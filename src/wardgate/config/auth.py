@@ -183,6 +183,11 @@ class ProviderConfig(Strict):
             _url_ok(self.issuer, self.allow_insecure_http)
         if self.secret_env is not None and not os.environ.get(self.secret_env):
             raise ValueError(f"environment variable {self.secret_env} is unset or empty")
+        if secret:
+            need = {"HS256": 32, "HS384": 48, "HS512": 64}[self.algorithms[0]]
+            if len(self.secret_bytes() or b"") < need:
+                # RFC 7518 §3.2: an HMAC key at least as long as the hash output
+                raise ValueError(f"{self.algorithms[0]} needs a secret of at least {need * 8} bits")
         for k in self.keys:
             if k.alg is not None and k.alg not in self.algorithms:
                 raise ValueError(f"key alg {k.alg!r} is not in algorithms {self.algorithms}")
