@@ -171,3 +171,15 @@ def test_disabled_user_cannot_log_in_or_refresh(issuer: IssuerProcess) -> None:
             "invalid username or password"
         r = http.post("/token", data={"grant_type": "refresh_token", "refresh_token": rt})
         assert r.status_code == 400 and r.json()["error"] == "invalid_grant"
+
+
+async def test_concurrent_use_of_one_refresh_token_has_one_winner(issuer: IssuerProcess) -> None:
+    async with httpx.AsyncClient(base_url=issuer.url, timeout=20) as http:
+        rt = (await http.post("/login", json={"username": "alice", "password": "correct horse"})
+              ).json()["refresh_token"]
+        results = await asyncio.gather(*(
+            http.post("/token", data={"grant_type": "refresh_token", "refresh_token": rt})
+            for _ in range(8)))
+    codes = sorted(r.status_code for r in results)
+    assert codes.count(200) <= 1 and all(c in (200, 400) for c in codes), codes
+    assert all(r.json()["error"] == "invalid_grant" for r in results if r.status_code == 400)
