@@ -239,7 +239,10 @@ def main(argv: list[str] | None = None) -> int:
     def on_term(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, on_term)
+    # SIGINT too: a shell may have started us with it ignored (background jobs), and the
+    # finally block below must run however we are asked to stop.
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, on_term)
     workdir = Path(tempfile.mkdtemp(prefix="wardgate-bench-"))
     procs = ProcessSet(workdir)
     runs: list[dict] = []
@@ -288,7 +291,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.warmup > 0:
             print(f"\nwarm-up: {args.warmup:g}s per proxy and scenario", flush=True)
             for scenario, target in pairs:
-                measure(target, scenario, args, lua, token, token_path, 0, args.warmup)
+                offset = sent.get(target.name, 0)
+                warm, _, _ = measure(target, scenario, args, lua, token, token_path, offset,
+                                     args.warmup)
+                if scenario == "jwt-distinct":
+                    sent[target.name] = offset + warm.requests
         for rnd in range(args.rounds):
             shift = rnd % max(1, len(pairs))
             order = pairs[shift:] + pairs[:shift]
@@ -341,12 +348,16 @@ def main(argv: list[str] | None = None) -> int:
         print("\ninterrupted: stopping everything", file=sys.stderr)
         return 130
     finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_IGN)  # let the clean-up finish
         procs.stop_all()
         if args.keep:
             print(f"(kept {workdir})")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
     summary = report.summarise(runs)
     table = report.markdown(summary, unavailable)
