@@ -54,6 +54,22 @@ async def refresh_rate(iss: IssuerProcess, seconds: float, concurrency: int) -> 
         return sum(n for n, _ in done) / (time.monotonic() - start)
 
 
+async def jwks_rate(iss: IssuerProcess, seconds: float, concurrency: int) -> float:
+    """The framework's ceiling on this machine: a GET that touches neither database nor keys."""
+    async def worker(http: httpx.AsyncClient, stop: float) -> int:
+        n = 0
+        while time.monotonic() < stop:
+            (await http.get("/.well-known/jwks.json")).raise_for_status()
+            n += 1
+        return n
+    async with httpx.AsyncClient(base_url=iss.url, timeout=30,
+                                 limits=httpx.Limits(max_connections=concurrency)) as http:
+        start = time.monotonic()
+        counts = await asyncio.gather(*(worker(http, start + seconds)
+                                        for _ in range(concurrency)))
+        return sum(counts) / (time.monotonic() - start)
+
+
 async def login_rate(iss: IssuerProcess, seconds: float, concurrency: int) -> float:
     async def worker(http: httpx.AsyncClient, stop: float) -> int:
         n = 0
@@ -95,14 +111,18 @@ def main() -> int:
                 rate = asyncio.run(refresh_rate(iss, args.seconds, args.concurrency))
                 rows.append((f"refresh_token grant, {alg}", rate))
                 if alg == args.algorithms.split(",")[0]:
+                    rows.insert(0, ("GET /.well-known/jwks.json (baseline: no DB, no signing)",
+                                    asyncio.run(jwks_rate(iss, args.seconds, args.concurrency))))
                     lr = asyncio.run(login_rate(iss, args.seconds, 4))
                     h = DEFAULT_HASH
                     rows.append((f"POST /login, argon2id t={h['time_cost']} "
                                  f"m={h['memory_cost_kib']} KiB p={h['parallelism']}, {alg}", lr))
             finally:
                 iss.stop()
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"# wardgate issuer ({platform.python_version()}, {os.cpu_count()} cores, "
-          f"issuer pinned to one core, SQLite, {args.seconds:.0f} s per row)\n")
+          f"issuer pinned to one core, SQLite, {args.seconds:.0f} s per row, "
+          f"load average {load:.2f} at the end)\n")
     print("| operation | per second |\n|---|---:|")
     for name, rate in rows:
         print(f"| {name} | {rate:,.0f} |")
