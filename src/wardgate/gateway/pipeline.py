@@ -6,8 +6,8 @@
     the identity) → pick a healthy target → forward over a pooled connection (proxy.py) →
     stream the answer back → access log.
 
-Plain routes run synchronously up to the upstream write; only routes with auth (which may need
-to fetch keys) and new upstream connections pay for a task.
+Requests run synchronously from parse to the upstream write, auth included; only a token whose
+key must first be fetched, and a new upstream connection, pay for a task.
 """
 
 from __future__ import annotations
@@ -45,9 +45,13 @@ class Pipeline:
                     and req.header(b"access-control-request-method") is not None:
                 client.respond(p, *route.cors.preflight(req))
                 return
-            if route.auth is not None:
-                client.loop.create_task(self._authorize_then_forward(client, p, route, matched))
-                return
+            auth = route.auth
+            if auth is not None:
+                if not auth.check(req):
+                    # The token names a key not fetched yet: only this path awaits.
+                    client.loop.create_task(self._authorize_then_forward(client, p, route, matched))
+                    return
+                auth.forward(req)
             self._forward(client, p, route, matched)
         except GatewayError as err:
             client.request_failed(p, err)
