@@ -11,6 +11,7 @@ _COMMAND_MODULES = (
     "wardgate.gateway.commands",
     "wardgate.issuer.commands",
     "wardgate.auth.commands",
+    "wardgate.demo.commands",
 )
 
 

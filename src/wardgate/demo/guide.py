@@ -1,0 +1,103 @@
+"""What the demo prints once everything is ready: where things are, and what to try.
+
+The steps are data (title, expected outcome, shell lines) so the text, docs/demo.md and the
+end-to-end test all follow the same list. The shell lines are real: pasted into bash in order,
+each does what its title says.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from wardgate.demo.settings import Ports
+
+# Pull one field out of a JSON answer without needing jq (python3 is there, we run on it).
+_FIELD = "python3 -c 'import json,sys; print(json.load(sys.stdin)[\"{field}\"])'"
+
+
+# -s: no progress meter; -i: show the status line and headers; -w: end the body with a newline
+_CURL = "curl -si -w '\\n'"
+
+
+@dataclass(frozen=True)
+class Step:
+    title: str
+    expect: str
+    lines: tuple[str, ...]
+
+
+def _get(field: str) -> str:
+    return _FIELD.format(field=field)
+
+
+def steps(ports: Ports, password: str, login_client: str = "wardgate-login") -> list[Step]:
+    iss, gw = ports.url("issuer"), ports.url("gateway")
+
+    def login(user: str, var: str) -> str:
+        return (f"{var}=$(curl -s -X POST {iss}/login -H 'Content-Type: application/json' "
+                f"-d '{{\"username\": \"{user}\", \"password\": \"{password}\"}}')")
+
+    return [
+        Step("Sign in as alice (role admin); keep her access and refresh tokens",
+             "200 with access_token, refresh_token, token_type Bearer, expires_in",
+             (login("alice", "ALICE"),
+              f'ACCESS=$(echo "$ALICE" | {_get("access_token")})',
+              f'REFRESH=$(echo "$ALICE" | {_get("refresh_token")})')),
+        Step("Call /orders through the gateway with her token",
+             "200: the orders service verified the token itself (zero trust)",
+             (f'{_CURL} {gw}/orders -H "Authorization: Bearer $ACCESS"',)),
+        Step("Call /orders without a token, then with a forged one",
+             "401, WWW-Authenticate: Bearer ... (then error=\"invalid_token\")",
+             (f"{_CURL} {gw}/orders",
+              f'{_CURL} {gw}/orders -H "Authorization: Bearer ${{ACCESS%?????}}xxxxx"')),
+        Step("Sign in as bob (role user) and ask for /reports, which needs role admin",
+             "403, WWW-Authenticate: Bearer error=\"insufficient_scope\" (alice gets 200)",
+             (login("bob", "BOB"),
+              f'BOB_ACCESS=$(echo "$BOB" | {_get("access_token")})',
+              f'{_CURL} {gw}/reports -H "Authorization: Bearer $BOB_ACCESS"',
+              f'{_CURL} {gw}/reports -H "Authorization: Bearer $ACCESS"')),
+        Step("Refresh: trade alice's refresh token for new tokens (the old one is now spent)",
+             "200 with a new access_token and a new refresh_token",
+             (f"NEW=$(curl -s -X POST {iss}/token -d grant_type=refresh_token "
+              f'-d "refresh_token=$REFRESH")',
+              'echo "$NEW"',
+              f'REFRESH=$(echo "$NEW" | {_get("refresh_token")})')),
+        Step("Revoke the new refresh token, then try to use it",
+             "revoke: 200; refresh: 400 error \"invalid_grant\"",
+             (f'{_CURL} -X POST {iss}/revoke -d client_id={login_client} -d "token=$REFRESH"',
+              f"{_CURL} -X POST {iss}/token -d grant_type=refresh_token "
+              f'-d "refresh_token=$REFRESH"')),
+    ]
+
+
+def render(ports: Ports, password: str, *, generated: bool, state: str, logs: str,
+           new_key: str | None) -> str:
+    iss, gw = ports.url("issuer"), ports.url("gateway")
+    pw_note = ("generated for this run; set WARDGATE_DEMO_PASSWORD to choose one" if generated
+               else "from WARDGATE_DEMO_PASSWORD")
+    out = [
+        "",
+        "wardgate demo is ready.",
+        "",
+        f"  gateway   {gw}   (admin API: {ports.url('admin')})",
+        f"  issuer    {iss}   (discovery: {iss}/.well-known/openid-configuration)",
+        f"  orders    {ports.url('orders')}   behind {gw}/orders  (any signed-in user)",
+        f"  reports   {ports.url('reports')}   behind {gw}/reports (role admin only)",
+        f"  state     {state}   logs: {logs}",
+    ]
+    if new_key:
+        out.append(f"  keys      generated signing key {new_key} (first run)")
+    out += [
+        "",
+        "  users     alice (role admin), bob (role user)",
+        f"  password  {password}   ({pw_note})",
+        "",
+        "Try it (paste into bash, in order):",
+    ]
+    for n, step in enumerate(steps(ports, password), 1):
+        out.append("")
+        out.append(f"  {n}. {step.title}")
+        out.append(f"     expect: {step.expect}")
+        out += [f"     {line}" for line in step.lines]
+    out += ["", "Press Ctrl-C to stop everything.", ""]
+    return "\n".join(out)
