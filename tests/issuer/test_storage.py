@@ -203,3 +203,17 @@ async def test_purge_keeps_live_families_and_drops_dead_ones(db: Database) -> No
         # Expired by idle time but its family is still within its absolute life: kept, so a
         # replay is still recognised.
         assert await refresh.find(conn, long) is not None
+
+
+async def test_standing_reads_roles_and_session_in_one_query(db: Database) -> None:
+    async with db.begin() as conn:
+        uid = await users.add_user(conn, "hana", "h", ["b-role", "a-role"], NOW)
+        _, s = await sessions.create(conn, uid, NOW, 100)
+        st = await users.standing(conn, uid, s.sid, NOW + 1)
+        assert st == users.Standing(disabled=False, roles=("a-role", "b-role"), session_live=True)
+        assert (await users.standing(conn, uid, s.sid, NOW + 100)).session_live is False  # type: ignore[union-attr]
+        assert (await users.standing(conn, uid, "no-such-sid", NOW)).session_live is False  # type: ignore[union-attr]
+        assert (await users.standing(conn, uid, None, NOW)).session_live is True  # type: ignore[union-attr]
+        assert await users.standing(conn, 999, None, NOW) is None
+        with pytest.raises(ValueError, match="role"):
+            await users.set_roles(conn, uid, ["has space"])

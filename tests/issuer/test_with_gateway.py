@@ -33,12 +33,10 @@ def stack(issuer: IssuerProcess, tmp_path: Path) -> Iterator[tuple[GatewayProces
     gw = GatewayProcess(cfg, tmp_path / "gw")
     try:
         gw.start()
-    except Exception as exc:  # the data plane is another team's work in progress
+        yield gw, up
+    finally:
+        gw.stop()
         up.stop()
-        pytest.skip(f"gateway did not start: {exc}")
-    yield gw, up
-    gw.stop()
-    up.stop()
 
 
 def test_login_route_refresh_logout(issuer: IssuerProcess,

@@ -57,13 +57,11 @@ async def refresh_grant(iss: Issuer, token: str, client: clients.Client | None,
     now = iss.now()
     reused: refresh.RefreshRow | None = None
     async with iss.db.begin() as conn:
-        row = await refresh.find(conn, token)
+        row, owner_public = await refresh.find_with_owner(conn, token)
         if row is None:
             raise InvalidGrant("refresh token unknown")
-        if client is None and public_only:
-            owner = await clients.get_client(conn, row.client_id)
-            if owner is None or not owner.public or owner.disabled:
-                raise InvalidClient("client authentication required")
+        if client is None and public_only and not owner_public:
+            raise InvalidClient("client authentication required")
         rot = await refresh.rotate(conn, token, client.client_id if client else None, now,
                                    iss.cfg.tokens.refresh_idle_s, row=row)
         if rot.outcome is refresh.Outcome.REUSED:
@@ -91,12 +89,13 @@ async def _tokens_for(iss: Issuer, conn: AsyncConnection, row: refresh.RefreshRo
     roles: list[str] = []
     sub = row.client_id
     if row.user_id is not None:
-        user = await users.get_by_id(conn, row.user_id)
-        if user is None or user.disabled:
+        # Roles are read afresh: a role removed since login is gone from the next token.
+        st = await users.standing(conn, row.user_id, row.sid, now)
+        if st is None or st.disabled:
             raise InvalidGrant("user disabled")
-        if row.sid is not None and not await sessions.is_live(conn, row.sid, now):
+        if not st.session_live:
             raise InvalidGrant("session ended")
-        roles, sub = list(user.roles), str(user.id)
+        roles, sub = list(st.roles), str(row.user_id)
     g = Grant(sub=sub, client_id=row.client_id, scope=scope, audience=row.audience,
               roles=roles, user_id=row.user_id, sid=row.sid, with_refresh=False)
     out, _ = await iss.tokens(conn, g, now)

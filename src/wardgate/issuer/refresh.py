@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from wardgate.issuer.schema import refresh_tokens
+from wardgate.issuer.schema import clients, refresh_tokens
 from wardgate.issuer.sessions import digest, new_secret
 
 
@@ -81,6 +81,21 @@ async def find(conn: AsyncConnection, token: str) -> RefreshRow | None:
     row = (await conn.execute(select(refresh_tokens).where(
         refresh_tokens.c.token_hash == digest(token)))).first()
     return None if row is None else _row(row)
+
+
+async def find_with_owner(conn: AsyncConnection, token: str) -> tuple[RefreshRow | None, bool]:
+    """The token's row and whether its client is an enabled public client (one query)."""
+    if not token or len(token) > 256:
+        return None, False
+    q = (select(refresh_tokens, clients.c.auth_method, clients.c.disabled.label("c_disabled"))
+         .select_from(refresh_tokens.outerjoin(
+             clients, clients.c.client_id == refresh_tokens.c.client_id))
+         .where(refresh_tokens.c.token_hash == digest(token)))
+    r = (await conn.execute(q)).first()
+    if r is None:
+        return None, False
+    m = r._mapping
+    return _row(r), m["auth_method"] == "none" and not m["c_disabled"]
 
 
 async def revoke_family(conn: AsyncConnection, family_id: str) -> None:

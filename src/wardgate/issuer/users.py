@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from wardgate.issuer.schema import roles, user_roles, users
+from wardgate.issuer.schema import roles, sessions, user_roles, users
 
 
 class UserExists(ValueError):
@@ -64,7 +64,14 @@ async def add_user(conn: AsyncConnection, username: str, password_hash: str,
     return user_id
 
 
+def valid_role(name: str) -> bool:
+    return 0 < len(name) <= 100 and name.isprintable() and not any(c.isspace() for c in name)
+
+
 async def set_roles(conn: AsyncConnection, user_id: int, role_names: list[str]) -> None:
+    for name in role_names:
+        if not valid_role(name):
+            raise ValueError(f"role {name!r}: 1-100 printable characters, no whitespace")
     await conn.execute(delete(user_roles).where(user_roles.c.user_id == user_id))
     for name in sorted(set(role_names)):
         await ensure_role(conn, name)
@@ -82,6 +89,31 @@ async def _load(conn: AsyncConnection, row: object) -> User:
     return User(id=r["id"], username=r["username"], password_hash=r["password_hash"],
                 disabled=bool(r["disabled"]), roles=tuple(n for n, _ in rs),
                 scopes=tuple(sorted(scopes)))
+
+
+@dataclass(frozen=True)
+class Standing:
+    """What a refresh needs to know about a user, read in one query."""
+    disabled: bool
+    roles: tuple[str, ...]
+    session_live: bool
+
+
+async def standing(conn: AsyncConnection, user_id: int, sid: str | None,
+                   now: int) -> Standing | None:
+    role_list = (select(func.aggregate_strings(user_roles.c.role, " "))
+                 .where(user_roles.c.user_id == users.c.id).scalar_subquery())
+    q = (select(users.c.disabled, sessions.c.ended, sessions.c.expires_at,
+                role_list.label("roles"))
+         .select_from(users.outerjoin(sessions, sessions.c.sid == sid))
+         .where(users.c.id == user_id))
+    r = (await conn.execute(q)).first()
+    if r is None:
+        return None
+    m = r._mapping
+    live = sid is None or (m["ended"] is not None and not m["ended"] and m["expires_at"] > now)
+    return Standing(disabled=bool(m["disabled"]),
+                    roles=tuple(sorted((m["roles"] or "").split())), session_live=live)
 
 
 async def get_by_name(conn: AsyncConnection, username: str) -> User | None:
