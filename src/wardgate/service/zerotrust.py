@@ -70,6 +70,11 @@ class TokenAuthenticator:
         if cached is not None:
             return cached
         try:
+            # b64token syntax (RFC 6750 §2.1), checked on a cache miss as the gateway does
+            self._extract.check_syntax(token)
+        except BadTokenRequest:
+            raise InvalidRequest("The request carries malformed or conflicting credentials")
+        try:
             try:
                 ident = self._verifier.verify(token)
             except UnknownKid:
