@@ -13,14 +13,18 @@
     │   ├── PayloadTooLarge (413) / UnsupportedMediaType (415)
     │   ├── SlowDown (429)         login throttling, with Retry-After
     │   └── NotFound (404) / MethodNotAllowed (405)
+    ├── AuthorizeError             errors of GET/POST /authorize (RFC 6749 §4.1.2.1)
+    │   ├── BadAuthorizeRequest (400) unknown client or redirect URI: an HTML page, no redirect
+    │   └── AuthorizeRedirect (303) everything else: back to the client with error and state
     └── TemporarilyUnavailable (503) no signing key, database unavailable
 """
 
 from __future__ import annotations
 
 import json
+from urllib.parse import urlencode
 
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}  # RFC 6749 §5.1
 
@@ -118,6 +122,36 @@ class SlowDown(OAuthError):
         return {"Retry-After": str(self.retry_after_s)}
 
 
+class AuthorizeError(IssuerError):
+    pass
+
+
+class BadAuthorizeRequest(AuthorizeError):
+    status, error = 400, "invalid_request"
+
+
+class AuthorizeRedirect(AuthorizeError):
+    status = 303
+
+    def __init__(self, *, redirect_uri: str, issuer: str, error: str, description: str = "",
+                 state: str | None = None) -> None:
+        super().__init__(description)
+        self.error = error
+        self.redirect_uri = redirect_uri
+        self.issuer = issuer
+        self.state = state
+
+    def location(self) -> str:
+        params = {"error": self.error}
+        if self.description:
+            params["error_description"] = _clean(self.description)
+        if self.state is not None:
+            params["state"] = self.state
+        params["iss"] = self.issuer  # RFC 9207 §2
+        sep = "&" if "?" in self.redirect_uri else "?"
+        return self.redirect_uri + sep + urlencode(params)
+
+
 class TemporarilyUnavailable(IssuerError):
     status, error = 503, "temporarily_unavailable"
 
@@ -131,6 +165,12 @@ def _clean(text: str) -> str:
 
 
 def render(err: IssuerError) -> Response:
+    if isinstance(err, AuthorizeRedirect):
+        return RedirectResponse(err.location(), status_code=303, headers=_NO_STORE)
+    if isinstance(err, BadAuthorizeRequest):
+        from wardgate.issuer.loginpage import error_page
+
+        return error_page(err.description, err.status)
     body: dict[str, str] = {"error": err.error}
     if err.description:
         body["error_description"] = _clean(err.description)

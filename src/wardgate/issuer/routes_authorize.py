@@ -17,9 +17,16 @@ from fastapi import APIRouter, Request
 from sqlalchemy import insert
 from starlette.responses import RedirectResponse, Response
 
-from wardgate.issuer import audit, clients, cookies, csrf, forms, loginpage, sessions, users
+from wardgate.issuer import audit, clients, cookies, csrf, errors, forms, loginpage, sessions, users
 from wardgate.issuer.deps import address, issuer_of
-from wardgate.issuer.errors import AccessDenied, InvalidRequest, OAuthError, SlowDown
+from wardgate.issuer.errors import (
+    AccessDenied,
+    AuthorizeRedirect,
+    BadAuthorizeRequest,
+    InvalidRequest,
+    OAuthError,
+    SlowDown,
+)
 from wardgate.issuer.grants import pick_audience
 from wardgate.issuer.schema import auth_codes
 from wardgate.issuer.service import Issuer
@@ -41,6 +48,11 @@ class AuthzRequest:
     challenge: str
     audience: str
     prompt: str | None
+    issuer: str
+
+    def error(self, error: str, description: str) -> AuthorizeRedirect:
+        return AuthorizeRedirect(redirect_uri=self.redirect_uri, issuer=self.issuer,
+                                 error=error, description=description, state=self.state)
 
     def fields(self) -> dict[str, str]:
         out = {"response_type": "code", "client_id": self.client.client_id,
@@ -52,16 +64,6 @@ class AuthzRequest:
         if self.nonce is not None:
             out["nonce"] = self.nonce
         return out
-
-
-class _Redirectable(Exception):
-    def __init__(self, redirect_uri: str, error: str, state: str | None, desc: str) -> None:
-        super().__init__(error)
-        self.redirect_uri, self.error, self.state, self.desc = redirect_uri, error, state, desc
-
-
-class _Fatal(Exception):
-    pass
 
 
 def _redirect(iss: Issuer, uri: str, params: dict[str, str]) -> RedirectResponse:
@@ -77,16 +79,17 @@ async def _parse(iss: Issuer, p: dict[str, str]) -> AuthzRequest:
     async with iss.db.begin() as conn:
         client = await clients.get_client(conn, cid) if cid and len(cid) <= 100 else None
     if client is None or client.disabled:
-        raise _Fatal("unknown client")
+        raise BadAuthorizeRequest("unknown client")
     # Exact string match, no normalisation or prefix rules (RFC 9700 §4.1.1).
     if not uri or uri not in client.redirect_uris:
-        raise _Fatal("redirect_uri is not registered for this client")
+        raise BadAuthorizeRequest("redirect_uri is not registered for this client")
     state = p.get("state") or None
     if state is not None and len(state) > 1024:
-        raise _Fatal("state too long")
+        raise BadAuthorizeRequest("state too long")
 
-    def fail(error: str, desc: str) -> _Redirectable:
-        return _Redirectable(uri, error, state, desc)
+    def fail(error: str, desc: str) -> AuthorizeRedirect:
+        return AuthorizeRedirect(redirect_uri=uri, issuer=iss.cfg.issuer, error=error,
+                                 description=desc, state=state)
 
     if p.get("response_type") != "code":
         raise fail("unsupported_response_type", "only response_type=code")
@@ -104,13 +107,16 @@ async def _parse(iss: Issuer, p: dict[str, str]) -> AuthzRequest:
     if nonce is not None and len(nonce) > 512:
         raise fail("invalid_request", "nonce too long")
     return AuthzRequest(client, uri, scope, state, nonce, challenge, audience,
-                        p.get("prompt") or None)
+                        p.get("prompt") or None, iss.cfg.issuer)
 
 
 async def _issue_code(iss: Issuer, req: AuthzRequest, user: users.User,
-                      sess: sessions.Session) -> RedirectResponse:
+                      sess: sessions.Session) -> Response:
     now = iss.now()
-    grant = iss.user_grant(user, req.client, req.scope, req.audience, sess.sid)
+    try:
+        grant = iss.user_grant(user, req.client, req.scope, req.audience, sess.sid)
+    except OAuthError as exc:
+        raise req.error(exc.error, exc.description) from None
     code = sessions.new_secret()
     async with iss.db.begin() as conn:
         await conn.execute(insert(auth_codes).values(
@@ -137,18 +143,6 @@ def _page(iss: Issuer, req: AuthzRequest, *, error: str | None = None, username:
     return resp
 
 
-async def _with_errors(iss: Issuer, p: dict[str, str]) -> AuthzRequest | Response:
-    try:
-        return await _parse(iss, p)
-    except _Fatal as exc:
-        return loginpage.error_page(str(exc))
-    except _Redirectable as exc:
-        out = {"error": exc.error, "error_description": exc.desc}
-        if exc.state is not None:
-            out["state"] = exc.state
-        return _redirect(iss, exc.redirect_uri, out)
-
-
 _AUTHZ_QUERY = {"parameters": [
     {"name": n, "in": "query", "required": n in ("response_type", "client_id"),
      "schema": {"type": "string"}} for n in PARAMS]}
@@ -159,10 +153,8 @@ async def authorize(request: Request) -> Response:
     iss = issuer_of(request)
     p = {k: v for k, v in request.query_params.items() if k in PARAMS}
     if any(len(request.query_params.getlist(k)) > 1 for k in PARAMS):
-        return loginpage.error_page("repeated parameter")  # RFC 6749 §3.1
-    req = await _with_errors(iss, p)
-    if isinstance(req, Response):
-        return req
+        raise BadAuthorizeRequest("repeated parameter")  # RFC 6749 §3.1
+    req = await _parse(iss, p)
     value = request.cookies.get(cookies.SESSION)
     if value and req.prompt != "login":
         # SSO: one issuer session serves every application without a second password.
@@ -170,31 +162,17 @@ async def authorize(request: Request) -> Response:
             sess = await sessions.lookup(conn, value, iss.now())
             user = await users.get_by_id(conn, sess.user_id) if sess else None
         if sess is not None and user is not None and not user.disabled:
-            try:
-                return await _issue_code(iss, req, user, sess)
-            except OAuthError as exc:
-                return _redirect(iss, req.redirect_uri, _err(exc, req.state))
+            return await _issue_code(iss, req, user, sess)
     if req.prompt == "none":
-        return _redirect(iss, req.redirect_uri, _err(None, req.state, "login_required"))
+        raise req.error("login_required", "no issuer session")
     return _page(iss, req)
-
-
-def _err(exc: OAuthError | None, state: str | None, error: str = "") -> dict[str, str]:
-    out = {"error": exc.error if exc else error}
-    if exc is not None and exc.description:
-        out["error_description"] = exc.description
-    if state is not None:
-        out["state"] = state
-    return out
 
 
 @router.post("/authorize", include_in_schema=False)
 async def authorize_login(request: Request) -> Response:
     iss = issuer_of(request)
     p = await forms.form(request, iss.cfg.limits.max_body_bytes)
-    req = await _with_errors(iss, {k: v for k, v in p.items() if k in PARAMS})
-    if isinstance(req, Response):
-        return req
+    req = await _parse(iss, {k: v for k, v in p.items() if k in PARAMS})
     binding = request.cookies.get(cookies.LOGIN_CSRF, "")
     if not binding or not csrf.verify(iss.csrf_key, "login:" + binding, p.get("csrf_token")):
         return _page(iss, req, error="Your sign-in form expired. Please try again.", status=403)
@@ -218,11 +196,10 @@ async def authorize_login(request: Request) -> Response:
         await audit.record(conn, now, "login", username=user.username,
                            client_id=req.client.client_id, address=address(request),
                            mode="authorize")
-    resp: Response
     try:
         resp = await _issue_code(iss, req, user, sess)
-    except OAuthError as exc:
-        resp = _redirect(iss, req.redirect_uri, _err(exc, req.state))
+    except AuthorizeRedirect as exc:
+        resp = errors.render(exc)  # the session exists: its cookie must still be set
     resp.set_cookie(cookies.SESSION, value, max_age=iss.cfg.tokens.session_ttl_s, path="/",
                     secure=True, httponly=True, samesite="lax")
     resp.delete_cookie(cookies.LOGIN_CSRF, path="/", secure=True, httponly=True)
