@@ -36,6 +36,9 @@ def test_cli_users_clients_keys(tmp_path: Path) -> None:
     assert _cli(cfg, "users", "passwd", "erin", "--password-stdin", stdin="n3w-pw\n"
                 ).returncode == 0
     assert "erin\tactive\troles=reader" in _cli(cfg, "users", "list").stdout
+    assert _cli(cfg, "users", "roles", "erin", "--role", "admin", "--role", "reader"
+                ).returncode == 0
+    assert "erin\tactive\troles=admin,reader" in _cli(cfg, "users", "list").stdout
     assert _cli(cfg, "users", "disable", "erin").returncode == 0
     assert "erin\tdisabled" in _cli(cfg, "users", "list").stdout
     assert _cli(cfg, "users", "disable", "nobody").returncode == 1

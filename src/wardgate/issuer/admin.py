@@ -65,6 +65,16 @@ async def set_disabled(cfg: IssuerConfig, username: str, disabled: bool = True) 
                            username=username)
 
 
+async def set_roles(cfg: IssuerConfig, username: str, roles: list[str]) -> None:
+    """Replace a user's roles; the next refresh already carries the new ones."""
+    async with _tx(cfg) as conn:
+        user = await users.get_by_name(conn, username)
+        if user is None:
+            raise users.NoSuchUser(username)
+        await users.set_roles(conn, user.id, roles)
+        await audit.record(conn, _now(), "roles_changed", username=username, roles=roles)
+
+
 async def list_users(cfg: IssuerConfig) -> list[users.User]:
     async with _tx(cfg) as conn:
         return await users.list_users(conn)

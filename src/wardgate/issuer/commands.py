@@ -59,6 +59,9 @@ def _users(args: argparse.Namespace) -> int:
     elif args.action == "passwd":
         asyncio.run(admin.set_password(cfg, args.username, _read_password(args)))
         print(f"password of {args.username} changed")
+    elif args.action == "roles":
+        asyncio.run(admin.set_roles(cfg, args.username, args.role))
+        print(f"roles of {args.username}: {', '.join(sorted(set(args.role))) or '(none)'}")
     elif args.action == "disable":
         asyncio.run(admin.set_disabled(cfg, args.username, not args.enable))
         print(f"user {args.username} {'enabled' if args.enable else 'disabled'}")
@@ -126,6 +129,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                        help="read the password from the first line of stdin")
         if name == "add":
             q.add_argument("--role", action="append", default=[])
+    q = us.add_parser("roles", help="replace a user's roles")
+    q.add_argument("username")
+    q.add_argument("--role", action="append", default=[])
     q = us.add_parser("disable")
     q.add_argument("username")
     q.add_argument("--enable", action="store_true", help="re-enable instead")
