@@ -111,6 +111,20 @@ def _tokens(iss: IssuerProcess, n: int) -> list[str]:
                 .json()["refresh_token"] for _ in range(n)]
 
 
+async def _scratch_db(server: str, alg: str, *, create: bool) -> str:
+    import asyncpg
+
+    name = f"wg_issuer_bench_{alg.lower()}"
+    conn = await asyncpg.connect(server.rstrip("/") + "/postgres")
+    try:
+        await conn.execute(f"DROP DATABASE IF EXISTS {name}")
+        if create:
+            await conn.execute(f"CREATE DATABASE {name}")
+    finally:
+        await conn.close()
+    return server.rstrip("/") + "/" + name
+
+
 def _pin(pid: int) -> None:
     if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
         os.sched_setaffinity(pid, {0})
@@ -122,13 +136,19 @@ def main() -> int:
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--algorithms", default="ES256,EdDSA,RS256")
     ap.add_argument("--httpx", action="store_true", help="use the httpx client even if wrk exists")
+    ap.add_argument("--postgres", metavar="URL",
+                    help="postgresql://user@host:port of a server where a scratch database "
+                         "per algorithm may be created and dropped (default: SQLite)")
     args = ap.parse_args()
     rows = []
     with tempfile.TemporaryDirectory(prefix="wg-issuer-bench-") as tmp:
         for alg in args.algorithms.split(","):
             d = Path(tmp) / alg
             d.mkdir()
-            iss = IssuerProcess(base_config(d, keys={"algorithm": alg},
+            extra = {}
+            if args.postgres:
+                extra["database_url"] = asyncio.run(_scratch_db(args.postgres, alg, create=True))
+            iss = IssuerProcess(base_config(d, keys={"algorithm": alg}, **extra,
                                             password_hash=DEFAULT_HASH,
                                             throttle={"free_failures_per_user": 1000}), d)
             iss.add_user("bench", "bench-pw", ["reader"])
@@ -156,9 +176,12 @@ def main() -> int:
                                  f"m={h['memory_cost_kib']} KiB p={h['parallelism']}, {alg}", lr))
             finally:
                 iss.stop()
+                if args.postgres:
+                    asyncio.run(_scratch_db(args.postgres, alg, create=False))
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"# wardgate issuer ({platform.python_version()}, {os.cpu_count()} cores, "
-          f"issuer pinned to core 0, load generator on core 1, SQLite, "
+          f"issuer pinned to core 0, load generator on core 1, "
+          f"{'PostgreSQL' if args.postgres else 'SQLite'}, "
           f"{args.seconds:.0f} s per row, "
           f"load average {load:.2f} at the end)\n")
     print("| operation | per second |\n|---|---:|")
