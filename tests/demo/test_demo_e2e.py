@@ -42,7 +42,7 @@ def free_ports(n: int) -> list[int]:
 
 @dataclass
 class Demo:
-    proc: subprocess.Popen[str]
+    proc: subprocess.Popen[bytes]
     ports: dict[str, int]
     output: str
     password: str
@@ -52,20 +52,23 @@ class Demo:
         return f"http://127.0.0.1:{self.ports[part]}"
 
 
-def read_until(proc: subprocess.Popen[str], marker: str, timeout: float) -> str:
+def read_until(proc: subprocess.Popen[bytes], marker: str, timeout: float) -> str:
+    """Raw reads from the pipe: select() cannot see data already in a buffered reader."""
     assert proc.stdout is not None
-    out = ""
+    fd = proc.stdout.fileno()
+    out = b""
     deadline = time.monotonic() + timeout
-    while marker not in out:
+    while marker.encode() not in out:
         if time.monotonic() > deadline:
-            raise TimeoutError(f"demo not ready after {timeout}s:\n{out}")
-        ready, _, _ = select.select([proc.stdout], [], [], 0.2)
+            raise TimeoutError(f"demo not ready after {timeout}s:\n{out.decode()}")
+        ready, _, _ = select.select([fd], [], [], 0.2)
         if ready:
-            line = proc.stdout.readline()
-            if not line:
-                raise RuntimeError(f"demo exited ({proc.wait()}):\n{out}{proc.stderr.read()}")  # type: ignore[union-attr]
-            out += line
-    return out
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                err = proc.stderr.read().decode() if proc.stderr else ""
+                raise RuntimeError(f"demo exited ({proc.wait()}):\n{out.decode()}{err}")
+            out += chunk
+    return out.decode()
 
 
 def demo_argv(ports: dict[str, int]) -> list[str]:
@@ -79,7 +82,7 @@ def demo_argv(ports: dict[str, int]) -> list[str]:
 def demo(tmp_path: Path) -> Iterator[Demo]:
     ports = dict(zip(PARTS, free_ports(len(PARTS)), strict=True))
     env = {**os.environ, "WARDGATE_DEMO_PASSWORD": "e2e-Pa55word", "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(demo_argv(ports), cwd=tmp_path, env=env, text=True,
+    proc = subprocess.Popen(demo_argv(ports), cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             start_new_session=True)
     try:
@@ -193,7 +196,7 @@ def test_demo_end_to_end(demo: Demo, tmp_path: Path) -> None:
     # Ctrl-C: everything stops, nothing is left
     demo.proc.send_signal(signal.SIGINT)
     assert demo.proc.wait(30) == 0
-    tail = demo.proc.stdout.read() if demo.proc.stdout else ""
+    tail = demo.proc.stdout.read().decode() if demo.proc.stdout else ""
     assert "stopped." in tail
     left = [pid for pid in demo.descendants if not gone(pid)]
     assert left == [], [psutil.Process(p).cmdline() for p in left]
@@ -217,7 +220,7 @@ def test_taken_port_is_named_and_nothing_starts(tmp_path: Path) -> None:
     assert not (tmp_path / ".wardgate").exists()
 
 
-def _stop_and_check(proc: subprocess.Popen[str], kids: list[int], sig: int) -> None:
+def _stop_and_check(proc: subprocess.Popen[bytes], kids: list[int], sig: int) -> None:
     proc.send_signal(sig)
     assert proc.wait(30) == 0
     left = [pid for pid in kids if not gone(pid)]
@@ -230,14 +233,14 @@ def test_sigterm_stops_everything(demo: Demo) -> None:
 
 def test_ctrl_c_while_starting_leaves_nothing(tmp_path: Path) -> None:
     ports = dict(zip(PARTS, free_ports(len(PARTS)), strict=True))
-    proc = subprocess.Popen(demo_argv(ports), cwd=tmp_path, text=True, stdout=subprocess.PIPE,
+    proc = subprocess.Popen(demo_argv(ports), cwd=tmp_path, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, start_new_session=True)
     try:
         read_until(proc, "starting orders", timeout=30)  # the issuer runs, the rest does not
         kids = [p.pid for p in psutil.Process(proc.pid).children(recursive=True)]
         assert kids
         _stop_and_check(proc, kids, signal.SIGINT)
-        assert READY_LINE not in (proc.stdout.read() if proc.stdout else "")
+        assert READY_LINE.encode() not in (proc.stdout.read() if proc.stdout else b"")
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
