@@ -241,3 +241,20 @@ def test_expect_100_continue(gateway):
     body = json.loads(rest[rest.index(b"{"):])
     assert body["body_len"] == 5
     assert "expect" not in dict(body["headers"])
+
+
+def test_client_half_close_still_gets_its_answer(gateway):
+    import socket
+
+    s = socket.create_connection(("127.0.0.1", gateway.port), timeout=5)
+    s.sendall(b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n")
+    s.shutdown(socket.SHUT_WR)
+    data = b""
+    while True:
+        buf = s.recv(65536)
+        if not buf:
+            break
+        data += buf
+    s.close()
+    assert data.startswith(b"HTTP/1.1 200 OK")
+    assert b"Connection: close" in data

@@ -89,6 +89,7 @@ class Pipeline:
         host = req.host_header if route.preserve_host else None
         ex = Exchange(client, p, route.cluster, start, host, rest, chunked)
         client.attach(p, ex)
-        if req.expect_continue and not p.body_done and not p.body_bytes:
+        # RFC 9110 §10.1.1 / §15.2: ignore the expectation from 1.0 clients, never send them 1xx.
+        if req.expect_continue and req.version == "1.1" and not p.body_done and not p.body_bytes:
             client.transport.write(_CONTINUE)
         ex.start()

@@ -39,17 +39,15 @@ PAUSE_PIPELINE, PAUSE_UPSTREAM, PAUSE_BUFFER = 1, 2, 4
 _MAX_BUFFERED_BODY = 256 * 1024
 
 
-def _http_request_line(data: bytes) -> bool:
-    """False when a complete first line does not end in HTTP/1.0 or HTTP/1.1.
+def _foreign_protocol(window: bytes, url: bytes) -> bool:
+    """True when the request line just parsed was RTSP/1.0 or ICE/1.0, not HTTP/1.0.
 
-    llhttp reports RTSP/1.0 and ICE/1.0 request lines as version 1.0 (facts §1). Checked when a
-    request head starts a read (the usual case); a head that starts mid-read is parsed by
-    llhttp alone, which applies HTTP/1.0 framing to it either way.
+    llhttp accepts those request lines and reports them as version 1.0 (facts §1). `window` is
+    the read being parsed plus the tail of the previous one, so a line split across two reads
+    is still seen.
     """
-    end = data.find(b"\n", 0, 65536)
-    if end < 1 or data[end - 1] != 0x0D:
-        return True  # incomplete, or a bare LF that llhttp rejects with its own 400
-    return data[end - 10 : end - 1] in (b" HTTP/1.1", b" HTTP/1.0")
+    tail = url[-32:]
+    return tail + b" RTSP/" in window or tail + b" ICE/" in window
 
 
 class Pending:
@@ -100,6 +98,8 @@ class ClientProtocol(asyncio.Protocol):
         self.after_upgrade: list[bytes] | None = None
         self.seen_any = False
         self.head_began = False
+        self.tail = b""           # end of the previous read, for checks spanning two reads
+        self.window = b""
 
     # -- connection lifecycle --------------------------------------------------------------
     def connection_made(self, transport: Any) -> None:
@@ -128,6 +128,14 @@ class ClientProtocol(asyncio.Protocol):
         self.active = None
         self.queue.clear()
 
+    def eof_received(self) -> bool:
+        """The client shut down its sending side: answer what it sent, then close."""
+        if self.active is not None or self.queue:
+            for q in ([self.active] if self.active else []) + list(self.queue):
+                q.req.keep_alive = False
+            return True  # keep the transport open for writing the answers
+        return False
+
     def close(self) -> None:
         if not self.closed:
             self.closed = True
@@ -144,9 +152,6 @@ class ClientProtocol(asyncio.Protocol):
         parser = self.parser
         if parser is None or self.closed:
             return
-        if self.in_head and not self.head_bytes and not _http_request_line(data):
-            self._parse_failed(HttpVersionNotSupported("only HTTP/1.0 and HTTP/1.1", close=True))
-            return
         try:
             while data:
                 if self.in_head and self.head_bytes + len(data) > self.max_head:
@@ -158,7 +163,9 @@ class ClientProtocol(asyncio.Protocol):
                     chunk, data = data, b""
                 was_in_head = self.in_head
                 self.head_began = False
+                self.window = self.tail + chunk
                 parser.feed_data(chunk)
+                self.tail = chunk[-64:]
                 if self.in_head:
                     if was_in_head and not self.head_began:
                         self.head_bytes += len(chunk)
@@ -243,7 +250,7 @@ class ClientProtocol(asyncio.Protocol):
         parser = self.parser
         self.in_head = False
         version = parser.get_http_version()
-        if version != "1.1" and version != "1.0":
+        if version != "1.1" and (version != "1.0" or _foreign_protocol(self.window, self.url)):
             raise self._fail(HttpVersionNotSupported("only HTTP/1.0 and HTTP/1.1", close=True))
         req.version = version
         method = parser.get_method().decode("ascii")

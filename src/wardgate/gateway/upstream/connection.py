@@ -16,6 +16,9 @@ from wardgate.errors import BadGateway
 
 # Client read-pause reason used when this upstream cannot take more request bytes.
 PAUSE_UPSTREAM = 2
+# A response head larger than this, or with more fields, is a 502 (a broken or hostile upstream).
+MAX_RESPONSE_HEAD = 64 * 1024
+MAX_RESPONSE_HEADERS = 256
 
 if TYPE_CHECKING:
     from wardgate.gateway.upstream.cluster import Target
@@ -28,7 +31,7 @@ class UpstreamConnection(asyncio.Protocol):
     __slots__ = (
         "target", "transport", "parser", "exchange", "uses", "idle_since", "closed",
         "_headers", "_interim", "_complete", "_dirty", "_framing", "_status", "_tunnel",
-        "_paused", "_ignore",
+        "_paused", "_ignore", "_head_bytes", "_head_size",
     )
 
     def __init__(self, target: Target) -> None:
@@ -48,6 +51,8 @@ class UpstreamConnection(asyncio.Protocol):
         self._tunnel: Any = None  # client protocol once a 101 switched to a raw tunnel
         self._paused = False
         self._ignore = False      # an unsolicited message after the response: drop its events
+        self._head_bytes = 0      # bytes read while waiting for the response head
+        self._head_size = 0
 
     # -- asyncio.Protocol -------------------------------------------------------------------
     def connection_made(self, transport: Any) -> None:
@@ -63,6 +68,12 @@ class UpstreamConnection(asyncio.Protocol):
             # Bytes while idle in the pool: the upstream is out of sync; never reuse it.
             self.close()
             return
+        if not self._status:
+            # Bound the response head before llhttp buffers it (facts §3 applies here too).
+            self._head_bytes += len(data)
+            if self._head_bytes > MAX_RESPONSE_HEAD + 65536:
+                self._fail(ex, "upstream response head too large")
+                return
         try:
             self.parser.feed_data(data)
         except HttpParserUpgrade as exc:
@@ -74,6 +85,12 @@ class UpstreamConnection(asyncio.Protocol):
                 self._fail(ex, "unexpected protocol switch from upstream")
             return
         except HttpParserError:
+            if self._complete:
+                # Bytes after a complete response (after `Connection: close`, or a body on a
+                # 204): relay the response, never reuse the connection (facts §6).
+                self._dirty = True
+                self._finish(ex)
+                return
             self._fail(ex, "malformed response from upstream")
             return
         if self._complete:
@@ -128,9 +145,13 @@ class UpstreamConnection(asyncio.Protocol):
             self._ignore = True
             return
         self._headers = []
+        self._head_size = 0
 
     def on_header(self, name: bytes, value: bytes) -> None:
         if not self._ignore:
+            self._head_size += len(name) + len(value) + 4
+            if self._head_size > MAX_RESPONSE_HEAD or len(self._headers) >= MAX_RESPONSE_HEADERS:
+                raise ValueError("response head too large")  # surfaces as HttpParserError
             self._headers.append((name.lower(), value.rstrip(b" \t")))
 
     def on_headers_complete(self) -> None:
@@ -177,6 +198,8 @@ class UpstreamConnection(asyncio.Protocol):
         if self._interim:
             self._interim = False
             return
+        if self._status == 101:
+            return  # only a real upgrade (HttpParserUpgrade) completes a 101 (facts §6)
         self._complete = True
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -185,6 +208,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.uses += 1
         self._complete = False
         self._ignore = False
+        self._head_bytes = 0
         self._status = 0
         self._framing = FRAME_NONE
         if self._paused:
