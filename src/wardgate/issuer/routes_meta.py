@@ -36,7 +36,7 @@ async def discovery(request: Request) -> JSONResponse:
         "response_modes_supported": ["query"],
         "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
         "subject_types_supported": ["public"],
-        "id_token_signing_alg_values_supported": [iss.cfg.keys.algorithm],
+        "id_token_signing_alg_values_supported": iss.ring.algorithms() or [iss.cfg.keys.algorithm],
         "token_endpoint_auth_methods_supported": auth_methods,
         "token_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGS,
         "revocation_endpoint_auth_methods_supported": auth_methods,
