@@ -258,3 +258,9 @@ def test_client_half_close_still_gets_its_answer(gateway):
     s.close()
     assert data.startswith(b"HTTP/1.1 200 OK")
     assert b"Connection: close" in data
+
+
+def test_host_with_port_out_of_range_is_400(gateway, upstream):
+    out, closed = raw_exchange(gateway.port, b"GET /echo HTTP/1.1\r\nHost: x:99999\r\n\r\n")
+    assert status_of(out) == 400 and closed
+    assert upstream.requests == []

@@ -39,6 +39,13 @@ PAUSE_PIPELINE, PAUSE_UPSTREAM, PAUSE_BUFFER = 1, 2, 4
 _MAX_BUFFERED_BODY = 256 * 1024
 
 
+def _port_ok(host: bytes) -> bool:
+    _, sep, port = host.rpartition(b":")
+    if not sep or port.endswith(b"]") or b"]" in port:
+        return True
+    return int(port) <= 65535
+
+
 def _foreign_protocol(window: bytes, url: bytes) -> bool:
     """True when the request line just parsed was RTSP/1.0 or ICE/1.0, not HTTP/1.0.
 
@@ -288,7 +295,7 @@ class ClientProtocol(asyncio.Protocol):
         if hosts > 1 or (hosts == 0 and version == "1.1"):
             raise self._fail(BadRequest("HTTP/1.1 needs exactly one Host header", close=True,
                                         code="bad_host"))
-        if hosts and not _HOST.match(host):
+        if hosts and (not _HOST.match(host) or not _port_ok(host)):
             raise self._fail(BadRequest("invalid Host header", close=True, code="bad_host"))
         if req.chunked and version == "1.0":
             # RFC 9112 §6.1: Transfer-Encoding on 1.0 is faulty framing.
