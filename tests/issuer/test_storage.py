@@ -217,3 +217,19 @@ async def test_standing_reads_roles_and_session_in_one_query(db: Database) -> No
         assert await users.standing(conn, 999, None, NOW) is None
         with pytest.raises(ValueError, match="role"):
             await users.set_roles(conn, uid, ["has space"])
+
+
+async def test_retired_private_keys_are_destroyed(db: Database, tmp_path: Path) -> None:
+    from wardgate.issuer.housekeeping import purge_expired
+
+    kdir = str(tmp_path / "keys")
+    async with db.begin() as conn:
+        old = await keys.create_key(conn, kdir, "ES256", NOW, NOW)
+        new = await keys.rotate(conn, kdir, "ES256", NOW, lead_s=10, max_token_ttl_s=600)
+        await purge_expired(conn, NOW + 5)  # old still signs: kept
+        assert Path(old.private_path).exists()
+        await purge_expired(conn, NOW + 10)
+        rows = {r.kid: r for r in await keys.list_keys(conn)}
+    assert not Path(old.private_path).exists() and rows[old.kid].private_path == ""
+    assert rows[old.kid].published_at(NOW + 10)  # its public key still verifies old tokens
+    assert Path(new.private_path).exists()

@@ -1,4 +1,5 @@
-"""Delete rows nobody can use any more: expired codes, refresh tokens, sessions, jti records.
+"""Delete what nobody can use any more: expired codes, refresh tokens, sessions, jti records,
+and the private key files of retired signing keys.
 
 Refresh rows are kept until their family's absolute expiry, so reuse of a rotated token is
 still detected (and its family revoked) for as long as any member could be valid.
@@ -9,6 +10,7 @@ from __future__ import annotations
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from wardgate.issuer import keys
 from wardgate.issuer.schema import (
     auth_codes,
     refresh_tokens,
@@ -24,3 +26,4 @@ async def purge_expired(conn: AsyncConnection, now: int) -> None:
     await conn.execute(delete(revoked_jti).where(revoked_jti.c.expires_at < now))
     await conn.execute(delete(used_assertions).where(used_assertions.c.expires_at < now))
     await conn.execute(delete(sessions).where(sessions.c.expires_at < now))
+    await keys.destroy_retired(conn, now)

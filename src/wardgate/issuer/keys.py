@@ -132,6 +132,22 @@ async def rotate(conn: AsyncConnection, directory: str, alg: str, now: int, lead
     return new
 
 
+async def destroy_retired(conn: AsyncConnection, now: int) -> list[str]:
+    """Delete private key files of keys that no longer sign; their public JWK stays published.
+
+    A retired private key has no use left, only risk: if it leaked it could still mint tokens
+    that verify until the key leaves the JWKS.
+    """
+    gone = []
+    for k in await list_keys(conn):
+        if k.retire_at is not None and k.retire_at <= now and k.private_path:
+            await asyncio.to_thread(Path(k.private_path).unlink, missing_ok=True)
+            await conn.execute(update(signing_keys).where(signing_keys.c.kid == k.kid)
+                               .values(private_path=""))
+            gone.append(k.kid)
+    return gone
+
+
 def current_signer(rows: list[KeyRow], now: int) -> KeyRow | None:
     """The newest key that signs now; None means no usable key (answer 503, never guess)."""
     live = [k for k in rows if k.signs_at(now)]
