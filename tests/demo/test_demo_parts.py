@@ -115,6 +115,10 @@ def test_guide_covers_every_outcome() -> None:
                    "/reports", "grant_type=refresh_token", "/revoke", "generated signing key k1",
                    "WARDGATE_DEMO_PASSWORD", "Ctrl-C"):
         assert needle in text
+    assert "reserved for the gateway's admin API" in text
+    up = guide.render(ports, "pw", generated=False, state="/s", logs="/l", new_key=None,
+                      admin_up=True)
+    assert "admin     http://127.0.0.1:8081" in up and "from WARDGATE_DEMO_PASSWORD" in up
     expects = " ".join(s.expect for s in guide.steps(ports, "pw"))
     for outcome in ("200", "401", "403", "invalid_grant"):
         assert outcome in expects

@@ -21,7 +21,14 @@ from wardgate.config.loader import ConfigError
 from wardgate.demo import guide
 from wardgate.demo.bootstrap import bootstrap
 from wardgate.demo.configcheck import extend_check_config
-from wardgate.demo.settings import DemoFiles, Ports, examples_dir, prepare, taken_ports
+from wardgate.demo.settings import (
+    DemoFiles,
+    Ports,
+    examples_dir,
+    port_answers,
+    prepare,
+    taken_ports,
+)
 from wardgate.demo.stack import Child, StartError, http_probe, python_argv, wait_until
 
 READY_TIMEOUT_S = 30.0
@@ -81,6 +88,8 @@ def _start_all(children: dict[str, Child], ports: Ports, stop: _Stop,
                     "GET /orders without a token does not answer 401"),
     }
     for name in ("issuer", "orders", "reports", "gateway"):
+        if stop.requested():
+            raise KeyboardInterrupt
         child = children[name]
         print(f"  starting {name} ...", flush=True)
         child.start(env)
@@ -140,7 +149,8 @@ def run_demo(args: argparse.Namespace) -> int:
         boot = asyncio.run(bootstrap(files.issuer, env))
         _start_all(children, ports, stop, child_env)
         print(guide.render(ports, boot.password, generated=boot.password_generated,
-                           state=str(state), logs=str(files.logs), new_key=boot.new_key),
+                           state=str(state), logs=str(files.logs), new_key=boot.new_key,
+                           admin_up=port_answers(ports.admin)),
               flush=True)
         code = _watch(children, stop)
     except StartError as exc:

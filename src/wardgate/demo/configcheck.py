@@ -64,5 +64,10 @@ def extend_check_config(sub: argparse._SubParsersAction) -> None:
             return check_issuer(args.file)
         return int(gateway_check(args) or 0)
 
-    parser.description = "validate a gateway or issuer config file (the kind is detected)"
+    text = "validate a gateway or issuer config file (the kind is detected)"
+    parser.description = text
     parser.set_defaults(func=check)
+    # the one-line summary in `wardgate --help` lives on the subparsers' pseudo-actions
+    for action in getattr(sub, "_choices_actions", []):
+        if getattr(action, "dest", None) == "check-config":
+            action.help = text

@@ -71,7 +71,7 @@ def steps(ports: Ports, password: str, login_client: str = "wardgate-login") -> 
 
 
 def render(ports: Ports, password: str, *, generated: bool, state: str, logs: str,
-           new_key: str | None) -> str:
+           new_key: str | None, admin_up: bool = False) -> str:
     iss, gw = ports.url("issuer"), ports.url("gateway")
     pw_note = ("generated for this run; set WARDGATE_DEMO_PASSWORD to choose one" if generated
                else "from WARDGATE_DEMO_PASSWORD")
@@ -79,7 +79,10 @@ def render(ports: Ports, password: str, *, generated: bool, state: str, logs: st
         "",
         "wardgate demo is ready.",
         "",
-        f"  gateway   {gw}   (admin API: {ports.url('admin')})",
+        f"  gateway   {gw}",
+        # the admin API (metrics, dashboard) is its own port; say so only when it answers
+        (f"  admin     {ports.url('admin')}   (gateway admin API)" if admin_up else
+         f"  admin     127.0.0.1:{ports.admin}   (reserved for the gateway's admin API)"),
         f"  issuer    {iss}   (discovery: {iss}/.well-known/openid-configuration)",
         f"  orders    {ports.url('orders')}   behind {gw}/orders  (any signed-in user)",
         f"  reports   {ports.url('reports')}   behind {gw}/reports (role admin only)",

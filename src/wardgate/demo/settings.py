@@ -73,6 +73,15 @@ def taken_ports(ports: Ports) -> list[tuple[str, int, str]]:
     return out
 
 
+def port_answers(port: int) -> bool:
+    """Something accepts connections on 127.0.0.1:port (the gateway's admin API, once built)."""
+    try:
+        with socket.create_connection((HOST, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
 def examples_dir() -> Path:
     """examples/ of the source checkout this package runs from (the demo's defaults)."""
     here = Path(__file__).resolve()
