@@ -245,3 +245,39 @@ def test_ctrl_c_while_starting_leaves_nothing(tmp_path: Path) -> None:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(5)
+
+
+def _wait_gone(pids: list[int], timeout: float) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while True:
+        left = [pid for pid in pids if not gone(pid)]
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.1)
+
+
+def _kill_leftovers(pids: list[int]) -> None:
+    for pid in pids:  # only processes this test's demo started, by PID
+        with contextlib.suppress(psutil.NoSuchProcess):
+            psutil.Process(pid).kill()
+
+
+def test_a_part_that_dies_stops_the_demo(demo: Demo) -> None:
+    orders = next(p for p in demo.descendants
+                  if "wardgate.demo.services" in " ".join(psutil.Process(p).cmdline())
+                  and "orders" in psutil.Process(p).cmdline())
+    os.kill(orders, signal.SIGKILL)
+    assert demo.proc.wait(30) == 1
+    err = demo.proc.stderr.read().decode() if demo.proc.stderr else ""
+    assert "orders exited unexpectedly" in err
+    assert _wait_gone(demo.descendants, 5) == []
+
+
+def test_killed_demo_takes_its_children_along(demo: Demo) -> None:
+    # SIGKILL cannot be handled: PR_SET_PDEATHSIG makes the kernel send the children SIGTERM
+    os.kill(demo.proc.pid, signal.SIGKILL)
+    demo.proc.wait(5)
+    try:
+        assert _wait_gone(demo.descendants, 25) == []
+    finally:
+        _kill_leftovers(demo.descendants)
