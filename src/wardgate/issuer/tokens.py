@@ -9,16 +9,21 @@ from __future__ import annotations
 import math
 import secrets
 import time
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
 from joserfc import jwt
-from joserfc.errors import JoseError
+from joserfc.errors import JoseError, SecurityWarning
 from joserfc.jws import JWSRegistry
 from joserfc.jwt import JWTClaimsRegistry
 from joserfc.registry import HeaderParameter
 
 from wardgate.issuer.keyring import KeyRing
+
+# We emit "EdDSA" on purpose (PyJWT and most verifiers know no "Ed25519" yet, jose-facts);
+# joserfc warns on every use of that name, which under `-W error` would turn into a 500.
+warnings.filterwarnings("ignore", message="EdDSA is deprecated", category=SecurityWarning)
 
 ACCESS_TYP = "at+jwt"  # RFC 9068 §2.1
 _INT_CLAIMS = ("exp", "iat", "nbf", "auth_time")
