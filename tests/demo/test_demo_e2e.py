@@ -150,9 +150,13 @@ def test_demo_end_to_end(demo: Demo, tmp_path: Path) -> None:
         r = client.get(f"{gw}/orders", headers={"Authorization": f"Bearer {forged}"})
         assert r.status_code == 401
         assert 'error="invalid_token"' in r.headers["www-authenticate"]
-        # zero trust: the orders service refuses a direct call without a token by itself
+        gateway_challenge = r.headers["www-authenticate"]
+        # zero trust: the orders service refuses a direct call by itself, with the same answers
         r = client.get(f"{demo.url('orders')}/orders")
         assert r.status_code == 401 and r.headers["www-authenticate"] == 'Bearer realm="orders"'
+        r = client.get(f"{demo.url('orders')}/orders",
+                       headers={"Authorization": f"Bearer {forged}"})
+        assert r.status_code == 401 and r.headers["www-authenticate"] == gateway_challenge
         # 4. 403 for bob on /reports (role), 200 for alice (trusted gateway headers)
         bob = login(client, demo, "bob")
         bob_auth = {"Authorization": f"Bearer {bob['access_token']}"}

@@ -98,9 +98,12 @@ def _start_all(children: dict[str, Child], ports: Ports, stop: _Stop,
                    stop_requested=stop.requested, what=what)
 
 
-def _stop_all(children: dict[str, Child]) -> None:
+def _stop_all(children: dict[str, Child], gateway_drain_s: float) -> None:
+    # Front to back, so no request reaches a part that is already gone.
     for name in ("gateway", "orders", "reports", "issuer"):
-        children[name].stop(STOP_TIMEOUT_S)
+        # the gateway may take its configured drain time before its workers let go
+        timeout = gateway_drain_s + STOP_TIMEOUT_S if name == "gateway" else STOP_TIMEOUT_S
+        children[name].stop(timeout)
 
 
 def _watch(children: dict[str, Child], stop: _Stop) -> int:
@@ -160,7 +163,7 @@ def run_demo(args: argparse.Namespace) -> int:
         code = 0
     finally:
         print("\nwardgate demo: stopping ...", flush=True)
-        _stop_all(children)
+        _stop_all(children, files.gateway.timeouts.drain_s)
         for s, handler in previous.items():
             signal.signal(s, handler)
     print("wardgate demo: stopped.", flush=True)

@@ -64,13 +64,13 @@ class Child:
         return "\n".join(text.splitlines()[-lines:])
 
     def stop(self, timeout: float) -> None:
-        """SIGTERM to the child's group (the gateway's workers are in it), wait, then SIGKILL
-        whatever is left of the group."""
+        """SIGTERM to the child (the gateway's supervisor drains its own workers), wait; on
+        timeout SIGKILL its whole group, which holds those workers too."""
         proc = self.proc
         if proc is not None:
             pgid = proc.pid  # process_group=0: the child leads a group with its own PID
             if proc.poll() is None:
-                _signal_group(pgid, signal.SIGTERM)
+                proc.send_signal(signal.SIGTERM)
                 try:
                     proc.wait(timeout)
                 except subprocess.TimeoutExpired:
