@@ -190,3 +190,19 @@ async def test_concurrent_use_of_one_refresh_token_has_one_winner(issuer: Issuer
     codes = sorted(r.status_code for r in results)
     assert codes.count(200) <= 1 and all(c in (200, 400) for c in codes), codes
     assert all(r.json()["error"] == "invalid_grant" for r in results if r.status_code == 400)
+
+
+def test_refresh_may_narrow_but_never_widen_scope(issuer: IssuerProcess) -> None:
+    with issuer.client() as http:
+        rt = issuer.login(http, "bob", "battery staple").json()["refresh_token"]
+        wide = http.post("/token", data={"grant_type": "refresh_token", "refresh_token": rt,
+                                         "scope": "orders:read admin:everything"})
+        assert wide.status_code == 400 and wide.json()["error"] == "invalid_scope"
+        # Refused before rotation: the token is still good.
+        narrow = http.post("/token", data={"grant_type": "refresh_token", "refresh_token": rt,
+                                           "scope": "orders:read"})
+        assert narrow.status_code == 200, narrow.text
+        assert issuer.verify(narrow.json()["access_token"])["scope"] == "orders:read"
+        full = http.post("/token", data={"grant_type": "refresh_token",
+                                         "refresh_token": narrow.json()["refresh_token"]})
+        assert issuer.verify(full.json()["access_token"])["scope"] == "orders:read orders:write"

@@ -46,13 +46,15 @@ def pick_audience(client: clients.Client, requested: str | None) -> str:
 
 
 async def refresh_grant(iss: Issuer, token: str, client: clients.Client | None,
-                        address: str, *, public_only: bool = False
+                        address: str, *, public_only: bool = False,
+                        scope: list[str] | None = None
                         ) -> tuple[dict[str, Any], refresh.RefreshRow]:
     """Rotate `token` for the authenticated `client`.
 
     `client` None: no client credentials were sent. With `public_only` the token's own client
     must then be a public one (RFC 6749 §6: confidential clients authenticate); without it the
     caller has authenticated the request otherwise (browser mode: cookie + CSRF).
+    `scope` narrows the new access token (RFC 6749 §6); the refresh token keeps the original.
     """
     now = iss.now()
     reused: refresh.RefreshRow | None = None
@@ -62,6 +64,8 @@ async def refresh_grant(iss: Issuer, token: str, client: clients.Client | None,
             raise InvalidGrant("refresh token unknown")
         if client is None and public_only and not owner_public:
             raise InvalidClient("client authentication required")
+        if scope is not None and not set(scope) <= set(json.loads(row.scope)):
+            raise InvalidScope("scope exceeds the original grant")
         rot = await refresh.rotate(conn, token, client.client_id if client else None, now,
                                    iss.cfg.tokens.refresh_idle_s, row=row)
         if rot.outcome is refresh.Outcome.REUSED:
@@ -74,7 +78,7 @@ async def refresh_grant(iss: Issuer, token: str, client: clients.Client | None,
             raise InvalidGrant(f"refresh token {rot.outcome.value}")
         else:
             assert rot.row is not None and rot.new_token is not None
-            out = await _tokens_for(iss, conn, rot.row, now)
+            out = await _tokens_for(iss, conn, rot.row, now, scope)
             out["refresh_token"] = rot.new_token
             await audit.record(conn, now, "refresh", client_id=rot.row.client_id,
                                address=address, family=rot.row.family_id)
@@ -84,8 +88,8 @@ async def refresh_grant(iss: Issuer, token: str, client: clients.Client | None,
 
 
 async def _tokens_for(iss: Issuer, conn: AsyncConnection, row: refresh.RefreshRow,
-                      now: int) -> dict[str, Any]:
-    scope = json.loads(row.scope)
+                      now: int, narrowed: list[str] | None) -> dict[str, Any]:
+    scope = narrowed if narrowed is not None else json.loads(row.scope)
     roles: list[str] = []
     sub = row.client_id
     if row.user_id is not None:

@@ -25,7 +25,7 @@ from wardgate.issuer.db import Database
 from wardgate.issuer.errors import AccessDenied, InvalidScope, SlowDown, TemporarilyUnavailable
 from wardgate.issuer.keyring import KeyRing, KeysUnavailable
 from wardgate.issuer.passwords import Passwords
-from wardgate.issuer.schema import meta
+from wardgate.issuer.schema import auth_codes, meta, revoked_jti
 from wardgate.issuer.throttle import Throttle
 
 log = logging.getLogger("wardgate.issuer")
@@ -206,16 +206,12 @@ class Issuer:
                      with_refresh="refresh_token" in client.grant_types)
 
     async def revoke_jti(self, conn: AsyncConnection, jti: str, exp: int) -> None:
-        from wardgate.issuer.schema import revoked_jti
-
         found = (await conn.execute(select(revoked_jti.c.jti)
                                     .where(revoked_jti.c.jti == jti))).first()
         if found is None:
             await conn.execute(insert(revoked_jti).values(jti=jti, expires_at=exp))
 
     async def jti_revoked(self, conn: AsyncConnection, jti: str) -> bool:
-        from wardgate.issuer.schema import revoked_jti
-
         return (await conn.execute(select(revoked_jti.c.jti)
                                    .where(revoked_jti.c.jti == jti))).first() is not None
 
@@ -223,7 +219,5 @@ class Issuer:
         await sessions.end_for_user(conn, user_id)
 
     async def mark_code_family(self, conn: AsyncConnection, code_hash: str, family: str) -> None:
-        from wardgate.issuer.schema import auth_codes
-
         await conn.execute(update(auth_codes).where(auth_codes.c.code_hash == code_hash)
                            .values(family_id=family))
