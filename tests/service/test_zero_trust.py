@@ -91,6 +91,7 @@ async def test_bad_tokens_are_401_invalid_token(auth: ServiceAuth, jwks: JwksSer
     want = "expired" if case == "expired" else "is invalid"
     assert want in challenge
     assert token.encode() not in body  # never echo the token
+    assert b'"code":"invalid_token"' in body  # nor say which check failed
 
 
 async def test_malformed_authorization_is_400_invalid_request(auth: ServiceAuth) -> None:

@@ -83,8 +83,8 @@ class TokenAuthenticator:
                 await self.registry.refetch_for_kid(self.provider.name)
                 ident = self._verifier.verify(token)
         except Rejected as exc:
-            raise InvalidToken(_EXPIRED if exc.reason == "expired" else _INVALID,
-                               code=exc.reason)
+            # the reason code stays inside (the gateway logs it; a client learns nothing more)
+            raise InvalidToken(_EXPIRED if exc.reason == "expired" else _INVALID)
         except KeysUnavailable:
             raise ServiceUnavailable("Token signing keys are unavailable", code="keys_unavailable",
                                      retry_after_s=5)
