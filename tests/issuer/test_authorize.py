@@ -206,3 +206,35 @@ def test_login_page_wrong_password_and_escaping(issuer: IssuerProcess,
                         state='"><script>alert(1)</script>')
     assert r.status_code == 401
     assert "<script>alert" not in r.text and "Invalid username or password." in r.text
+
+
+def test_rp_initiated_logout_ends_the_sso_session(issuer: IssuerProcess,
+                                                  apps: dict[str, str | None]) -> None:
+    with issuer.client() as http:
+        verifier, challenge = pkce_pair()
+        resp, _ = _sign_in(http, APP1, challenge)
+        sid_cookie = f"{names.SESSION}={set_cookies(resp)[names.SESSION]['value']}"
+        body = _exchange(http, APP1, _code(resp, APP1, issuer), verifier).json()
+        hint = body["id_token"]
+        # No hint, a forged hint, an access token as hint, or an unregistered target: nothing
+        # happens (logout CSRF and open redirect).
+        for params in ({}, {"id_token_hint": hint[:-3] + "AAA"},
+                       {"id_token_hint": body["access_token"]},
+                       {"id_token_hint": hint, "post_logout_redirect_uri": "https://evil/"}):
+            r = http.get("/logout", params=params)
+            assert r.status_code == 400 and "location" not in r.headers
+        _, c2 = pkce_pair()
+        still = http.get("/authorize", params=_authz_params(APP1, c2),
+                         headers={"cookie": sid_cookie})
+        assert still.status_code == 303  # SSO session alive
+        out = http.get("/logout", params={"id_token_hint": hint, "state": "bye",
+                                          "post_logout_redirect_uri": APP1[1]},
+                       headers={"cookie": sid_cookie})
+        assert out.status_code == 303 and out.headers["location"] == APP1[1] + "?state=bye"
+        assert set_cookies(out)[names.SESSION]["max-age"] == "0"
+        again = http.get("/authorize", params=_authz_params(APP1, c2),
+                         headers={"cookie": sid_cookie})
+        assert again.status_code == 200 and "Sign in" in again.text  # password asked again
+        r = http.post("/token", data={"grant_type": "refresh_token", "client_id": "shop",
+                                      "refresh_token": body["refresh_token"]})
+        assert r.json()["error"] == "invalid_grant"

@@ -15,7 +15,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from wardgate.config.issuer import IssuerConfig
-from wardgate.issuer import errors, routes_authorize, routes_login, routes_meta, routes_token
+from wardgate.issuer import (
+    errors,
+    routes_authorize,
+    routes_end_session,
+    routes_login,
+    routes_meta,
+    routes_token,
+)
 from wardgate.issuer.limits import BodyLimit
 from wardgate.issuer.service import Issuer
 
@@ -37,7 +44,7 @@ def create_app(cfg: IssuerConfig, *, clock: Callable[[], float] = time.time) -> 
                   docs_url=None, redoc_url=None)
     app.state.issuer = issuer
     for r in (routes_meta.router, routes_login.router, routes_token.router,
-              routes_authorize.router):
+              routes_authorize.router, routes_end_session.router):
         app.include_router(r)
     app.add_middleware(BodyLimit, max_bytes=cfg.limits.max_body_bytes)
     _install_error_handlers(app)
