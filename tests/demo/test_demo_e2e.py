@@ -165,6 +165,10 @@ def test_demo_end_to_end(demo: Demo, tmp_path: Path) -> None:
         assert 'error="insufficient_scope"' in r.headers["www-authenticate"]
         r = client.get(f"{gw}/reports", headers=auth)
         assert r.status_code == 200 and r.json()["verified_by"] == "trust_gateway"
+        # identity headers sent by a client never reach the service: the gateway's win
+        spoofed = {**auth, "X-User-Id": "999", "X-User-Roles": "admin,root"}
+        r = client.get(f"{gw}/reports", headers=spoofed)
+        assert r.json()["caller"]["sub"] == "1" and r.json()["caller"]["roles"] == ["admin"]
         # bob may read orders but not create them: 403 naming the missing scope
         assert client.get(f"{gw}/orders", headers=bob_auth).status_code == 200
         r = client.post(f"{gw}/orders", headers=bob_auth, json={"item": "tea"})

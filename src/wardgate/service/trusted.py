@@ -92,8 +92,8 @@ def _decode_payload(raw: bytes) -> dict[str, Any]:
     try:
         data = json.loads(base64.urlsafe_b64decode(raw + b"=" * (-len(raw) % 4)))
     except (binascii.Error, ValueError):
-        raise InvalidToken("The identity header is malformed", code="bad_identity_header")
+        raise InvalidToken("The identity header is malformed")
     if not isinstance(data, dict) or not isinstance(data.get("sub"), str):
-        raise InvalidToken("The identity header is malformed", code="bad_identity_header")
+        raise InvalidToken("The identity header is malformed")
     return data
 
