@@ -11,7 +11,8 @@
     @app.get("/reports")
     def reports(who: Identity = Depends(require_roles("admin"))): ...
 
-Without an ASGI framework: `identity = await authenticate(auth, headers, peer=addr)`, then
+Without an ASGI framework: `identity = await authenticate(auth, headers, peer=addr)` (or, in
+a synchronous framework, `BlockingAuth(auth).authenticate(headers, peer=addr)`), then
 `require_scopes("a").check(identity)`; both raise `AuthError`, and `render(err)` gives the
 (status, headers, body) the gateway would send. Reference: docs/demo.md.
 """
@@ -19,6 +20,7 @@ Without an ASGI framework: `identity = await authenticate(auth, headers, peer=ad
 from wardgate.auth.identity import Identity
 from wardgate.service.asgi import WardgateMiddleware
 from wardgate.service.auth import ServiceAuth, authenticate
+from wardgate.service.blocking import BlockingAuth
 from wardgate.service.checks import Requirement, authenticated, require_roles, require_scopes
 from wardgate.service.errors import (
     AuthError,
@@ -32,7 +34,7 @@ from wardgate.service.errors import (
 )
 from wardgate.service.trusted import GatewayHeaders
 
-__all__ = ["AuthError", "GatewayError", "GatewayHeaders", "Identity", "InsufficientScope",
+__all__ = ["AuthError", "BlockingAuth", "GatewayError", "GatewayHeaders", "Identity", "InsufficientScope",
            "InvalidRequest", "InvalidToken", "MissingToken", "Requirement", "ServiceAuth",
            "ServiceUnavailable", "WardgateMiddleware", "authenticate", "authenticated", "render",
            "require_roles", "require_scopes"]
