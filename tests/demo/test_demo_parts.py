@@ -38,6 +38,11 @@ def test_bad_ports_are_refused(env: dict[str, str]) -> None:
         Ports.resolve({}, env)
 
 
+def test_bad_flag_port_is_refused() -> None:
+    with pytest.raises(ValueError, match="orders port 0"):
+        Ports.resolve({"orders": 0}, {})
+
+
 def test_examples_are_found_from_the_package() -> None:
     assert examples_dir() == EXAMPLES
 

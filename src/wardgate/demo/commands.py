@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 from types import FrameType
 
+import httpx
+
 from wardgate.config.loader import ConfigError
 from wardgate.demo import guide
 from wardgate.demo.bootstrap import bootstrap
@@ -68,11 +70,11 @@ def _children(files: DemoFiles, ports: Ports) -> dict[str, Child]:
 
 def _start_all(children: dict[str, Child], ports: Ports, stop: _Stop,
                env: dict[str, str]) -> None:
-    def has_keys(r: object) -> bool:
-        import httpx
-
-        assert isinstance(r, httpx.Response)
-        return r.status_code == 200 and bool(r.json().get("keys"))
+    def has_keys(r: httpx.Response) -> bool:
+        try:
+            return r.status_code == 200 and bool(r.json().get("keys"))
+        except ValueError:  # not JSON yet (or not our issuer): keep waiting
+            return False
 
     probes = {
         "issuer": (f"{ports.url('issuer')}/.well-known/jwks.json", has_keys,

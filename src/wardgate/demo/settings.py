@@ -46,6 +46,8 @@ class Ports:
         ports = cls(**values)
         seen: dict[int, str] = {}
         for name, port in ports.items():
+            if not 0 < port < 65536:
+                raise ValueError(f"{name} port {port}: not a port")
             if port in seen:
                 raise ValueError(f"port {port} is given to both {seen[port]} and {name}")
             seen[port] = name
