@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from wardgate.cli import main
+from wardgate.config.check import file_kind
 from wardgate.config.issuer import IssuerConfig
 from wardgate.demo import guide
 from wardgate.demo.bootstrap import bootstrap, demo_password
-from wardgate.demo.configcheck import file_kind
 from wardgate.demo.settings import Ports, examples_dir, prepare
 from wardgate.issuer import admin
 

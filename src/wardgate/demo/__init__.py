@@ -3,5 +3,5 @@
 Modules: settings (ports, state directory, configs rendered from examples/), bootstrap (keys
 and demo users through wardgate.issuer.admin), stack (child processes: start, readiness, stop),
 services (the two example FastAPI services, using wardgate.service), guide (what to try),
-configcheck (`check-config` for issuer files), commands (the CLI).
+commands (the CLI).
 """

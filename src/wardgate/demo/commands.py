@@ -22,7 +22,6 @@ import httpx
 from wardgate.config.loader import ConfigError
 from wardgate.demo import guide
 from wardgate.demo.bootstrap import bootstrap
-from wardgate.demo.configcheck import extend_check_config
 from wardgate.demo.settings import (
     DemoFiles,
     Ports,
@@ -183,4 +182,3 @@ def register(sub: argparse._SubParsersAction) -> None:
         p.add_argument(f"--{name}-port", type=int, default=None, metavar="PORT",
                        help=f"default {port}, or WARDGATE_DEMO_{name.upper()}_PORT")
     p.set_defaults(func=run_demo)
-    extend_check_config(sub)

@@ -6,19 +6,11 @@ import argparse
 import sys
 
 from wardgate.config import ConfigError, load_gateway
+from wardgate.config.check import check_file
 
 
 def _check_config(args: argparse.Namespace) -> int:
-    try:
-        cfg = load_gateway(args.file)
-    except ConfigError as exc:
-        for issue in exc.issues:
-            print(issue, file=sys.stderr)
-        print(f"{args.file}: {len(exc.issues)} error(s)", file=sys.stderr)
-        return 1
-    print(f"{args.file}: OK ({len(cfg.routes)} routes, {len(cfg.upstreams)} upstreams, "
-          f"{len(cfg.providers)} providers)")
-    return 0
+    return check_file(args.file)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -35,7 +27,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("check-config", help="validate a gateway config file")
+    p = sub.add_parser("check-config",
+                       help="validate a gateway or issuer config file (the kind is detected)")
     p.add_argument("file")
     p.set_defaults(func=_check_config)
     p = sub.add_parser("run", help="run the gateway")

@@ -7,10 +7,7 @@ messages say what is missing.
 
 from __future__ import annotations
 
-import argparse
 import sys
-from collections.abc import Callable
-from typing import Any
 
 import yaml
 
@@ -50,24 +47,21 @@ def check_issuer(path: str) -> int:
     return 0
 
 
-def extend_check_config(sub: argparse._SubParsersAction) -> None:
-    """Make the registered `check-config` recognise issuer files (gateway ones are unchanged)."""
-    parser = sub.choices.get("check-config")
-    if parser is None:
-        return
-    gateway_check: Callable[[argparse.Namespace], Any] | None = parser.get_default("func")
-    if gateway_check is None:
-        return
+def check_gateway(path: str) -> int:
+    from wardgate.config import load_gateway
 
-    def check(args: argparse.Namespace) -> int:
-        if file_kind(args.file) == "issuer":
-            return check_issuer(args.file)
-        return int(gateway_check(args) or 0)
+    try:
+        cfg = load_gateway(path)
+    except ConfigError as exc:
+        for issue in exc.issues:
+            print(issue, file=sys.stderr)
+        print(f"{path}: {len(exc.issues)} error(s)", file=sys.stderr)
+        return 1
+    print(f"{path}: OK ({len(cfg.routes)} routes, {len(cfg.upstreams)} upstreams, "
+          f"{len(cfg.providers)} providers)")
+    return 0
 
-    text = "validate a gateway or issuer config file (the kind is detected)"
-    parser.description = text
-    parser.set_defaults(func=check)
-    # the one-line summary in `wardgate --help` lives on the subparsers' pseudo-actions
-    for action in getattr(sub, "_choices_actions", []):
-        if getattr(action, "dest", None) == "check-config":
-            action.help = text
+
+def check_file(path: str) -> int:
+    """Validate a config file of either kind; print every problem; 0 when valid."""
+    return check_issuer(path) if file_kind(path) == "issuer" else check_gateway(path)
