@@ -6,6 +6,7 @@ import asyncio
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.issuer.support import FAST_HASH, free_port
 from wardgate.config.issuer import IssuerConfig
@@ -13,6 +14,8 @@ from wardgate.issuer import admin
 from wardgate.issuer.server import start_background
 
 
+# In-process, pytest's per-test warning filters replace the issuer's module-level one.
+@pytest.mark.filterwarnings("ignore:EdDSA is deprecated")
 def test_background_issuer_for_the_demo(tmp_path: Path) -> None:
     port = free_port()
     cfg = IssuerConfig(listen=f"127.0.0.1:{port}", issuer=f"http://127.0.0.1:{port}",
