@@ -9,7 +9,6 @@ pipelined requests served strictly in order with reading paused while any wait.
 from __future__ import annotations
 
 import asyncio
-import re
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
@@ -19,57 +18,20 @@ from wardgate.errors import (
     BadRequest,
     GatewayError,
     HeadersTooLarge,
-    HttpVersionNotSupported,
     PayloadTooLarge,
     RequestTimeout,
     UriTooLong,
     render,
 )
-from wardgate.gateway.request import Request
-from wardgate.gateway.target import split_target
+from wardgate.gateway.head import classify_parser_error, foreign_protocol, read_head
+from wardgate.gateway.request import Pending, Request
 
 if TYPE_CHECKING:
     from wardgate.gateway.proxy import Exchange
     from wardgate.gateway.worker import WorkerState
 
-# RFC 9110 §4.2.3 / RFC 3986 §3.2.2: reg-name or IP literal, optional port; nothing else.
-_HOST = re.compile(rb"^(?:[A-Za-z0-9._~!$&'()*+,;=%-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$")
-_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"})
 PAUSE_PIPELINE, PAUSE_UPSTREAM, PAUSE_BUFFER = 1, 2, 4
 _MAX_BUFFERED_BODY = 256 * 1024
-
-
-def _port_ok(host: bytes) -> bool:
-    _, sep, port = host.rpartition(b":")
-    if not sep or port.endswith(b"]") or b"]" in port:
-        return True
-    return int(port) <= 65535
-
-
-def _foreign_protocol(window: bytes, url: bytes) -> bool:
-    """True when the request line just parsed was RTSP/1.0 or ICE/1.0, not HTTP/1.0.
-
-    llhttp accepts those request lines and reports them as version 1.0 (facts §1). `window` is
-    the read being parsed plus the tail of the previous one, so a line split across two reads
-    is still seen.
-    """
-    tail = url[-32:]
-    return tail + b" RTSP/" in window or tail + b" ICE/" in window
-
-
-class Pending:
-    """A parsed request head plus its body as it arrives."""
-
-    __slots__ = ("req", "body", "body_done", "body_bytes", "buffered", "limit", "exchange")
-
-    def __init__(self, req: Request, limit: int) -> None:
-        self.req = req
-        self.body: list[bytes] = []
-        self.body_done = False
-        self.body_bytes = 0
-        self.buffered = 0
-        self.limit = limit
-        self.exchange: Exchange | None = None
 
 
 class ClientProtocol(asyncio.Protocol):
@@ -183,7 +145,7 @@ class ClientProtocol(asyncio.Protocol):
         except HttpParserUpgrade as exc:
             self._on_upgrade(chunk[exc.args[0]:] + data)
         except (HttpParserError, GatewayError) as exc:
-            err = exc if isinstance(exc, GatewayError) else (self.error or self._classify(exc))
+            err = exc if isinstance(exc, GatewayError) else (self.error or classify_parser_error(exc))
             self._parse_failed(err)
             return
         self._pump()
@@ -212,15 +174,6 @@ class ClientProtocol(asyncio.Protocol):
     def _fail(self, err: GatewayError) -> GatewayError:
         self.error = err
         return err
-
-    @staticmethod
-    def _classify(exc: HttpParserError) -> GatewayError:
-        name = type(exc).__name__
-        if name == "HttpParserInvalidMethodError":
-            return BadRequest("unknown or malformed method", close=True, code="bad_method")
-        if name == "HttpParserInvalidURLError":
-            return BadRequest("malformed request target", close=True, code="bad_target")
-        return BadRequest("malformed HTTP request", close=True, code="bad_framing")
 
     # -- httptools callbacks -------------------------------------------------------------------
     def on_message_begin(self) -> None:
@@ -256,59 +209,16 @@ class ClientProtocol(asyncio.Protocol):
         assert req is not None and self.parser is not None
         parser = self.parser
         self.in_head = False
-        version = parser.get_http_version()
-        if version != "1.1" and (version != "1.0" or _foreign_protocol(self.window, self.url)):
-            raise self._fail(HttpVersionNotSupported("only HTTP/1.0 and HTTP/1.1", close=True))
-        req.version = version
-        method = parser.get_method().decode("ascii")
-        if method not in _METHODS:
-            raise self._fail(BadRequest(f"method {method} is not supported", close=True,
-                                        code="bad_method"))
-        req.method = method
-        req.raw_target = self.url
         try:
-            req.path, req.query = split_target(self.url, method)
+            read_head(req, parser.get_http_version(), parser.get_method(), self.url,
+                      foreign=foreign_protocol(self.window, self.url))
         except GatewayError as err:
             raise self._fail(err) from None
         req.client_ip = self.client_ip
         req.scheme = self.scheme
         req.keep_alive = parser.should_keep_alive()
-        hosts = 0
-        host = b""
-        for name, value in req.headers:
-            if name == b"host":
-                hosts += 1
-                host = value
-            elif name == b"content-length":
-                req.content_length = int(value)  # llhttp validated it; one only (facts §2)
-            elif name == b"transfer-encoding":
-                req.chunked = True
-            elif name == b"expect":
-                if value.lower() != b"100-continue":
-                    raise self._fail(BadRequest("unsupported Expect", close=True,
-                                                code="bad_expect"))
-                req.expect_continue = True
-            elif name == b"upgrade":
-                req.upgrade = value
-            elif b"_" in name and name.replace(b"_", b"-") != name:
-                pass  # dropped when forwarding (CGI-style '_' vs '-' confusion, facts §2)
-        if hosts > 1 or (hosts == 0 and version == "1.1"):
-            raise self._fail(BadRequest("HTTP/1.1 needs exactly one Host header", close=True,
-                                        code="bad_host"))
-        if hosts and (not _HOST.match(host) or not _port_ok(host)):
-            raise self._fail(BadRequest("invalid Host header", close=True, code="bad_host"))
-        if req.chunked and version == "1.0":
-            # RFC 9112 §6.1: Transfer-Encoding on 1.0 is faulty framing.
-            raise self._fail(BadRequest("Transfer-Encoding on HTTP/1.0", close=True,
-                                        code="bad_framing"))
         if not parser.should_upgrade():
             req.upgrade = None
-        req.host_header = host
-        h = host.decode("latin-1").lower()
-        if h.endswith("]") or ":" not in h:
-            req.host = h
-        else:
-            req.host = h.rsplit(":", 1)[0]
         req.request_id = self.state.ids.next(req.header(b"x-request-id"))
         p = Pending(req, self.rt.max_body_any)
         self.cur_pending = p

@@ -53,3 +53,18 @@ class Request:
 
     def has_body(self) -> bool:
         return self.chunked or bool(self.content_length)
+
+
+class Pending:
+    """A parsed request head plus its body as it arrives."""
+
+    __slots__ = ("req", "body", "body_done", "body_bytes", "buffered", "limit", "exchange")
+
+    def __init__(self, req: Request, limit: int) -> None:
+        self.req = req
+        self.body: list[bytes] = []
+        self.body_done = False
+        self.body_bytes = 0
+        self.buffered = 0
+        self.limit = limit
+        self.exchange: Any = None  # the proxy.Exchange forwarding it, once there is one

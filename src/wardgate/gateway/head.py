@@ -1,0 +1,84 @@
+"""Checks on a parsed request head that llhttp does not make (data-plane facts §1–§2).
+
+Sans-I/O: fills the Request from the parser's accessors and headers, or raises the error the
+client gets. Every failure here closes the connection, because the framing that follows
+cannot be trusted.
+"""
+
+from __future__ import annotations
+
+import re
+
+from wardgate.errors import BadRequest, HttpVersionNotSupported
+from wardgate.gateway.request import Request
+from wardgate.gateway.target import split_target
+
+# RFC 9110 §4.2.3 / RFC 3986 §3.2.2: reg-name or IP literal, optional port; nothing else.
+_HOST = re.compile(rb"^(?:[A-Za-z0-9._~!$&'()*+,;=%-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$")
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"})
+
+
+def port_ok(host: bytes) -> bool:
+    _, sep, port = host.rpartition(b":")
+    if not sep or b"]" in port:
+        return True
+    return int(port) <= 65535
+
+
+def foreign_protocol(window: bytes, url: bytes) -> bool:
+    """True when the request line just parsed was RTSP/1.0 or ICE/1.0, not HTTP/1.0.
+
+    llhttp accepts those request lines and reports them as version 1.0 (facts §1). `window` is
+    the read being parsed plus the tail of the previous one, so a line split across two reads
+    is still seen.
+    """
+    tail = url[-32:]
+    return tail + b" RTSP/" in window or tail + b" ICE/" in window
+
+
+def read_head(req: Request, version: str, method_b: bytes, url: bytes, *, foreign: bool) -> None:
+    if version != "1.1" and (version != "1.0" or foreign):
+        raise HttpVersionNotSupported("only HTTP/1.0 and HTTP/1.1", close=True)
+    req.version = version
+    method = method_b.decode("ascii")
+    if method not in METHODS:
+        raise BadRequest(f"method {method} is not supported", close=True, code="bad_method")
+    req.method = method
+    req.raw_target = url
+    req.path, req.query = split_target(url, method)
+    hosts = 0
+    host = b""
+    for name, value in req.headers:
+        if name == b"host":
+            hosts += 1
+            host = value
+        elif name == b"content-length":
+            req.content_length = int(value)  # llhttp validated it; one only (facts §2)
+        elif name == b"transfer-encoding":
+            req.chunked = True
+        elif name == b"expect":
+            if value.lower() != b"100-continue":
+                raise BadRequest("unsupported Expect", close=True, code="bad_expect")
+            req.expect_continue = True
+        elif name == b"upgrade":
+            req.upgrade = value
+    if hosts > 1 or (hosts == 0 and version == "1.1"):
+        raise BadRequest("HTTP/1.1 needs exactly one Host header", close=True, code="bad_host")
+    if hosts and (not _HOST.match(host) or not port_ok(host)):
+        raise BadRequest("invalid Host header", close=True, code="bad_host")
+    if req.chunked and version == "1.0":
+        # RFC 9112 §6.1: Transfer-Encoding on 1.0 is faulty framing.
+        raise BadRequest("Transfer-Encoding on HTTP/1.0", close=True, code="bad_framing")
+    req.host_header = host
+    h = host.decode("latin-1").lower()
+    req.host = h if h.endswith("]") or ":" not in h else h.rsplit(":", 1)[0]
+
+
+def classify_parser_error(exc: Exception) -> BadRequest:
+    """An llhttp rejection as the client's 400 (the message itself stays in our logs)."""
+    name = type(exc).__name__
+    if name == "HttpParserInvalidMethodError":
+        return BadRequest("unknown or malformed method", close=True, code="bad_method")
+    if name == "HttpParserInvalidURLError":
+        return BadRequest("malformed request target", close=True, code="bad_target")
+    return BadRequest("malformed HTTP request", close=True, code="bad_framing")

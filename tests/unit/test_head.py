@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import pytest
+
+from wardgate.errors import BadRequest, HttpVersionNotSupported
+from wardgate.gateway.head import foreign_protocol, read_head
+from wardgate.gateway.request import Request
+
+
+def head(headers, version="1.1", method=b"GET", url=b"/x", foreign=False) -> Request:
+    req = Request()
+    req.headers = headers
+    read_head(req, version, method, url, foreign=foreign)
+    return req
+
+
+def test_fills_request_fields():
+    req = head([(b"host", b"API.example.com:8443"), (b"content-length", b"5"),
+                (b"expect", b"100-continue")], method=b"POST", url=b"/a/../b?q=1")
+    assert (req.method, req.path, req.query) == ("POST", "/b", b"q=1")
+    assert req.host == "api.example.com" and req.host_header == b"API.example.com:8443"
+    assert req.content_length == 5 and req.expect_continue
+
+
+@pytest.mark.parametrize("headers,version", [
+    ([], "1.1"),
+    ([(b"host", b"a"), (b"host", b"b")], "1.1"),
+    ([(b"host", b"a b/c@d")], "1.1"),
+    ([(b"host", b"x:99999")], "1.1"),
+    ([(b"host", b"x"), (b"transfer-encoding", b"chunked")], "1.0"),
+    ([(b"host", b"x"), (b"expect", b"something-else")], "1.1"),
+])
+def test_bad_heads_are_400(headers, version):
+    with pytest.raises(BadRequest) as exc:
+        head(headers, version)
+    assert exc.value.close
+
+
+def test_http10_without_host_is_fine_and_ipv6_host_kept():
+    assert head([], "1.0").host == ""
+    assert head([(b"host", b"[::1]:80")]).host == "[::1]"
+
+
+@pytest.mark.parametrize("version,foreign", [("2.0", False), ("0.9", False), ("1.0", True)])
+def test_versions_other_than_http_10_11_are_505(version, foreign):
+    with pytest.raises(HttpVersionNotSupported):
+        head([(b"host", b"x")], version, foreign=foreign)
+
+
+def test_foreign_protocol_detection_spans_reads():
+    assert foreign_protocol(b"GET /echo RTSP/1.0\r\n", b"/echo")
+    assert foreign_protocol(b"prev.../echo ICE/1.0", b"/echo")
+    assert not foreign_protocol(b"GET /echo HTTP/1.0\r\n", b"/echo")
