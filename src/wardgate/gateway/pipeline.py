@@ -19,7 +19,8 @@ from wardgate.gateway.headers import upstream_request_lines
 from wardgate.gateway.proxy import Exchange
 
 if TYPE_CHECKING:
-    from wardgate.gateway.protocol import ClientProtocol, Pending
+    from wardgate.gateway.protocol import ClientProtocol
+    from wardgate.gateway.request import Pending
     from wardgate.gateway.runtime import CompiledRoute, Runtime
 
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"

@@ -15,7 +15,8 @@ from wardgate.gateway.status import STATUS_LINES
 from wardgate.gateway.upstream.connection import FRAME_CHUNKED, FRAME_CLOSE, FRAME_LENGTH
 
 if TYPE_CHECKING:
-    from wardgate.gateway.protocol import ClientProtocol, Pending
+    from wardgate.gateway.protocol import ClientProtocol
+    from wardgate.gateway.request import Pending
     from wardgate.gateway.upstream.cluster import Cluster, Target
     from wardgate.gateway.upstream.connection import UpstreamConnection
 
