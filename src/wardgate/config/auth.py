@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from wardgate.config.common import ByteSize, Strict, resolve_path
+from wardgate.config.common import ByteSize, ExistingFile, Strict
 
 RSA_ALGS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"})
 EC_ALGS = frozenset({"ES256", "ES384", "ES512"})
@@ -74,17 +74,7 @@ class KeyConfig(Strict):
     kid: str | None = None
     alg: str | None = None
     pem: str | None = None
-    pem_file: str | None = None
-
-    @field_validator("pem_file")
-    @classmethod
-    def _file(cls, v: str | None, info: ValidationInfo) -> str | None:
-        if v is None:
-            return None
-        path = resolve_path(v, info)
-        if not Path(path).is_file():
-            raise ValueError(f"file not found: {path}")
-        return path
+    pem_file: ExistingFile | None = None
 
     @model_validator(mode="after")
     def _one(self) -> KeyConfig:
@@ -107,10 +97,10 @@ class ProviderConfig(Strict):
     # key sources: exactly one of these groups
     jwks_uri: str | None = None
     discovery: bool = False
-    jwks_file: str | None = None
+    jwks_file: ExistingFile | None = None
     keys: list[KeyConfig] = []
     secret_env: str | None = None
-    secret_file: str | None = None
+    secret_file: ExistingFile | None = None
     # validation
     leeway_s: int = Field(30, ge=0, le=300)
     typ: list[str] = ["at+jwt", "JWT"]
@@ -148,16 +138,6 @@ class ProviderConfig(Strict):
         if not _CLAIM_PATH.match(v):
             raise ValueError(f"{v!r}: expected a dotted claim path such as realm_access.roles")
         return v
-
-    @field_validator("jwks_file", "secret_file")
-    @classmethod
-    def _file(cls, v: str | None, info: ValidationInfo) -> str | None:
-        if v is None:
-            return None
-        path = resolve_path(v, info)
-        if not Path(path).is_file():
-            raise ValueError(f"file not found: {path}")
-        return path
 
     @model_validator(mode="after")
     def _sources(self) -> ProviderConfig:

@@ -6,7 +6,7 @@ import ipaddress
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationInfo
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, ValidationInfo
 
 
 class Strict(BaseModel):
@@ -70,3 +70,14 @@ def resolve_path(value: str, info: ValidationInfo) -> str:
 
 def parse_networks(values: list[str]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
     return tuple(ipaddress.ip_network(v, strict=False) for v in values)
+
+
+def _existing_file(value: str, info: ValidationInfo) -> str:
+    path = resolve_path(value, info)
+    if not Path(path).is_file():
+        raise ValueError(f"file not found: {path}")
+    return path
+
+
+#: A path to a file that must exist, resolved against the config file's folder.
+ExistingFile = Annotated[str, AfterValidator(_existing_file)]

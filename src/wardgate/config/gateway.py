@@ -4,31 +4,22 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from wardgate.config.auth import AuthPolicy, ProviderConfig
-from wardgate.config.common import ByteSize, HostPort, Strict, resolve_path
+from wardgate.config.common import ByteSize, ExistingFile, HostPort, Strict
 
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE")
 _PARAM = re.compile(r"^\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 
 
 class TlsConfig(Strict):
-    cert: str
-    key: str
+    cert: ExistingFile
+    key: ExistingFile
     handshake_timeout_s: float = Field(10.0, gt=0)
-
-    @field_validator("cert", "key")
-    @classmethod
-    def _exists(cls, v: str, info: ValidationInfo) -> str:
-        path = resolve_path(v, info)
-        if not Path(path).is_file():
-            raise ValueError(f"file not found: {path}")
-        return path
 
 
 class AdminConfig(Strict):
@@ -79,18 +70,8 @@ class HealthConfig(Strict):
 
 class UpstreamTls(Strict):
     verify: bool = True
-    ca_file: str | None = None
+    ca_file: ExistingFile | None = None
     server_name: str | None = None
-
-    @field_validator("ca_file")
-    @classmethod
-    def _ca(cls, v: str | None, info: ValidationInfo) -> str | None:
-        if v is None:
-            return None
-        path = resolve_path(v, info)
-        if not Path(path).is_file():
-            raise ValueError(f"file not found: {path}")
-        return path
 
 
 class UpstreamConfig(Strict):
