@@ -33,35 +33,28 @@ def file_kind(path: str) -> str:
     return "gateway"
 
 
-def check_issuer(path: str) -> int:
-    from wardgate.config.issuer import load_issuer
-
-    try:
-        cfg = load_issuer(path)
-    except ConfigError as exc:
-        for issue in exc.issues:
-            print(issue, file=sys.stderr)
-        print(f"{path}: {len(exc.issues)} error(s)", file=sys.stderr)
-        return 1
-    print(f"{path}: OK (issuer {cfg.issuer}, {len(cfg.roles)} roles, keys {cfg.keys.algorithm})")
-    return 0
-
-
-def check_gateway(path: str) -> int:
-    from wardgate.config import load_gateway
-
-    try:
-        cfg = load_gateway(path)
-    except ConfigError as exc:
-        for issue in exc.issues:
-            print(issue, file=sys.stderr)
-        print(f"{path}: {len(exc.issues)} error(s)", file=sys.stderr)
-        return 1
-    print(f"{path}: OK ({len(cfg.routes)} routes, {len(cfg.upstreams)} upstreams, "
-          f"{len(cfg.providers)} providers)")
-    return 0
+def print_issues(exc: ConfigError, trailer: str) -> None:
+    """Every problem on stderr, one per line (FILE:LINE: path: message), then a summary."""
+    for issue in exc.issues:
+        print(issue, file=sys.stderr)
+    print(trailer, file=sys.stderr)
 
 
 def check_file(path: str) -> int:
     """Validate a config file of either kind; print every problem; 0 when valid."""
-    return check_issuer(path) if file_kind(path) == "issuer" else check_gateway(path)
+    from wardgate.config import load_gateway
+    from wardgate.config.issuer import load_issuer
+
+    try:
+        if file_kind(path) == "issuer":
+            icfg = load_issuer(path)
+            print(f"{path}: OK (issuer {icfg.issuer}, {len(icfg.roles)} roles, "
+                  f"keys {icfg.keys.algorithm})")
+        else:
+            gcfg = load_gateway(path)
+            print(f"{path}: OK ({len(gcfg.routes)} routes, {len(gcfg.upstreams)} upstreams, "
+                  f"{len(gcfg.providers)} providers)")
+    except ConfigError as exc:
+        print_issues(exc, f"{path}: {len(exc.issues)} error(s)")
+        return 1
+    return 0

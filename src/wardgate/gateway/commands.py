@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
-from wardgate.config import ConfigError, load_gateway
 from wardgate.config.check import check_file
 
 
@@ -16,13 +14,6 @@ def _check_config(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from wardgate.gateway.supervisor import run_gateway
 
-    try:
-        load_gateway(args.config)
-    except ConfigError as exc:
-        for issue in exc.issues:
-            print(issue, file=sys.stderr)
-        print("refusing to start: configuration is invalid", file=sys.stderr)
-        return 2
     return run_gateway(args.config)
 
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 from wardgate import logs
 from wardgate.config import ConfigError, GatewayConfig, load_gateway
+from wardgate.config.check import print_issues
 from wardgate.gateway.worker import bind_listener
 
 READY_TIMEOUT_S = 30.0
@@ -201,8 +202,7 @@ def run_gateway(config_path: str) -> int:
     try:
         cfg = load_gateway(config_path)
     except ConfigError as exc:
-        for issue in exc.issues:
-            print(issue, file=sys.stderr)
+        print_issues(exc, "refusing to start: configuration is invalid")
         return 2
     try:
         sup = Supervisor(config_path, cfg)
