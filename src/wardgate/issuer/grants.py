@@ -66,6 +66,10 @@ async def refresh_grant(iss: Issuer, token: str, client: clients.Client | None,
             raise InvalidClient("client authentication required")
         if scope is not None and not set(scope) <= set(json.loads(row.scope)):
             raise InvalidScope("scope exceeds the original grant")
+        # Read before the first write: on SQLite the write lock is then held for as few
+        # statements as possible (every statement is a thread hand-off with aiosqlite).
+        st = (await users.standing(conn, row.user_id, row.sid, now)
+              if row.user_id is not None else None)
         rot = await refresh.rotate(conn, token, client.client_id if client else None, now,
                                    iss.cfg.tokens.refresh_idle_s, row=row)
         if rot.outcome is refresh.Outcome.REUSED:
@@ -78,7 +82,7 @@ async def refresh_grant(iss: Issuer, token: str, client: clients.Client | None,
             raise InvalidGrant(f"refresh token {rot.outcome.value}")
         else:
             assert rot.row is not None and rot.new_token is not None
-            out = await _tokens_for(iss, conn, rot.row, now, scope)
+            out = await _tokens_for(iss, conn, rot.row, st, now, scope)
             out["refresh_token"] = rot.new_token
             await audit.record(conn, now, "refresh", client_id=rot.row.client_id,
                                address=address, family=rot.row.family_id)
@@ -88,13 +92,14 @@ async def refresh_grant(iss: Issuer, token: str, client: clients.Client | None,
 
 
 async def _tokens_for(iss: Issuer, conn: AsyncConnection, row: refresh.RefreshRow,
-                      now: int, narrowed: list[str] | None) -> dict[str, Any]:
+                      st: users.Standing | None, now: int,
+                      narrowed: list[str] | None) -> dict[str, Any]:
+    """Checked only after a successful rotation, so reuse detection always comes first."""
     scope = narrowed if narrowed is not None else json.loads(row.scope)
     roles: list[str] = []
     sub = row.client_id
     if row.user_id is not None:
         # Roles are read afresh: a role removed since login is gone from the next token.
-        st = await users.standing(conn, row.user_id, row.sid, now)
         if st is None or st.disabled:
             raise InvalidGrant("user disabled")
         if not st.session_live:
