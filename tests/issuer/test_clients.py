@@ -157,6 +157,11 @@ def test_userinfo_and_logout(issuer: IssuerProcess, svc: tuple[str, str]) -> Non
         bad = http.get("/userinfo", headers={"Authorization": "Bearer nope"})
         assert bad.status_code == 401 and "invalid_token" in bad.headers["www-authenticate"]
         assert http.get("/userinfo").status_code == 401
+        # A service's client_credentials token is not a user's: no userinfo for it.
+        svc_at = http.post("/token", data={"grant_type": "client_credentials"},
+                           auth=svc).json()["access_token"]
+        assert http.get("/userinfo", headers={"Authorization": f"Bearer {svc_at}"}
+                        ).status_code == 401
         out = http.post("/logout", headers={"Authorization": f"Bearer {at}"})
         assert out.status_code == 200
         # The session ended: its refresh family is revoked and userinfo refuses the token.

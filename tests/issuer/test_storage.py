@@ -87,6 +87,12 @@ async def test_clients_secret_hashed_and_rules(db: Database) -> None:
             await clients.add_client(conn, client_id="p", name="p", auth_method="none",
                                      grant_types=["client_credentials"], scopes=[],
                                      audiences=["api"], redirect_uris=[], jwks=None, now=NOW)
+        for bad_id in ("123", "has space", "x" * 101, ""):
+            with pytest.raises(ValueError, match="client id"):
+                await clients.add_client(conn, client_id=bad_id, name="n", auth_method="none",
+                                         grant_types=["refresh_token"], scopes=[],
+                                         audiences=["api"], redirect_uris=[], jwks=None,
+                                         now=NOW)
         with pytest.raises(ValueError, match="fragment"):
             await clients.add_client(conn, client_id="w", name="w", auth_method="none",
                                      grant_types=["authorization_code"], scopes=[],

@@ -37,7 +37,8 @@ class TokensConfig(Strict):
     # Audience of tokens issued by POST /login (first-party web/API clients).
     default_audience: str = "api"
     # client_id claim of tokens issued by POST /login.
-    login_client_id: str = "wardgate-login"
+    login_client_id: str = Field("wardgate-login", pattern=r"^[A-Za-z0-9._~-]*[A-Za-z._~-][A-Za-z0-9._~-]*$",
+                                 max_length=100)
 
 
 class PasswordHashConfig(Strict):

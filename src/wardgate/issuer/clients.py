@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 import secrets
 from dataclasses import dataclass
 from typing import Any
@@ -21,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from wardgate.issuer.schema import clients
 
 AUTH_METHODS = ("none", "client_secret_basic", "client_secret_post", "private_key_jwt")
+_CLIENT_ID = re.compile(r"^[A-Za-z0-9._~-]{1,100}$")
 GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
 
 
@@ -69,6 +71,10 @@ async def add_client(conn: AsyncConnection, *, client_id: str, name: str, auth_m
                      redirect_uris: list[str], jwks: dict[str, Any] | None, now: int
                      ) -> str | None:
     """Insert a client; return the generated secret for client_secret_* methods (shown once)."""
+    # RFC 6749 §2.2 allows more, but ids also appear in URLs, logs and the `sub` claim.
+    # All-digit ids would collide with user subjects.
+    if not _CLIENT_ID.match(client_id) or client_id.isdigit():
+        raise ValueError("client id: 1-100 of A-Z a-z 0-9 . _ ~ -, not only digits")
     if auth_method not in AUTH_METHODS:
         raise ValueError(f"auth method must be one of {', '.join(AUTH_METHODS)}")
     for g in grant_types:

@@ -151,7 +151,10 @@ async def userinfo(request: Request) -> JSONResponse:
         raise InvalidToken("bearer access token required")
     now = iss.now()
     claims = tokens.verify_access(iss.ring, token, issuer=iss.cfg.issuer, now=now)
-    if claims is None or not str(claims.get("sub", "")).isdigit():
+    sub = claims.get("sub") if claims else None
+    # User tokens carry a session id and a numeric subject; client_credentials tokens neither.
+    if claims is None or not isinstance(claims.get("sid"), str) or not isinstance(sub, str) \
+            or not (sub.isascii() and sub.isdigit()):
         raise InvalidToken("access token invalid")
     async with iss.db.begin() as conn:
         if await iss.jti_revoked(conn, str(claims["jti"])):
