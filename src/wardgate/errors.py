@@ -10,6 +10,7 @@ into bytes on the wire):
     │   ├── NotFound (404) / MethodNotAllowed (405, Allow)
     │   ├── PayloadTooLarge (413) / HeadersTooLarge (431) / UriTooLong (414)
     │   ├── HttpVersionNotSupported (505)
+    │   ├── CsrfFailed (403)            cookie-authenticated unsafe request without CSRF token
     │   └── RateLimited (429, Retry-After)
     ├── AuthError                       RFC 6750 §3 answers with WWW-Authenticate: Bearer
     │   ├── MissingToken (401, no error attribute: RFC 6750 §3.1)
@@ -136,6 +137,12 @@ class InvalidToken(AuthError):
 
 class InsufficientScope(AuthError):
     status, title, code, error = 403, "Forbidden", "insufficient_scope", "insufficient_scope"
+
+
+class CsrfFailed(ClientError):
+    """A cookie-authenticated, state-changing request without a matching CSRF token."""
+
+    status, title, code = 403, "Forbidden", "csrf_failed"
 
 
 class UpstreamError(GatewayError):

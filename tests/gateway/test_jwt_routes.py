@@ -137,3 +137,38 @@ def test_public_route_still_strips_spoofed_identity(jwt_gateway):
     status, _, body = call(jwt_gateway.port, "/public", headers={"X-Wardgate-Roles": "admin"})
     assert status == 200
     assert "x-wardgate-roles" not in dict(json.loads(body)["headers"])
+
+
+@pytest.fixture
+def cookie_gateway(upstream, gateway_factory, signing_key, tmp_path):
+    jwk = json.loads(RSAAlgorithm.to_jwk(signing_key.public_key()))
+    jwk.update(kid="k1", alg="RS256", use="sig")
+    (tmp_path / "jwks.json").write_text(json.dumps({"keys": [jwk]}))
+    cfg = {
+        "providers": [{"name": "main", "issuer": ISS, "audiences": ["api"],
+                       "jwks_file": str(tmp_path / "jwks.json")}],
+        "upstreams": [{"name": "up", "targets": [upstream.url]}],
+        "routes": [{"name": "app", "match": {"path_prefix": "/app"}, "upstream": "up",
+                    "auth": {"providers": ["main"], "token": {"cookie": "__Host-wg_at"}}}],
+    }
+    return gateway_factory(cfg)
+
+
+def test_cookie_token_needs_csrf_header_for_unsafe_methods(cookie_gateway, upstream, signing_key):
+    token = mint(signing_key)
+    cookie = f"__Host-wg_at={token}; __Host-wg_csrf=c5rf"
+    port = cookie_gateway.port
+    assert call(port, "/app", headers={"Cookie": cookie})[0] == 200
+    status, _, body = call(port, "/app", method="POST", headers={"Cookie": cookie})
+    assert status == 403 and json.loads(body)["code"] == "csrf_failed"
+    status, _, _ = call(port, "/app", method="POST",
+                        headers={"Cookie": cookie, "X-CSRF-Token": "wrong"})
+    assert status == 403
+    status, _, body = call(port, "/app", method="POST",
+                           headers={"Cookie": cookie, "X-CSRF-Token": "c5rf"})
+    assert status == 200
+    forwarded = dict(json.loads(body)["headers"])
+    assert "__Host-wg_at" not in forwarded.get("cookie", "")
+    # A bearer header is not sent by browsers cross-site: no CSRF token needed.
+    assert call(port, "/app", token, method="POST")[0] == 200
+    assert [r.method for r in upstream.requests] == ["GET", "POST", "POST"]

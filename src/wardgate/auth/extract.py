@@ -8,6 +8,7 @@ read; the same token in several places is fine, two different tokens are a 400 (
 
 from __future__ import annotations
 
+import hmac
 import re
 from urllib.parse import unquote_to_bytes
 
@@ -49,6 +50,28 @@ def _query_pairs(query: bytes) -> list[tuple[bytes, bytes]]:
             name = unquote_to_bytes(name.replace(b"+", b" "))
         out.append((name, val))
     return out
+
+
+def csrf_ok(headers: list[tuple[bytes, bytes]], cookie: bytes, header: bytes) -> bool:
+    """Exactly one CSRF header, non-empty, equal to the CSRF cookie (constant-time)."""
+    sent: bytes | None = None
+    expected: bytes | None = None
+    for name, value in headers:
+        if name == header:
+            if sent is not None:
+                return False
+            sent = value
+        elif name == b"cookie":
+            for cname, cval in _cookie_pairs(value):
+                if cname == cookie:
+                    expected = cval
+    if not sent or expected is None:
+        return False
+    return hmac.compare_digest(sent, expected)
+
+
+def has_bearer(headers: list[tuple[bytes, bytes]]) -> bool:
+    return any(n == b"authorization" and _is_bearer(v) for n, v in headers)
 
 
 class TokenExtractor:

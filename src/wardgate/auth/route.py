@@ -12,7 +12,7 @@ import re
 from typing import TYPE_CHECKING
 
 from wardgate.auth.errors import KeysUnavailable, Rejected, UnknownKid
-from wardgate.auth.extract import BadTokenRequest, TokenExtractor, _is_bearer
+from wardgate.auth.extract import BadTokenRequest, TokenExtractor, _is_bearer, csrf_ok, has_bearer
 from wardgate.auth.identity import Identity
 from wardgate.auth.policy import Check, compile_requirement
 from wardgate.auth.registry import ProviderRegistry
@@ -20,6 +20,7 @@ from wardgate.auth.verifier import TokenVerifier
 from wardgate.config.auth import AuthPolicy
 from wardgate.config.gateway import RouteConfig
 from wardgate.errors import (
+    CsrfFailed,
     InsufficientScope,
     InvalidRequest,
     InvalidToken,
@@ -32,6 +33,8 @@ if TYPE_CHECKING:  # the data plane imports us; keep the import one-way at runti
 
 # RFC 6750 §3: descriptions are for developers; keep them generic so they leak nothing
 _EXPIRED = "The access token expired"
+# RFC 9110 §9.2.1: methods that must not change state, so no CSRF token is asked for them.
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 _INVALID = "The access token is invalid"
 _ROUTE_IDS = itertools.count(1)
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")  # RFC 9110 §5.6.2 token
@@ -73,6 +76,8 @@ class RouteAuth:
         self._drop_auth = policy.token.header and not forward_token
         self._drop_cookie = self._extract.cookie is not None and not forward_token
         self._drop_query = self._extract.query is not None and not forward_token
+        csrf = policy.token.csrf if policy.token.cookie else None
+        self._csrf = (csrf.cookie.encode(), csrf.header.lower().encode()) if csrf else None
 
     def check(self, req: Request) -> bool:
         """Authenticate and authorize without awaiting. True when decided (req.identity set, or
@@ -108,6 +113,12 @@ class RouteAuth:
                 return
             req.auth_outcome = "no_token"
             raise MissingToken("Authentication required")  # RFC 6750 §3.1: no error code
+        csrf = self._csrf
+        if csrf is not None and req.method not in _SAFE_METHODS and not has_bearer(req.headers) \
+                and not csrf_ok(req.headers, *csrf):
+            # The token came from the cookie, which a browser also sends cross-site.
+            req.auth_outcome = "csrf_failed"
+            raise CsrfFailed("A cookie-authenticated request needs the CSRF header")
         ident = self._cache.get(token, self._clock())
         if ident is None or ident.provider not in self._providers:
             try:

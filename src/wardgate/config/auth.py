@@ -255,11 +255,21 @@ class Requirement(Strict):
         return out
 
 
+class CsrfCheck(Strict):
+    """Double-submit check for cookie-authenticated requests with unsafe methods: the header
+    must equal the cookie (the issuer sets both; see docs/issuer.md)."""
+
+    cookie: str = Field("__Host-wg_csrf", pattern=r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
+    header: str = Field("X-CSRF-Token", pattern=r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
+
+
 class TokenSources(Strict):
     """Where a route reads its token from; precedence and conflicts in docs/auth.md."""
 
     header: bool = True
     cookie: str | None = Field(None, pattern=r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
+    # On by default whenever `cookie` is set: a browser attaches cookies to cross-site requests.
+    csrf: CsrfCheck | None = CsrfCheck()
     query: str | None = Field(None, pattern=r"^[A-Za-z0-9._~-]+$")
     max_bytes: ByteSize = Field(8192, ge=256, le=65536)
 
