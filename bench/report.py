@@ -27,7 +27,12 @@ def summarise(runs: list[dict]) -> dict[str, dict[str, dict]]:
         errors = sum(w["err_connect"] + w["err_read"] + w["err_write"] + w["err_status"]
                      + w["err_timeout"] for w in results)
         cpus = [r["proxy_cpu_pct"] for r in rs if r.get("proxy_cpu_pct") is not None]
-        notes = sorted({n for r in rs for n in r.get("notes", [])})
+        counts: dict[str, int] = {}
+        for r in rs:
+            for n in r.get("notes", []):
+                counts[n] = counts.get(n, 0) + 1
+        notes = [n if len(rs) == 1 else f"{n} ({c} of {len(rs)} rounds)"
+                 for n, c in sorted(counts.items())]
         out.setdefault(scenario, {})[target] = {
             "rps": statistics.median(w["rps"] for w in results),
             "rps_all": [round(w["rps"]) for w in results],

@@ -54,6 +54,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="also send 1M requests to wardgate's plain route, sampling worker RSS")
     p.add_argument("--rss-requests", type=int, default=1_000_000)
     p.add_argument("--keep", action="store_true", help="keep the temp dir (configs, logs)")
+    p.add_argument("--wait-quiet", type=float, default=0, metavar="SECONDS",
+                   help="first wait up to this long for both cores to be under 12%% busy")
     args = p.parse_args(argv)
     if args.quick:
         args.duration, args.rounds, args.warmup = 3.0, 1, 1.0
@@ -225,8 +227,23 @@ def rss_check(wardgate: Target, upstream: Target, args: argparse.Namespace,
     return series
 
 
+def wait_quiet(limit_s: float) -> None:
+    """On a shared machine, start when nothing else is running (or give up after limit_s)."""
+    deadline = time.monotonic() + limit_s
+    while True:
+        busy = max(psutil.cpu_percent(interval=5, percpu=True))
+        if busy < 12:
+            return
+        if time.monotonic() >= deadline:
+            print(f"machine still busy ({busy:.0f}% on one core): starting anyway", flush=True)
+            return
+        print(f"waiting for a quiet machine: {busy:.0f}% busy on one core", flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.wait_quiet > 0:
+        wait_quiet(args.wait_quiet)
     env = environment()
     print("# wardgate bench", env["date_utc"])
     for key in ("host", "cpu", "cores", "kernel", "python", "nginx", "haproxy", "wrk",
