@@ -10,14 +10,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from wardgate.issuer.schema import audit_events
 
+_INSERT = insert(audit_events)  # built once; the values travel as parameters
+
 
 async def record(conn: AsyncConnection, now: int, event: str, *, username: str | None = None,
                  client_id: str | None = None, address: str | None = None,
                  **detail: Any) -> None:
     # Never pass secrets here: tokens, passwords and codes stay out of the log by construction.
-    await conn.execute(insert(audit_events).values(
-        at=now, event=event, username=username, client_id=client_id, address=address,
-        detail=json.dumps(detail, sort_keys=True, default=str)))
+    await conn.execute(_INSERT, {
+        "at": now, "event": event, "username": username, "client_id": client_id,
+        "address": address, "detail": json.dumps(detail, sort_keys=True, default=str)})
 
 
 async def recent(conn: AsyncConnection, event: str | None = None,

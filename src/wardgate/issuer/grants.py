@@ -59,6 +59,13 @@ async def refresh_grant(iss: Issuer, token: str, client: clients.Client | None,
     now = iss.now()
     reused: refresh.RefreshRow | None = None
     async with iss.db.begin() as conn:
+        # The common case in one statement: a live token, marked used as it is read. Any
+        # refusal below raises, and the rollback takes the mark back.
+        claim = await refresh.claim(conn, token, now)
+        if claim is not None:
+            return await _rotate_claimed(iss, conn, claim, client, address, now,
+                                         public_only=public_only, scope=scope)
+        # Not live (or not ours): the step-by-step path says why, and revokes on reuse.
         row, owner_public = await refresh.find_with_owner(conn, token)
         if row is None:
             raise InvalidGrant("refresh token unknown")
@@ -66,8 +73,6 @@ async def refresh_grant(iss: Issuer, token: str, client: clients.Client | None,
             raise InvalidClient("client authentication required")
         if scope is not None and not set(scope) <= set(json.loads(row.scope)):
             raise InvalidScope("scope exceeds the original grant")
-        # Read before the first write: on SQLite the write lock is then held for as few
-        # statements as possible (every statement is a thread hand-off with aiosqlite).
         st = (await users.standing(conn, row.user_id, row.sid, now)
               if row.user_id is not None else None)
         rot = await refresh.rotate(conn, token, client.client_id if client else None, now,
@@ -89,6 +94,40 @@ async def refresh_grant(iss: Issuer, token: str, client: clients.Client | None,
             return out, rot.row
     assert reused is not None
     raise InvalidGrant("refresh token reused; its family is revoked")
+
+
+async def _rotate_claimed(iss: Issuer, conn: AsyncConnection, claim: refresh.Claim,
+                          client: clients.Client | None, address: str, now: int, *,
+                          public_only: bool, scope: list[str] | None
+                          ) -> tuple[dict[str, Any], refresh.RefreshRow]:
+    """The rest of a rotation once `refresh.claim` has marked the token used.
+
+    The checks are the step-by-step path's, in its order (`rotate` tells a wrong client
+    before anything else about a live token); each raises, which rolls the claim back.
+    """
+    row = claim.row
+    if client is None and public_only and not claim.owner_public:
+        raise InvalidClient("client authentication required")
+    if scope is not None and not set(scope) <= set(json.loads(row.scope)):
+        raise InvalidScope("scope exceeds the original grant")
+    if client is not None and row.client_id != client.client_id:
+        # RFC 6749 §6: the token is bound to the client it was issued to.
+        raise InvalidGrant(f"refresh token {refresh.Outcome.WRONG_CLIENT.value}")
+    st = None
+    if row.user_id is not None and claim.user_disabled is not None:
+        live = row.sid is None or (claim.session_ended is False
+                                   and claim.session_expires_at is not None
+                                   and claim.session_expires_at > now)
+        st = users.Standing(disabled=claim.user_disabled, roles=claim.roles, session_live=live)
+    out = await _tokens_for(iss, conn, row, st, now, scope)
+    out["refresh_token"], _ = await refresh.issue(
+        conn, user_id=row.user_id, client_id=row.client_id, sid=row.sid, scope=row.scope,
+        audience=row.audience, now=now, idle_s=iss.cfg.tokens.refresh_idle_s, absolute_s=0,
+        family_id=row.family_id, parent_hash=row.token_hash,
+        family_expires_at=row.family_expires_at)
+    await audit.record(conn, now, "refresh", client_id=row.client_id, address=address,
+                       family=row.family_id)
+    return out, row
 
 
 async def _tokens_for(iss: Issuer, conn: AsyncConnection, row: refresh.RefreshRow,

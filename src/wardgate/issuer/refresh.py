@@ -11,11 +11,12 @@ from __future__ import annotations
 import enum
 import secrets
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import ColumnElement, bindparam, func, insert, literal_column, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from wardgate.issuer.schema import clients, refresh_tokens
+from wardgate.issuer.schema import clients, refresh_tokens, sessions, user_roles, users
 from wardgate.issuer.sessions import digest, new_secret
 
 
@@ -50,6 +51,21 @@ class Rotation:
     new_token: str | None = None
 
 
+@dataclass(frozen=True)
+class Claim:
+    """A token `claim` marked used, with what the grant decides on, read by the same statement.
+
+    `owner_public`: its client is an enabled public client. `user_disabled` is None when no
+    user row exists; the session fields are None when no session row exists.
+    """
+    row: RefreshRow
+    owner_public: bool
+    user_disabled: bool | None
+    roles: tuple[str, ...]
+    session_ended: bool | None
+    session_expires_at: int | None
+
+
 def _row(r: object) -> RefreshRow:
     m = r._mapping  # type: ignore[attr-defined]
     return RefreshRow(token_hash=m["token_hash"], family_id=m["family_id"], user_id=m["user_id"],
@@ -57,6 +73,9 @@ def _row(r: object) -> RefreshRow:
                       audience=m["audience"], expires_at=m["expires_at"],
                       family_expires_at=m["family_expires_at"], used=bool(m["used"]),
                       revoked=bool(m["revoked"]))
+
+
+_INSERT = insert(refresh_tokens)  # built once; the values travel as parameters
 
 
 async def issue(conn: AsyncConnection, *, user_id: int | None, client_id: str, sid: str | None,
@@ -67,11 +86,11 @@ async def issue(conn: AsyncConnection, *, user_id: int | None, client_id: str, s
     token = new_secret()
     fam = family_id or secrets.token_hex(16)
     fam_exp = family_expires_at if family_expires_at is not None else now + absolute_s
-    await conn.execute(insert(refresh_tokens).values(
-        token_hash=digest(token), family_id=fam, parent_hash=parent_hash, user_id=user_id,
-        client_id=client_id, sid=sid, scope=scope, audience=audience, created_at=now,
-        expires_at=min(now + idle_s, fam_exp), family_expires_at=fam_exp, used=False,
-        revoked=False))
+    await conn.execute(_INSERT, {
+        "token_hash": digest(token), "family_id": fam, "parent_hash": parent_hash,
+        "user_id": user_id, "client_id": client_id, "sid": sid, "scope": scope,
+        "audience": audience, "created_at": now, "expires_at": min(now + idle_s, fam_exp),
+        "family_expires_at": fam_exp, "used": False, "revoked": False})
     return token, fam
 
 
@@ -134,3 +153,61 @@ async def rotate(conn: AsyncConnection, token: str, client_id: str | None, now: 
         audience=row.audience, now=now, idle_s=idle_s, absolute_s=0, family_id=row.family_id,
         parent_hash=row.token_hash, family_expires_at=row.family_expires_at)
     return Rotation(Outcome.OK, row, new_token)
+
+
+def _outer(name: str) -> ColumnElement[object]:
+    # The claimed row's column, table-qualified by hand: SQLAlchemy's SQLite compiler drops
+    # table names throughout a RETURNING clause, subqueries included, which would turn
+    # `wg_sessions.sid = wg_refresh_tokens.sid` into the always-true `sid = sid`.
+    return literal_column(f"{refresh_tokens.name}.{name}")
+
+
+def _about(col: ColumnElement[Any], key: ColumnElement[Any], outer: str) -> ColumnElement[Any]:
+    return select(col).where(key == _outer(outer)).scalar_subquery()
+
+
+_rt = refresh_tokens.c
+# Compare-and-set and read in one statement: of two concurrent uses exactly one matches.
+_CLAIM = (
+    update(refresh_tokens)
+    .where(_rt.token_hash == bindparam("presented_hash"), _rt.used.is_(False),
+           _rt.revoked.is_(False), _rt.expires_at > bindparam("now"),
+           _rt.family_expires_at > bindparam("now"))
+    .values(used=True)
+    .returning(
+        _rt.token_hash, _rt.family_id, _rt.user_id, _rt.client_id, _rt.sid, _rt.scope,
+        _rt.audience, _rt.expires_at, _rt.family_expires_at,
+        _about(clients.c.auth_method, clients.c.client_id, "client_id").label("c_auth_method"),
+        _about(clients.c.disabled, clients.c.client_id, "client_id").label("c_disabled"),
+        _about(users.c.disabled, users.c.id, "user_id").label("u_disabled"),
+        _about(func.aggregate_strings(user_roles.c.role, " "), user_roles.c.user_id,
+               "user_id").label("u_roles"),
+        _about(sessions.c.ended, sessions.c.sid, "sid").label("s_ended"),
+        _about(sessions.c.expires_at, sessions.c.sid, "sid").label("s_expires_at"),
+    ))
+
+
+async def claim(conn: AsyncConnection, token: str, now: int) -> Claim | None:
+    """Mark `token` used if it is live (unused, unrevoked, unexpired); None otherwise.
+
+    One round trip for the common case. None says nothing about why: the caller then takes
+    the step-by-step path (`find_with_owner`, `rotate`), which tells unknown, expired, revoked
+    and reused apart and revokes the family on reuse, inside the same transaction.
+    """
+    if not token or len(token) > 256:
+        return None
+    r = (await conn.execute(_CLAIM, {"presented_hash": digest(token), "now": now})).first()
+    if r is None:
+        return None
+    m = r._mapping
+    row = RefreshRow(token_hash=m["token_hash"], family_id=m["family_id"],
+                     user_id=m["user_id"], client_id=m["client_id"], sid=m["sid"],
+                     scope=m["scope"], audience=m["audience"], expires_at=m["expires_at"],
+                     family_expires_at=m["family_expires_at"], used=False, revoked=False)
+    return Claim(
+        row=row,
+        owner_public=m["c_auth_method"] == "none" and not m["c_disabled"],
+        user_disabled=None if m["u_disabled"] is None else bool(m["u_disabled"]),
+        roles=tuple(sorted((m["u_roles"] or "").split())),
+        session_ended=None if m["s_ended"] is None else bool(m["s_ended"]),
+        session_expires_at=m["s_expires_at"])
