@@ -14,7 +14,7 @@ from sqlalchemy import event, insert, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from wardgate.issuer import schema
+from wardgate.issuer import schema, sqliteconn
 
 
 class SchemaTooNew(RuntimeError):
@@ -53,10 +53,16 @@ class Database:
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
             # A small pool: opening an aiosqlite connection starts a thread and re-runs the
             # pragmas, which would cost more than the queries of a refresh grant.
-            self.engine: AsyncEngine = create_async_engine(aurl, pool_size=5, max_overflow=5)
+            self.engine: AsyncEngine = create_async_engine(
+                aurl, pool_size=5, max_overflow=5, async_creator=self._sqlite_connect)
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         else:
             self.engine = create_async_engine(aurl, pool_size=10, max_overflow=10)
+
+    async def _sqlite_connect(self) -> sqliteconn.Connection:
+        # sqlite3.connect's arguments exactly as SQLAlchemy derives them from the URL.
+        cargs, cparams = self.engine.dialect.create_connect_args(self.engine.url)
+        return await sqliteconn.connect(cargs, cparams)
 
     async def migrate(self) -> None:
         """Create missing tables; record the schema version (first start creates the file)."""
