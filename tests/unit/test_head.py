@@ -10,7 +10,7 @@ from wardgate.gateway.request import Request
 def head(headers, version="1.1", method=b"GET", url=b"/x", foreign=False) -> Request:
     req = Request()
     req.headers = headers
-    read_head(req, version, method, url, foreign=foreign)
+    read_head(req, version, method, url, lambda: foreign)
     return req
 
 
@@ -48,6 +48,6 @@ def test_versions_other_than_http_10_11_are_505(version, foreign):
 
 
 def test_foreign_protocol_detection_spans_reads():
-    assert foreign_protocol(b"GET /echo RTSP/1.0\r\n", b"/echo")
-    assert foreign_protocol(b"prev.../echo ICE/1.0", b"/echo")
-    assert not foreign_protocol(b"GET /echo HTTP/1.0\r\n", b"/echo")
+    assert foreign_protocol(b"", b"GET /echo RTSP/1.0\r\n", b"/echo")
+    assert foreign_protocol(b"prev.../echo IC", b"E/1.0", b"/echo")
+    assert not foreign_protocol(b"", b"GET /echo HTTP/1.0\r\n", b"/echo")

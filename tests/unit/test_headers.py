@@ -61,3 +61,10 @@ def test_trusted_proxies_cidrs():
     t = TrustedProxies(["10.0.0.0/8", "::1"])
     assert "10.1.2.3" in t and "::1" in t
     assert "11.0.0.1" not in t and "garbage" not in t
+
+
+def test_switching_protocols_keeps_upgrade_even_though_connection_names_it():
+    lines = client_response_lines([(b"upgrade", b"websocket"), (b"connection", b"Upgrade"),
+                                   (b"sec-websocket-accept", b"abc")], keep_upgrade=True)
+    assert b"Upgrade: websocket" in lines
+    assert b"sec-websocket-accept: abc" in lines

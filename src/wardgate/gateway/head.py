@@ -8,6 +8,7 @@ cannot be trusted.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from wardgate.errors import BadRequest, HttpVersionNotSupported
 from wardgate.gateway.request import Request
@@ -25,19 +26,22 @@ def port_ok(host: bytes) -> bool:
     return int(port) <= 65535
 
 
-def foreign_protocol(window: bytes, url: bytes) -> bool:
+def foreign_protocol(prev_tail: bytes, chunk: bytes, url: bytes) -> bool:
     """True when the request line just parsed was RTSP/1.0 or ICE/1.0, not HTTP/1.0.
 
-    llhttp accepts those request lines and reports them as version 1.0 (facts §1). `window` is
-    the read being parsed plus the tail of the previous one, so a line split across two reads
-    is still seen.
+    llhttp accepts those request lines and reports them as version 1.0 (facts §1). `chunk` is
+    the read being parsed and `prev_tail` the end of the previous one, so a line split across
+    two reads is still seen.
     """
+    window = prev_tail + chunk
     tail = url[-32:]
     return tail + b" RTSP/" in window or tail + b" ICE/" in window
 
 
-def read_head(req: Request, version: str, method_b: bytes, url: bytes, *, foreign: bool) -> None:
-    if version != "1.1" and (version != "1.0" or foreign):
+def read_head(req: Request, version: str, method_b: bytes, url: bytes,
+              foreign: Callable[[], bool]) -> None:
+    """`foreign` is asked only for a version-1.0 request (the only case it can matter)."""
+    if version != "1.1" and (version != "1.0" or foreign()):
         raise HttpVersionNotSupported("only HTTP/1.0 and HTTP/1.1", close=True)
     req.version = version
     method = method_b.decode("ascii")
@@ -64,7 +68,7 @@ def read_head(req: Request, version: str, method_b: bytes, url: bytes, *, foreig
             req.upgrade = value
     if hosts > 1 or (hosts == 0 and version == "1.1"):
         raise BadRequest("HTTP/1.1 needs exactly one Host header", close=True, code="bad_host")
-    if hosts and (not _HOST.match(host) or not port_ok(host)):
+    if hosts and (not _HOST.match(host) or (b":" in host and not port_ok(host))):
         raise BadRequest("invalid Host header", close=True, code="bad_host")
     if req.chunked and version == "1.0":
         # RFC 9112 §6.1: Transfer-Encoding on 1.0 is faulty framing.

@@ -83,10 +83,11 @@ def upstream_request_lines(
     host: bytes, trusted: bool, request_id: bytes, keep_upgrade: bool,
 ) -> list[bytes]:
     """Header lines (b'Name: value') for the upstream request, minus framing and Host."""
-    listed = connection_tokens(headers) if any(n == b"connection" for n, _ in headers) else frozenset()
     out: list[bytes] = []
+    names: list[bytes] = []
     xff = xfp = xfh = fwd = via = None
     upgrade = None
+    listed = False
     for name, value in headers:
         if name in REBUILT_UP:
             if trusted:
@@ -101,13 +102,18 @@ def upstream_request_lines(
             if name == b"via":
                 via = value if via is None else via + b", " + value
             continue
-        if name in HOP_BY_HOP or name in listed or name.startswith(b"proxy-"):
+        if name in HOP_BY_HOP or name.startswith(b"proxy-"):
             if name == b"upgrade":
                 upgrade = value
+            listed = listed or name == b"connection"
             continue
         if name in strip or name.startswith(b"x-wardgate-") or b"_" in name:
             continue
         out.append(name + b": " + value)
+        names.append(name)
+    if listed:  # rare: drop the fields that Connection names (RFC 9110 §7.6.1)
+        drop = connection_tokens(headers)
+        out = [line for line, name in zip(out, names, strict=True) if name not in drop]
     ip = client_ip.encode()
     out.append(b"X-Forwarded-For: " + (xff + b", " + ip if xff else ip))
     out.append(b"X-Forwarded-Proto: " + (xfp or scheme.encode()))
@@ -124,20 +130,28 @@ def upstream_request_lines(
 
 def client_response_lines(headers: list[tuple[bytes, bytes]], *, keep_upgrade: bool) -> list[bytes]:
     """Header lines for the client from an upstream response, minus framing."""
-    listed = connection_tokens(headers) if any(n == b"connection" for n, _ in headers) else frozenset()
     out: list[bytes] = []
+    names: list[bytes] = []
     via = None
+    listed = False
     for name, value in headers:
         if name in REBUILT_DOWN:
             if name == b"via":
                 via = value if via is None else via + b", " + value
             elif name in (b"server", b"date"):
                 out.append(name.title() + b": " + value)
+                names.append(name)
             continue
-        if name in HOP_BY_HOP or name in listed or name.startswith(b"proxy-"):
+        if name in HOP_BY_HOP or name.startswith(b"proxy-"):
             if keep_upgrade and name == b"upgrade":
                 out.append(b"Upgrade: " + value)
+                names.append(name)
+            listed = listed or name == b"connection"
             continue
         out.append(name + b": " + value)
+        names.append(name)
+    if listed:  # rare: drop the fields that Connection names (RFC 9110 §7.6.1)
+        drop = connection_tokens(headers) - ({b"upgrade"} if keep_upgrade else set())
+        out = [line for line, name in zip(out, names, strict=True) if name not in drop]
     out.append(b"Via: " + (via + b", 1.1 wardgate" if via else b"1.1 wardgate"))
     return out

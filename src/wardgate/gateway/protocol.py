@@ -68,7 +68,7 @@ class ClientProtocol(asyncio.Protocol):
         self.seen_any = False
         self.head_began = False
         self.tail = b""           # end of the previous read, for checks spanning two reads
-        self.window = b""
+        self.chunk = b""          # the read being parsed (a reference, not a copy)
 
     # -- connection lifecycle --------------------------------------------------------------
     def connection_made(self, transport: Any) -> None:
@@ -132,7 +132,7 @@ class ClientProtocol(asyncio.Protocol):
                     chunk, data = data, b""
                 was_in_head = self.in_head
                 self.head_began = False
-                self.window = self.tail + chunk
+                self.chunk = chunk
                 parser.feed_data(chunk)
                 self.tail = chunk[-64:]
                 if self.in_head:
@@ -211,7 +211,7 @@ class ClientProtocol(asyncio.Protocol):
         self.in_head = False
         try:
             read_head(req, parser.get_http_version(), parser.get_method(), self.url,
-                      foreign=foreign_protocol(self.window, self.url))
+                      lambda: foreign_protocol(self.tail, self.chunk, self.url))
         except GatewayError as err:
             raise self._fail(err) from None
         req.client_ip = self.client_ip

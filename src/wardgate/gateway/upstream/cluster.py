@@ -51,7 +51,8 @@ class Target:
         return None
 
     async def connect(self) -> UpstreamConnection:
-        loop = asyncio.get_running_loop()
+        # Kept for release(): get_running_loop() costs a getpid() syscall per call.
+        self._loop = loop = asyncio.get_running_loop()
         _, conn = await asyncio.wait_for(
             loop.create_connection(
                 lambda: UpstreamConnection(self), self.host, self.port, ssl=self.ssl,
@@ -68,7 +69,7 @@ class Target:
         if len(self.idle) >= self.max_idle:
             conn.close()
             return
-        conn.idle_since = asyncio.get_running_loop().time()
+        conn.idle_since = self._loop.time()  # type: ignore[union-attr]
         self.idle.append(conn)
 
     def forget(self, conn: UpstreamConnection) -> None:
