@@ -1,0 +1,198 @@
+"""Micro-benchmark of the JWT filter in-process: `RouteAuth.check` + `forward` per request.
+
+Builds a ProviderRegistry and RouteAuth the way the gateway does (runtime._compile_auth) with the
+route of `make bench` (one RS256 provider from a jwks_file, `require: {scopes: [bench:read]}`),
+mints N distinct RS256 tokens with PyJWT (typ at+jwt, kid, iss/aud/sub/exp/iat/nbf/jti/scope)
+and prints µs per request for:
+
+- miss: every request a different token, cycling a pool larger than the cache (as the wrk
+  scenario does), so every request verifies, inserts and evicts;
+- hit: one token repeated;
+- verify: joserfc's bare RS256 verify of the same tokens (the floor set by the library);
+- crypto: the bare `cryptography` RSA PKCS#1 v1.5 verify (the floor of any implementation).
+
+    .venv/bin/python bench/auth_miss.py [--tokens 20000] [--cache 10000] [--repeat 5] [--profile]
+
+Tokens and key are cached in bench/results/cache/auth_miss-*.{pem,txt} (git-ignored).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import gc
+import json
+import pstats
+import secrets
+import sys
+import time
+from pathlib import Path
+
+import jwt
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+from wardgate.auth import ProviderRegistry, compile_route_auth
+from wardgate.auth.route import RouteAuth
+from wardgate.config.auth import ProviderConfig
+from wardgate.config.gateway import RouteConfig
+from wardgate.gateway.request import Request
+
+CACHE = Path(__file__).parent / "results" / "cache"
+ISSUER = "http://127.0.0.1/bench-issuer"
+AUDIENCE = "bench-api"
+SCOPE = "bench:read"
+KID = "bench-rs256-1"
+
+
+def key_material() -> rsa.RSAPrivateKey:
+    CACHE.mkdir(parents=True, exist_ok=True)
+    path = CACHE / "auth_miss-rs256.key.pem"
+    if path.exists():
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        assert isinstance(key, rsa.RSAPrivateKey)
+        return key
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                       serialization.PrivateFormat.PKCS8,
+                                       serialization.NoEncryption()))
+    path.chmod(0o600)
+    return key
+
+
+def tokens(key: rsa.RSAPrivateKey, count: int) -> list[bytes]:
+    """`count` distinct tokens valid for at least 2 hours (re-minted otherwise)."""
+    path = CACHE / f"auth_miss-tokens-{count}.txt"
+    now = int(time.time())
+    if path.exists():
+        lines = path.read_bytes().split()
+        exp = jwt.decode(lines[0], options={"verify_signature": False})["exp"] if lines else 0
+        if len(lines) == count and exp - now > 7200:
+            return lines
+    out = []
+    for i in range(count):
+        claims = {"iss": ISSUER, "aud": AUDIENCE, "sub": f"user-{i}", "iat": now, "nbf": now,
+                  "exp": now + 12 * 3600, "jti": secrets.token_hex(12),
+                  "scope": f"{SCOPE} profile"}
+        out.append(jwt.encode(claims, key, algorithm="RS256",
+                              headers={"kid": KID, "typ": "at+jwt"}).encode())
+    path.write_bytes(b"\n".join(out) + b"\n")
+    return out
+
+
+def route_auth(key: rsa.RSAPrivateKey, cache_size: int) -> RouteAuth:
+    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
+    jwk.update({"kid": KID, "alg": "RS256", "use": "sig"})
+    jwks = CACHE / "auth_miss-jwks.json"
+    jwks.write_text(json.dumps({"keys": [jwk]}))
+    provider = ProviderConfig.model_validate({
+        "name": "bench", "issuer": ISSUER, "audiences": [AUDIENCE], "algorithms": ["RS256"],
+        "jwks_file": str(jwks)})
+    route = RouteConfig.model_validate({
+        "name": "jwt", "match": {"path_prefix": "/jwt"}, "upstream": "up",
+        "auth": {"providers": ["bench"], "require": {"scopes": [SCOPE]}}})
+    registry = ProviderRegistry.from_config([provider], cache_size=cache_size)
+    asyncio.run(registry.start())
+    ra = compile_route_auth(route, registry)
+    assert ra is not None
+    return ra
+
+
+Batch = list[tuple[Request, list[tuple[bytes, bytes]]]]
+
+
+def requests(toks: list[bytes]) -> Batch:
+    """One request per token, with its original headers (forward() replaces req.headers)."""
+    out = []
+    for t in toks:
+        req = Request()
+        req.method = "GET"
+        req.path = "/jwt"
+        req.query = b""
+        req.params = {}
+        headers = [(b"host", b"127.0.0.1:8080"), (b"user-agent", b"wrk"),
+                   (b"authorization", b"Bearer " + t)]
+        out.append((req, headers))
+    return out
+
+
+def run(ra: RouteAuth, reqs: Batch) -> float:
+    """µs per request over `reqs` (check + forward, as the pipeline does)."""
+    check, forward = ra.check, ra.forward
+    t0 = time.perf_counter()
+    for req, headers in reqs:
+        req.headers = headers
+        if not check(req):
+            raise SystemExit("check() wanted a refetch")
+        forward(req)
+    return (time.perf_counter() - t0) / len(reqs) * 1e6
+
+
+def floors(key: rsa.RSAPrivateKey, toks: list[bytes]) -> tuple[float, float]:
+    from joserfc.jwk import RSAKey
+    from joserfc.jws import JWSRegistry
+
+    pub = key.public_key()
+    jkey = RSAKey.import_key(pub)
+    algo = JWSRegistry().get_alg("RS256")
+    split = []
+    for t in toks:
+        h, p, s = t.split(b".")
+        split.append((h + b"." + p, jwt.utils.base64url_decode(s)))
+    t0 = time.perf_counter()
+    for si, sig in split:
+        assert algo.verify(si, sig, jkey)
+    joserfc_us = (time.perf_counter() - t0) / len(split) * 1e6
+    pad, sha = padding.PKCS1v15(), hashes.SHA256()
+    t0 = time.perf_counter()
+    for si, sig in split:
+        pub.verify(sig, si, pad, sha)
+    crypto_us = (time.perf_counter() - t0) / len(split) * 1e6
+    return joserfc_us, crypto_us
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tokens", type=int, default=20_000)
+    ap.add_argument("--cache", type=int, default=10_000, help="verified-token cache entries")
+    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--profile", action="store_true", help="cProfile one miss pass and exit")
+    ap.add_argument("--no-gc", action="store_true", help="disable the cyclic GC (diagnosis)")
+    args = ap.parse_args()
+    if args.no_gc:
+        gc.disable()
+    key = key_material()
+    toks = tokens(key, args.tokens)
+    ra = route_auth(key, args.cache)
+    if args.profile:
+        run(ra, requests(toks))  # warm: cache full, evicting
+        prof = cProfile.Profile()
+        prof.enable()
+        run(ra, requests(toks))
+        prof.disable()
+        pstats.Stats(prof, stream=sys.stdout).sort_stats("tottime").print_stats(30)
+        return
+    run(ra, requests(toks))  # warm-up: the cache is full and every later insert evicts
+    hit_reqs = requests(toks[:1] * len(toks))
+    miss, hit, vfy, cry = [], [], [], []
+    for _ in range(args.repeat):
+        miss.append(run(ra, requests(toks)))
+        hit.append(run(ra, hit_reqs))
+        j, c = floors(key, toks[: len(toks) // 4])
+        vfy.append(j)
+        cry.append(c)
+    cache = ra._cache
+    print(f"python {sys.version.split()[0]}, {len(toks)} tokens, cache {args.cache}, "
+          f"gc {'on' if gc.isenabled() else 'off'} {gc.get_threshold()}, cache len {len(cache)}")
+    for name, xs in (("miss", miss), ("hit", hit), ("joserfc verify", vfy),
+                     ("cryptography verify", cry)):
+        runs = " ".join(f"{x:.1f}" for x in xs)
+        print(f"{name:>20}: best {min(xs):6.1f} µs/op  median {sorted(xs)[len(xs) // 2]:6.1f}"
+              f"  (runs: {runs})")
+    print(f"{'miss - hit':>20}: {min(miss) - min(hit):6.1f} µs  "
+          f"miss - hit - joserfc verify: {min(miss) - min(hit) - min(vfy):6.1f} µs")
+
+
+if __name__ == "__main__":
+    main()
