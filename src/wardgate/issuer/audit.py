@@ -10,16 +10,23 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from wardgate.issuer.schema import audit_events
 
-_INSERT = insert(audit_events)  # built once; the values travel as parameters
+INSERT = insert(audit_events)  # built once; the values travel as parameters
+
+
+def event_row(now: int, event: str, *, username: str | None = None,
+              client_id: str | None = None, address: str | None = None,
+              **detail: Any) -> dict[str, Any]:
+    """The row `record` inserts (for callers that execute `INSERT` themselves, in `Database.run`)."""
+    # Never pass secrets here: tokens, passwords and codes stay out of the log by construction.
+    return {"at": now, "event": event, "username": username, "client_id": client_id,
+            "address": address, "detail": json.dumps(detail, sort_keys=True, default=str)}
 
 
 async def record(conn: AsyncConnection, now: int, event: str, *, username: str | None = None,
                  client_id: str | None = None, address: str | None = None,
                  **detail: Any) -> None:
-    # Never pass secrets here: tokens, passwords and codes stay out of the log by construction.
-    await conn.execute(_INSERT, {
-        "at": now, "event": event, "username": username, "client_id": client_id,
-        "address": address, "detail": json.dumps(detail, sort_keys=True, default=str)})
+    await conn.execute(INSERT, event_row(now, event, username=username, client_id=client_id,
+                                          address=address, **detail))
 
 
 async def recent(conn: AsyncConnection, event: str | None = None,

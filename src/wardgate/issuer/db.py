@@ -6,15 +6,18 @@ One `Database` per process owns the async engine. Every multi-row change runs in
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any, TypeVar
 
 from sqlalchemy import event, insert, select
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from wardgate.issuer import schema, sqliteconn
+
+T = TypeVar("T")
 
 
 class SchemaTooNew(RuntimeError):
@@ -40,6 +43,11 @@ def _sqlite_pragmas(dbapi_conn: object, _record: object) -> None:
     # then holds a refresh token the database never saw and must log in again).
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.close()
+
+
+def _in_transaction(conn: Connection, fn: Callable[..., T], *args: Any) -> T:
+    with conn.begin():
+        return fn(conn, *args)
 
 
 class Database:
@@ -84,6 +92,15 @@ class Database:
     async def begin(self) -> AsyncIterator[AsyncConnection]:
         async with self.engine.begin() as conn:
             yield conn
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(conn, *args)` with a synchronous connection, in one transaction.
+
+        For hot paths: SQLAlchemy's async API runs each call (connect, begin, every execute,
+        commit, close) in a greenlet of its own; here the whole transaction shares one.
+        """
+        async with self.engine.connect() as conn:
+            return await conn.run_sync(_in_transaction, fn, *args)
 
     async def close(self) -> None:
         await self.engine.dispose()

@@ -15,6 +15,7 @@ import re
 from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from wardgate.issuer import audit, clients, refresh, sessions, users
@@ -57,15 +58,15 @@ async def refresh_grant(iss: Issuer, token: str, client: clients.Client | None,
     `scope` narrows the new access token (RFC 6749 §6); the refresh token keeps the original.
     """
     now = iss.now()
+    # The common case in one statement and one transaction: a live token, marked used as it
+    # is read. Nothing was written when it returns None.
+    done = await iss.db.run(_rotate_live, iss, token, client, address, now, public_only, scope)
+    if done is not None:
+        return done
+    # Not live: the step-by-step path says why, and revokes the family on reuse. A token
+    # never becomes live again, so this second transaction sees what the claim saw or later.
     reused: refresh.RefreshRow | None = None
     async with iss.db.begin() as conn:
-        # The common case in one statement: a live token, marked used as it is read. Any
-        # refusal below raises, and the rollback takes the mark back.
-        claim = await refresh.claim(conn, token, now)
-        if claim is not None:
-            return await _rotate_claimed(iss, conn, claim, client, address, now,
-                                         public_only=public_only, scope=scope)
-        # Not live (or not ours): the step-by-step path says why, and revokes on reuse.
         row, owner_public = await refresh.find_with_owner(conn, token)
         if row is None:
             raise InvalidGrant("refresh token unknown")
@@ -87,7 +88,7 @@ async def refresh_grant(iss: Issuer, token: str, client: clients.Client | None,
             raise InvalidGrant(f"refresh token {rot.outcome.value}")
         else:
             assert rot.row is not None and rot.new_token is not None
-            out = await _tokens_for(iss, conn, rot.row, st, now, scope)
+            out = iss.access_answer(_grant_for(rot.row, st, scope), now)
             out["refresh_token"] = rot.new_token
             await audit.record(conn, now, "refresh", client_id=rot.row.client_id,
                                address=address, family=rot.row.family_id)
@@ -96,15 +97,17 @@ async def refresh_grant(iss: Issuer, token: str, client: clients.Client | None,
     raise InvalidGrant("refresh token reused; its family is revoked")
 
 
-async def _rotate_claimed(iss: Issuer, conn: AsyncConnection, claim: refresh.Claim,
-                          client: clients.Client | None, address: str, now: int, *,
-                          public_only: bool, scope: list[str] | None
-                          ) -> tuple[dict[str, Any], refresh.RefreshRow]:
-    """The rest of a rotation once `refresh.claim` has marked the token used.
+def _rotate_live(conn: Connection, iss: Issuer, token: str, client: clients.Client | None,
+                 address: str, now: int, public_only: bool, scope: list[str] | None
+                 ) -> tuple[dict[str, Any], refresh.RefreshRow] | None:
+    """Claim and rotate a live token (synchronous, inside `Database.run`); None if not live.
 
     The checks are the step-by-step path's, in its order (`rotate` tells a wrong client
     before anything else about a live token); each raises, which rolls the claim back.
     """
+    claim = refresh.claim(conn, token, now)
+    if claim is None:
+        return None
     row = claim.row
     if client is None and public_only and not claim.owner_public:
         raise InvalidClient("client authentication required")
@@ -119,20 +122,20 @@ async def _rotate_claimed(iss: Issuer, conn: AsyncConnection, claim: refresh.Cla
                                    and claim.session_expires_at is not None
                                    and claim.session_expires_at > now)
         st = users.Standing(disabled=claim.user_disabled, roles=claim.roles, session_live=live)
-    out = await _tokens_for(iss, conn, row, st, now, scope)
-    out["refresh_token"], _ = await refresh.issue(
-        conn, user_id=row.user_id, client_id=row.client_id, sid=row.sid, scope=row.scope,
+    out = iss.access_answer(_grant_for(row, st, scope), now)
+    out["refresh_token"], _, successor = refresh.successor(
+        user_id=row.user_id, client_id=row.client_id, sid=row.sid, scope=row.scope,
         audience=row.audience, now=now, idle_s=iss.cfg.tokens.refresh_idle_s, absolute_s=0,
         family_id=row.family_id, parent_hash=row.token_hash,
         family_expires_at=row.family_expires_at)
-    await audit.record(conn, now, "refresh", client_id=row.client_id, address=address,
-                       family=row.family_id)
+    conn.execute(refresh.INSERT, successor)
+    conn.execute(audit.INSERT, audit.event_row(now, "refresh", client_id=row.client_id,
+                                               address=address, family=row.family_id))
     return out, row
 
 
-async def _tokens_for(iss: Issuer, conn: AsyncConnection, row: refresh.RefreshRow,
-                      st: users.Standing | None, now: int,
-                      narrowed: list[str] | None) -> dict[str, Any]:
+def _grant_for(row: refresh.RefreshRow, st: users.Standing | None,
+               narrowed: list[str] | None) -> Grant:
     """Checked only after a successful rotation, so reuse detection always comes first."""
     scope = narrowed if narrowed is not None else json.loads(row.scope)
     roles: list[str] = []
@@ -144,10 +147,8 @@ async def _tokens_for(iss: Issuer, conn: AsyncConnection, row: refresh.RefreshRo
         if not st.session_live:
             raise InvalidGrant("session ended")
         roles, sub = list(st.roles), str(row.user_id)
-    g = Grant(sub=sub, client_id=row.client_id, scope=scope, audience=row.audience,
-              roles=roles, user_id=row.user_id, sid=row.sid, with_refresh=False)
-    out, _ = await iss.tokens(conn, g, now)
-    return out
+    return Grant(sub=sub, client_id=row.client_id, scope=scope, audience=row.audience,
+                 roles=roles, user_id=row.user_id, sid=row.sid, with_refresh=False)
 
 
 async def client_credentials(iss: Issuer, conn: AsyncConnection, client: clients.Client,

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import ColumnElement, bindparam, func, insert, literal_column, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from wardgate.issuer.schema import clients, refresh_tokens, sessions, user_roles, users
@@ -75,7 +76,22 @@ def _row(r: object) -> RefreshRow:
                       revoked=bool(m["revoked"]))
 
 
-_INSERT = insert(refresh_tokens)  # built once; the values travel as parameters
+INSERT = insert(refresh_tokens)  # built once; the values travel as parameters
+
+
+def successor(*, user_id: int | None, client_id: str, sid: str | None, scope: str,
+              audience: str, now: int, idle_s: int, absolute_s: int,
+              family_id: str | None = None, parent_hash: str | None = None,
+              family_expires_at: int | None = None) -> tuple[str, str, dict[str, Any]]:
+    """A new refresh token: (token, family_id, the row for `INSERT`)."""
+    token = new_secret()
+    fam = family_id or secrets.token_hex(16)
+    fam_exp = family_expires_at if family_expires_at is not None else now + absolute_s
+    return token, fam, {
+        "token_hash": digest(token), "family_id": fam, "parent_hash": parent_hash,
+        "user_id": user_id, "client_id": client_id, "sid": sid, "scope": scope,
+        "audience": audience, "created_at": now, "expires_at": min(now + idle_s, fam_exp),
+        "family_expires_at": fam_exp, "used": False, "revoked": False}
 
 
 async def issue(conn: AsyncConnection, *, user_id: int | None, client_id: str, sid: str | None,
@@ -83,14 +99,11 @@ async def issue(conn: AsyncConnection, *, user_id: int | None, client_id: str, s
                 family_id: str | None = None, parent_hash: str | None = None,
                 family_expires_at: int | None = None) -> tuple[str, str]:
     """Store a new refresh token; return (token, family_id)."""
-    token = new_secret()
-    fam = family_id or secrets.token_hex(16)
-    fam_exp = family_expires_at if family_expires_at is not None else now + absolute_s
-    await conn.execute(_INSERT, {
-        "token_hash": digest(token), "family_id": fam, "parent_hash": parent_hash,
-        "user_id": user_id, "client_id": client_id, "sid": sid, "scope": scope,
-        "audience": audience, "created_at": now, "expires_at": min(now + idle_s, fam_exp),
-        "family_expires_at": fam_exp, "used": False, "revoked": False})
+    token, fam, row = successor(
+        user_id=user_id, client_id=client_id, sid=sid, scope=scope, audience=audience,
+        now=now, idle_s=idle_s, absolute_s=absolute_s, family_id=family_id,
+        parent_hash=parent_hash, family_expires_at=family_expires_at)
+    await conn.execute(INSERT, row)
     return token, fam
 
 
@@ -187,16 +200,16 @@ _CLAIM = (
     ))
 
 
-async def claim(conn: AsyncConnection, token: str, now: int) -> Claim | None:
+def claim(conn: Connection, token: str, now: int) -> Claim | None:
     """Mark `token` used if it is live (unused, unrevoked, unexpired); None otherwise.
 
     One round trip for the common case. None says nothing about why: the caller then takes
     the step-by-step path (`find_with_owner`, `rotate`), which tells unknown, expired, revoked
-    and reused apart and revokes the family on reuse, inside the same transaction.
+    and reused apart and revokes the family on reuse. Synchronous: it runs in `Database.run`.
     """
     if not token or len(token) > 256:
         return None
-    r = (await conn.execute(_CLAIM, {"presented_hash": digest(token), "now": now})).first()
+    r = conn.execute(_CLAIM, {"presented_hash": digest(token), "now": now}).first()
     if r is None:
         return None
     m = r._mapping

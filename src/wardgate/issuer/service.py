@@ -162,15 +162,7 @@ class Issuer:
         Runs inside the caller's transaction; returns (response body, refresh family id).
         """
         t = self.cfg.tokens
-        try:
-            access, _ = tokens.mint_access(
-                self.ring, issuer=self.cfg.issuer, sub=g.sub, audience=g.audience,
-                client_id=g.client_id, scope=" ".join(g.scope), roles=g.roles,
-                ttl_s=t.access_ttl_s, now=now, sid=g.sid)
-        except KeysUnavailable:
-            raise TemporarilyUnavailable("no signing key is active") from None
-        out: dict[str, Any] = {"access_token": access, "token_type": "Bearer",
-                               "expires_in": t.access_ttl_s, "scope": " ".join(g.scope)}
+        out = self.access_answer(g, now)
         family = None
         if g.with_refresh:
             rt, family = await refresh.issue(
@@ -179,6 +171,20 @@ class Issuer:
                 idle_s=t.refresh_idle_s, absolute_s=t.refresh_absolute_s)
             out["refresh_token"] = rt
         return out, family
+
+    def access_answer(self, g: Grant, now: int) -> dict[str, Any]:
+        """The token response without a refresh token: mint and sign the access token."""
+        t = self.cfg.tokens
+        scope = " ".join(g.scope)
+        try:
+            access, _ = tokens.mint_access(
+                self.ring, issuer=self.cfg.issuer, sub=g.sub, audience=g.audience,
+                client_id=g.client_id, scope=scope, roles=g.roles, ttl_s=t.access_ttl_s,
+                now=now, sid=g.sid)
+        except KeysUnavailable:
+            raise TemporarilyUnavailable("no signing key is active") from None
+        return {"access_token": access, "token_type": "Bearer", "expires_in": t.access_ttl_s,
+                "scope": scope}
 
     def id_token(self, *, sub: str, client_id: str, now: int, auth_time: int, sid: str,
                  nonce: str | None, username: str) -> str:
