@@ -37,12 +37,14 @@ class TokenCache:
         return ident
 
     def put(self, token: bytes, ident: Identity) -> None:
+        entries = self._entries
         if self.max_entries <= 0:
             return
-        self._entries[token] = ident
-        self._entries.move_to_end(token)
-        while len(self._entries) > self.max_entries:
-            self._entries.popitem(last=False)
+        if token in entries:
+            entries.move_to_end(token)  # a new key is appended last already
+        entries[token] = ident
+        while len(entries) > self.max_entries:
+            entries.popitem(last=False)  # the least recently used: O(1), nothing copied
 
     def drop_jti(self, jti: str) -> int:
         """Remove every entry carrying this jti (for a revocation pushed to this worker)."""

@@ -74,10 +74,15 @@ def header_value(value: Any) -> bytes | None:
 
 
 class Identity:
-    """A verified token. `provider` and `sub_hash` feed the access log; never the token itself."""
+    """A verified token. `provider` and `sub_hash` feed the access log; never the token itself.
 
-    __slots__ = ("provider", "sub", "sub_hash", "claims", "scopes", "roles", "exp", "jti",
-                 "key", "payload_b64", "_headers")
+    Built on every cache miss, so only what every request needs is computed here: `scopes`
+    (most routes ask for one). `roles` and `sub_hash` are computed on first use and kept, so a
+    route without role rules and a gateway without an access log never pay for them.
+    """
+
+    __slots__ = ("provider", "sub", "_sub_hash", "claims", "scopes", "_roles", "_roles_path",
+                 "exp", "jti", "key", "payload_b64", "_headers")
 
     def __init__(self, provider: str, claims: dict[str, Any], payload_segment: bytes,
                  roles_path: tuple[str, ...], key: VerificationKey | None, exp: float) -> None:
@@ -85,23 +90,48 @@ class Identity:
         self.claims = claims
         sub = claims.get("sub")
         self.sub: str | None = sub if isinstance(sub, str) else None
-        self.sub_hash = (hashlib.sha256(f"{provider}\0{sub}".encode()).hexdigest()[:16]
-                         if self.sub is not None else "-")
-        self.scopes = _strings(claims.get("scope")) | _strings(claims.get("scp"))
-        roles = claim_at(claims, roles_path)
-        self.roles = frozenset() if roles is _MISSING else _strings(roles)
+        self._sub_hash: str | None = None
+        scope = claims.get("scope")
+        scp = claims.get("scp")
+        if scp is None:
+            self.scopes = _strings(scope)
+        elif scope is None:
+            self.scopes = _strings(scp)
+        else:
+            self.scopes = _strings(scope) | _strings(scp)
+        self._roles: frozenset[str] | None = None
+        self._roles_path = roles_path
         self.exp = exp
         jti = claims.get("jti")
         self.jti: str | None = jti if isinstance(jti, str) else None
         self.key = key
         # the signed payload segment is already base64url: forward it as-is, no re-encoding
         self.payload_b64 = payload_segment
-        self._headers: dict[int, list[tuple[bytes, bytes]]] = {}
+        self._headers: dict[int, list[tuple[bytes, bytes]]] | None = None
+
+    @property
+    def sub_hash(self) -> str:
+        if self._sub_hash is None:
+            sub = self.sub
+            self._sub_hash = (hashlib.sha256(f"{self.provider}\0{sub}".encode()).hexdigest()[:16]
+                              if sub is not None else "-")
+        return self._sub_hash
+
+    @property
+    def roles(self) -> frozenset[str]:
+        roles = self._roles
+        if roles is None:
+            value = claim_at(self.claims, self._roles_path)
+            roles = self._roles = frozenset() if value is _MISSING else _strings(value)
+        return roles
 
     def headers_for(self, route_id: int, mapping: tuple[tuple[tuple[str, ...], bytes], ...],
                     payload_header: bytes | None) -> list[tuple[bytes, bytes]]:
         """Identity headers for one route's claims_to_headers, built once per token and route."""
-        out = self._headers.get(route_id)
+        cached = self._headers
+        if cached is None:
+            cached = self._headers = {}
+        out = cached.get(route_id)
         if out is None:
             out = []
             for path, name in mapping:
@@ -113,8 +143,8 @@ class Identity:
                     out.append((name, rendered))
             if payload_header is not None:
                 out.append((payload_header, self.payload_b64))
-            if len(self._headers) < 64:
-                self._headers[route_id] = out
+            if len(cached) < 64:
+                cached[route_id] = out
         return out
 
     def __repr__(self) -> str:

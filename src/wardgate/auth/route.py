@@ -72,6 +72,7 @@ class RouteAuth:
         if self._payload_header:
             strip.add(self._payload_header)
         self._strip = frozenset(strip)
+        self._adds_identity = bool(strip)  # False: forward() never asks the Identity
         forward_token = route.forward_token
         self._drop_auth = policy.token.header and not forward_token
         self._drop_cookie = self._extract.cookie is not None and not forward_token
@@ -176,7 +177,7 @@ class RouteAuth:
                     continue
             out.append((name, value))
         ident = req.identity
-        if isinstance(ident, Identity):
+        if self._adds_identity and isinstance(ident, Identity):
             out.extend(ident.headers_for(self._id, self._mapping, self._payload_header))
         req.headers = out
         if self._drop_query and req.query:

@@ -31,6 +31,23 @@ _TEN_YEARS = 10 * 366 * 86400.0
 _HEADER_REASON = {"crit": "crit", "b64": "b64"}  # the rest of FORBIDDEN_HEADERS: embedded_key
 
 
+class _ClaimsRegistry(JWTClaimsRegistry):
+    """joserfc's JWTClaimsRegistry with its options fixed at construction.
+
+    The stock `essential_keys` property rebuilds a set from the options on every `validate`;
+    our options never change after __init__, so the set is computed once. Every check is still
+    joserfc's own (`validate`, `validate_<claim>`, `check_value`).
+    """
+
+    def __init__(self, now: Clock, leeway: int, **options: Any) -> None:
+        super().__init__(now=now, leeway=leeway, **options)  # type: ignore[arg-type]
+        self._essential = {key for key, option in options.items() if option.get("essential")}
+
+    @property
+    def essential_keys(self) -> set[str]:
+        return self._essential
+
+
 class ProviderVerifier:
     """Verifies tokens of one issuer against its KeyRing. `usable` is set by the key loader."""
 
@@ -50,7 +67,10 @@ class ProviderVerifier:
         options["iss"] = {"essential": True, "value": cfg.issuer}  # RFC 7519 §4.1.1 exact
         # RFC 7519 §4.1.3: aud (string or array) must contain one of ours, exact match per element
         options["aud"] = {"essential": True, "values": list(cfg.audiences)}
-        self._claims = JWTClaimsRegistry(now=clock, leeway=cfg.leeway_s, **options)  # type: ignore[arg-type]
+        self._claims = _ClaimsRegistry(now=clock, leeway=cfg.leeway_s, **options)
+        # header segment -> (alg, kid) of headers that passed check_header: the check is a pure
+        # function of the header and of our fixed configuration (see compact.split's memo)
+        self._headers_ok: dict[bytes, tuple[str, str | None]] = {}
 
     def check_header(self, header: dict[str, Any]) -> str:
         """RFC 7515 §4.1 / RFC 8725 checks that need no key. Returns alg."""
@@ -84,11 +104,18 @@ class ProviderVerifier:
         return alg
 
     def verify(self, parts: compact.Parts) -> Identity:
-        alg = self.check_header(parts.header)
+        checked = self._headers_ok.get(parts.header_segment)
+        if checked is None:
+            header = parts.header
+            checked = (self.check_header(header), header.get("kid"))
+            if len(self._headers_ok) >= compact.HEADER_MEMO_MAX:
+                self._headers_ok.clear()
+            self._headers_ok[parts.header_segment] = checked
+        alg, kid = checked
         if not self.usable():
             raise KeysUnavailable(self.name)
         # kid is only a dictionary key here: never a path, URL or query (RFC 7515 §4.1.4)
-        key = self.ring.lookup(parts.header.get("kid"))
+        key = self.ring.lookup(kid)
         if key is None:
             raise UnknownKid()
         if key.alg != alg:
@@ -143,9 +170,10 @@ class TokenVerifier:
                                  "share an issuer; a route can trust only one of them")
             self.by_issuer[p.cfg.issuer] = p
         self.max_bytes = max_bytes
+        self._headers: compact.HeaderMemo = {}  # parsed headers, see compact.split
 
     def parse(self, token: bytes) -> tuple[ProviderVerifier, compact.Parts]:
-        parts = compact.split(token, self.max_bytes)
+        parts = compact.split(token, self.max_bytes, self._headers)
         iss = parts.claims.get("iss")
         if not isinstance(iss, str):
             raise Rejected("bad_iss")
