@@ -122,11 +122,6 @@ class RouteAuth:
             raise CsrfFailed("A cookie-authenticated request needs the CSRF header")
         ident = self._cache.get(token, self._clock())
         if ident is None or ident.provider not in self._providers:
-            try:
-                self._extract.check_syntax(token)
-            except BadTokenRequest as exc:
-                req.auth_outcome = exc.reason
-                raise InvalidRequest("The request carries malformed or conflicting credentials")
             ident = self._verify(req, token, refetched)
         revoked = self._registry.revocation
         if revoked is not None and revoked(ident):
@@ -152,6 +147,14 @@ class RouteAuth:
                 provider.check_claims(parts.claims)
                 raise _NeedRefetch(provider.name) from None
         except Rejected as exc:
+            # RFC 6750 §2.1 b64token syntax, checked only now: every token compact.split accepts
+            # is a b64token (its alphabet is a subset), so a token that is not one never gets
+            # this far on success, and a failure is still a 400, not a 401, as before
+            try:
+                self._extract.check_syntax(token)
+            except BadTokenRequest as bad:
+                req.auth_outcome = bad.reason
+                raise InvalidRequest("The request carries malformed or conflicting credentials")
             req.auth_outcome = exc.reason
             raise InvalidToken(_EXPIRED if exc.reason == "expired" else _INVALID)
         except KeysUnavailable:

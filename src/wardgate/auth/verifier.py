@@ -8,6 +8,7 @@ Every failure is a `Rejected` with a reason code; nothing here raises anything e
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -34,18 +35,38 @@ _HEADER_REASON = {"crit": "crit", "b64": "b64"}  # the rest of FORBIDDEN_HEADERS
 class _ClaimsRegistry(JWTClaimsRegistry):
     """joserfc's JWTClaimsRegistry with its options fixed at construction.
 
-    The stock `essential_keys` property rebuilds a set from the options on every `validate`;
-    our options never change after __init__, so the set is computed once. Every check is still
-    joserfc's own (`validate`, `validate_<claim>`, `check_value`).
+    The stock `validate` rebuilds the set of essential claims and looks up a `validate_<name>`
+    method by string for every claim of every token. Our options never change after __init__,
+    so both are resolved once: the essential names, and a table from claim name to the bound
+    method joserfc's `validate` would call for it (`validate_<name>`, else `check_value` for a
+    claim with options, else nothing). Every check is still joserfc's own; a token that misses
+    an essential claim goes through joserfc's `validate` unchanged, for its error.
     """
 
     def __init__(self, now: Clock, leeway: int, **options: Any) -> None:
         super().__init__(now=now, leeway=leeway, **options)  # type: ignore[arg-type]
-        self._essential = {key for key, option in options.items() if option.get("essential")}
+        self._essential = tuple(key for key, option in options.items() if option.get("essential"))
+        self._checks: dict[str, Callable[[Any], None]] = {
+            name.removeprefix("validate_"): getattr(self, name)
+            for name in dir(self) if name.startswith("validate_")}
+        for key in options:
+            if key not in self._checks:
+                self._checks[key] = functools.partial(self.check_value, key)
 
     @property
     def essential_keys(self) -> set[str]:
-        return self._essential
+        return set(self._essential)
+
+    def validate(self, claims: dict[str, Any]) -> None:
+        for key in self._essential:
+            if claims.get(key) is None:
+                super().validate(claims)  # raises MissingClaimError naming every missing claim
+                raise MissingClaimError(key)  # not reached
+        checks = self._checks
+        for key, value in claims.items():
+            check = checks.get(key)
+            if check is not None:
+                check(value)
 
 
 class ProviderVerifier:
