@@ -161,7 +161,10 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--profile", action="store_true", help="cProfile one miss pass and exit")
     ap.add_argument("--no-gc", action="store_true", help="disable the cyclic GC (diagnosis)")
+    ap.add_argument("--ballast", type=int, default=0,
+                    help="keep this many extra GC-tracked objects alive, as a server's heap")
     args = ap.parse_args()
+    ballast = [[i] for i in range(args.ballast)]  # full collections have to walk these
     if args.no_gc:
         gc.disable()
     key = key_material()
@@ -186,6 +189,7 @@ def main() -> None:
         cry.append(c)
     cache = ra._cache
     print(f"python {sys.version.split()[0]}, {len(toks)} tokens, cache {args.cache}, "
+          f"ballast {len(ballast)}, "
           f"gc {'on' if gc.isenabled() else 'off'} {gc.get_threshold()}, cache len {len(cache)}")
     for name, xs in (("miss", miss), ("hit", hit), ("joserfc verify", vfy),
                      ("cryptography verify", cry)):
