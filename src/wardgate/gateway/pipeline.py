@@ -83,8 +83,6 @@ class Pipeline:
             lines.append(b"Transfer-Encoding: chunked")
         elif req.content_length is not None:
             lines.append(b"Content-Length: %d" % req.content_length)
-        if route.cors is not None:
-            pass  # CORS response headers are added on the way down (cors.py)
         rest = b"\r\n".join(lines) + b"\r\n\r\n"
         start = b"%s %s HTTP/1.1\r\n" % (req.method.encode(), target)
         host = req.host_header if route.preserve_host else None

@@ -7,7 +7,7 @@ during one upstream read is collected and written with a single writelines (fact
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from wardgate.errors import BadGateway, GatewayError, GatewayTimeout, ServiceUnavailable
 from wardgate.gateway.headers import client_response_lines
@@ -291,6 +291,3 @@ class Exchange:
     def target_url(self) -> str:
         t = self.target or self.tried
         return t.url if t is not None else "-"
-
-    def upstream(self) -> Any:
-        return self.conn

@@ -14,7 +14,7 @@ class Request:
         "method", "raw_target", "path", "query", "version", "headers", "host", "host_header",
         "client_ip",
         "scheme", "keep_alive", "content_length", "chunked", "expect_continue", "upgrade",
-        "request_id", "route", "params", "identity", "auth_outcome", "start", "log_extra",
+        "request_id", "route", "params", "identity", "auth_outcome", "start",
     )
 
     def __init__(self) -> None:
@@ -39,7 +39,6 @@ class Request:
         self.identity: Any = None        # set by the auth filter (wardgate.auth)
         self.auth_outcome: str = "-"     # reason code for the access log
         self.start: float = 0.0
-        self.log_extra: dict[str, Any] | None = None
 
     def header(self, name: bytes) -> bytes | None:
         """First value of a header (name lower-case)."""

@@ -39,7 +39,6 @@ class WorkerState:
         self.connections: set[ClientProtocol] = set()
         self.ids = RequestIds()
         self.accesslog = accesslog
-        self.draining = False
 
     def log(self, req: Request, status: int, bytes_in: int, bytes_out: int, target: str,
             error: str | None) -> None:
@@ -119,7 +118,6 @@ async def serve(cfg: GatewayConfig, sock: socket.socket, ready_fd: int | None = 
     # Drain: stop accepting (the supervisor still holds the socket, so queued connections
     # stay in the kernel for the next generation), finish in-flight, then go.
     server.close()
-    state.draining = True
     for conn in list(state.connections):
         conn.drain()
     deadline = loop.time() + cfg.timeouts.drain_s

@@ -16,7 +16,6 @@ class Target:
     __slots__ = (
         "url", "host", "port", "authority", "ssl", "server_hostname", "weight", "active",
         "health", "idle", "open", "max_idle", "idle_timeout", "connect_timeout", "_loop",
-        "connections_opened",
     )
 
     def __init__(self, url: str, weight: int, cfg: UpstreamConfig, ctx: ssl.SSLContext | None) -> None:
@@ -39,7 +38,6 @@ class Target:
         self.max_idle = cfg.pool.max_size
         self.idle_timeout = cfg.pool.idle_timeout_s
         self.connect_timeout = cfg.timeouts.connect_s
-        self.connections_opened = 0
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def take_idle(self) -> UpstreamConnection | None:
@@ -62,7 +60,6 @@ class Target:
             self.connect_timeout,
         )
         self.open.add(conn)
-        self.connections_opened += 1
         return conn
 
     def release(self, conn: UpstreamConnection) -> None:
