@@ -171,7 +171,8 @@ async def rotate(conn: AsyncConnection, token: str, client_id: str | None, now: 
 def _outer(name: str) -> ColumnElement[object]:
     # The claimed row's column, table-qualified by hand: SQLAlchemy's SQLite compiler drops
     # table names throughout a RETURNING clause, subqueries included, which would turn
-    # `wg_sessions.sid = wg_refresh_tokens.sid` into the always-true `sid = sid`.
+    # `wg_sessions.sid = wg_refresh_tokens.sid` into the always-true `sid = sid`. The
+    # subquery's own key column, left unqualified there, resolves to its own table first.
     return literal_column(f"{refresh_tokens.name}.{name}")
 
 
