@@ -11,9 +11,23 @@ and prints µs of CPU time (time.process_time) per request for:
 - verify: joserfc's bare RS256 verify of the same tokens (the floor set by the library);
 - crypto: the bare `cryptography` RSA PKCS#1 v1.5 verify (the floor of any implementation).
 
-    .venv/bin/python bench/auth_miss.py [--tokens 20000] [--cache 10000] [--repeat 5] [--profile]
+    .venv/bin/python bench/auth_miss.py [--tokens 20000] [--cache 10000] [--repeat 5]
+                                        [--profile] [--no-gc] [--ballast N]
 
 Tokens and key are cached in bench/results/cache/auth_miss-*.{pem,txt} (git-ignored).
+
+Where a miss went (2026-11-30, shared 2-core VM, best of 5, CPU µs; the signature is ~21 of it
+both times, joserfc adding ~1 µs to the bare `cryptography` call):
+- before (ff83caf): miss 63-66, hit 2.8. Besides the signature: strict parse 12.5 (a new
+  json.JSONDecoder built for each of the two json.loads calls with keyword arguments, the
+  same header decoded, parsed and policy-checked for every token, a regex per segment), joserfc
+  claims 6 (a set of essential claims rebuilt and `getattr("validate_" + name)` per claim per
+  token), Identity 2.2 (sub hash, roles, scope union, an identity-header dict and list per
+  token even on routes without identity headers), b64token regex over the token 1, cyclic GC
+  ~5 (walking the extra tracked objects each cached Identity kept).
+- after: miss 47-48, hit 2.6: parse ~7 (payload JSON 2.4, two base64url decodes 3.3), joserfc
+  claims ~4, Identity 0.8, the rest (extraction, cache insert + LRU eviction, policy, forward,
+  GC) ~6-8.
 """
 
 from __future__ import annotations
