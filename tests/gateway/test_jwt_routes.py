@@ -172,3 +172,48 @@ def test_cookie_token_needs_csrf_header_for_unsafe_methods(cookie_gateway, upstr
     # A bearer header is not sent by browsers cross-site: no CSRF token needed.
     assert call(port, "/app", token, method="POST")[0] == 200
     assert [r.method for r in upstream.requests] == ["GET", "POST", "POST"]
+
+
+@pytest.fixture
+def cors_gateway(upstream, gateway_factory, signing_key, tmp_path):
+    jwk = json.loads(RSAAlgorithm.to_jwk(signing_key.public_key()))
+    jwk.update(kid="k1", alg="RS256", use="sig")
+    (tmp_path / "jwks.json").write_text(json.dumps({"keys": [jwk]}))
+    cfg = {
+        "providers": [{"name": "main", "issuer": ISS, "audiences": ["api"],
+                       "jwks_file": str(tmp_path / "jwks.json")}],
+        "upstreams": [{"name": "up", "targets": [upstream.url]}],
+        "routes": [{"name": "api", "match": {"path_prefix": "/api"}, "upstream": "up",
+                    "auth": {"providers": ["main"]},
+                    "cors": {"allow_origins": ["https://app.example"],
+                             "allow_headers": ["Authorization", "Content-Type"],
+                             "expose_headers": ["X-Request-Id"], "allow_credentials": True}}],
+    }
+    return gateway_factory(cfg)
+
+
+def test_cors_preflight_answered_without_token_and_headers_on_responses(cors_gateway, upstream,
+                                                                       signing_key):
+    port = cors_gateway.port
+    pre = {"Origin": "https://app.example", "Access-Control-Request-Method": "POST",
+           "Access-Control-Request-Headers": "authorization, content-type"}
+    status, headers, _ = call(port, "/api/x", method="OPTIONS", headers=pre)
+    assert status == 204
+    assert headers["access-control-allow-origin"] == "https://app.example"
+    assert "POST" in headers["access-control-allow-methods"]
+    assert headers["access-control-allow-credentials"] == "true"
+    assert upstream.requests == []  # answered by the gateway itself
+    status, _, _ = call(port, "/api/x", method="OPTIONS",
+                        headers={**pre, "Origin": "https://evil.example"})
+    assert status == 403
+    status, headers, _ = call(port, "/api/x", mint(signing_key),
+                              headers={"Origin": "https://app.example"})
+    assert status == 200
+    assert headers["access-control-allow-origin"] == "https://app.example"
+    assert headers["access-control-expose-headers"] == "X-Request-Id"
+    # A plain OPTIONS (not a preflight) still needs a token.
+    assert call(port, "/api/x", method="OPTIONS")[0] == 401
+    # Errors carry CORS headers too, so the browser app can see its 401.
+    status, headers, _ = call(port, "/api/x", headers={"Origin": "https://app.example"})
+    assert status == 401
+    assert headers["access-control-allow-origin"] == "https://app.example"

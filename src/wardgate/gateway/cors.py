@@ -30,16 +30,19 @@ class CorsPolicy:
             return b"*"
         return origin if origin in self._origins else None
 
-    def response_lines(self, req: Request) -> list[bytes]:
+    def response_headers(self, req: Request) -> list[tuple[bytes, bytes]]:
         origin = self._allowed_origin(req.header(b"origin"))
         if origin is None:
             return []
-        out = [b"Access-Control-Allow-Origin: " + origin, b"Vary: Origin"]
+        out = [(b"Access-Control-Allow-Origin", origin), (b"Vary", b"Origin")]
         if self._credentials:
-            out.append(b"Access-Control-Allow-Credentials: true")
+            out.append((b"Access-Control-Allow-Credentials", b"true"))
         if self._expose:
-            out.append(b"Access-Control-Expose-Headers: " + self._expose)
+            out.append((b"Access-Control-Expose-Headers", self._expose))
         return out
+
+    def response_lines(self, req: Request) -> list[bytes]:
+        return [name + b": " + value for name, value in self.response_headers(req)]
 
     def preflight(self, req: Request) -> tuple[bytes, int, bool]:
         """Answer an OPTIONS preflight: 204 with the policy, or 403 when not allowed."""

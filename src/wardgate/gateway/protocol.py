@@ -316,10 +316,14 @@ class ClientProtocol(asyncio.Protocol):
         req = p.req
         keep = req.keep_alive and not err.close and p.body_done and self.accepting
         route = req.route
-        if route is not None and hasattr(err, "realm"):
-            err.realm = route.realm
+        extra = None
+        if route is not None:
+            if hasattr(err, "realm"):
+                err.realm = route.realm
+            if route.cors is not None:  # so a browser app can read the 401/403 it got
+                extra = route.cors.response_headers(req)
         self.transport.write(render(err, request_id=req.request_id, server=self.rt.server,
-                                    keep_alive=keep, head_only=req.method == "HEAD"))
+                                    keep_alive=keep, head_only=req.method == "HEAD", extra=extra))
         self.state.log(req, err.status, p.body_bytes, 0, target, err.code)
         self._finish_request(p, keep)
 
