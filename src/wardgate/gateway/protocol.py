@@ -1,10 +1,8 @@
 """The client side of the data plane: one asyncio protocol per client connection.
 
-Parsing is httptools (llhttp) with the guards the data-plane facts call for: head size capped
-before bytes reach the parser, header count/URL/body caps in callbacks, strict version and Host
-checks, requests recorded in callbacks but dispatched only after `feed_data` returns cleanly,
-pipelined requests served strictly in order with reading paused while any wait.
-"""
+httptools (llhttp) with the guards the data-plane facts call for: head bytes capped before the
+parser, count/URL/body caps in callbacks, requests dispatched only after `feed_data` returned
+cleanly, pipelined requests served in order with reading paused while any wait."""
 
 from __future__ import annotations
 
