@@ -31,17 +31,23 @@ def mint(key, kid="k1", typ="at+jwt", **claims) -> str:
     return jwt.encode(body, key, algorithm="RS256", headers={"kid": kid, "typ": typ})
 
 
-@pytest.fixture
-def jwt_gateway(upstream, gateway_factory, signing_key, tmp_path):
+def jwks_config(tmp_path, signing_key, upstream, routes: list[dict]) -> dict:
+    """A gateway config trusting one provider whose JWKS file holds the test key."""
     jwk = json.loads(RSAAlgorithm.to_jwk(signing_key.public_key()))
     jwk.update(kid="k1", alg="RS256", use="sig")
     (tmp_path / "jwks.json").write_text(json.dumps({"keys": [jwk]}))
-    route = {"upstream": "up", "claims_to_headers": {"sub": "X-User-Id", "roles": "X-User-Roles"}}
-    cfg = {
+    return {
         "providers": [{"name": "main", "issuer": ISS, "audiences": ["api"],
                        "jwks_file": str(tmp_path / "jwks.json")}],
         "upstreams": [{"name": "up", "targets": [upstream.url]}],
-        "routes": [
+        "routes": routes,
+    }
+
+
+@pytest.fixture
+def jwt_gateway(upstream, gateway_factory, signing_key, tmp_path):
+    route = {"upstream": "up", "claims_to_headers": {"sub": "X-User-Id", "roles": "X-User-Roles"}}
+    cfg = jwks_config(tmp_path, signing_key, upstream, [
             {**route, "name": "orders", "match": {"path_prefix": "/orders"},
              "auth": {"providers": ["main"], "require": {"scopes": ["orders:read"]},
                       "methods": {"POST": {"scopes": ["orders:write"]}}}},
@@ -51,8 +57,7 @@ def jwt_gateway(upstream, gateway_factory, signing_key, tmp_path):
              "auth": {"providers": ["main"],
                       "require": {"claims": [{"claim": "tenant", "equals_param": "tenant"}]}}},
             {**route, "name": "public", "match": {"path_prefix": "/public"}, "auth": "none"},
-        ],
-    }
+    ])
     return gateway_factory(cfg)
 
 
@@ -141,17 +146,9 @@ def test_public_route_still_strips_spoofed_identity(jwt_gateway):
 
 @pytest.fixture
 def cookie_gateway(upstream, gateway_factory, signing_key, tmp_path):
-    jwk = json.loads(RSAAlgorithm.to_jwk(signing_key.public_key()))
-    jwk.update(kid="k1", alg="RS256", use="sig")
-    (tmp_path / "jwks.json").write_text(json.dumps({"keys": [jwk]}))
-    cfg = {
-        "providers": [{"name": "main", "issuer": ISS, "audiences": ["api"],
-                       "jwks_file": str(tmp_path / "jwks.json")}],
-        "upstreams": [{"name": "up", "targets": [upstream.url]}],
-        "routes": [{"name": "app", "match": {"path_prefix": "/app"}, "upstream": "up",
-                    "auth": {"providers": ["main"], "token": {"cookie": "__Host-wg_at"}}}],
-    }
-    return gateway_factory(cfg)
+    return gateway_factory(jwks_config(tmp_path, signing_key, upstream, [
+        {"name": "app", "match": {"path_prefix": "/app"}, "upstream": "up",
+         "auth": {"providers": ["main"], "token": {"cookie": "__Host-wg_at"}}}]))
 
 
 def test_cookie_token_needs_csrf_header_for_unsafe_methods(cookie_gateway, upstream, signing_key):
@@ -176,20 +173,12 @@ def test_cookie_token_needs_csrf_header_for_unsafe_methods(cookie_gateway, upstr
 
 @pytest.fixture
 def cors_gateway(upstream, gateway_factory, signing_key, tmp_path):
-    jwk = json.loads(RSAAlgorithm.to_jwk(signing_key.public_key()))
-    jwk.update(kid="k1", alg="RS256", use="sig")
-    (tmp_path / "jwks.json").write_text(json.dumps({"keys": [jwk]}))
-    cfg = {
-        "providers": [{"name": "main", "issuer": ISS, "audiences": ["api"],
-                       "jwks_file": str(tmp_path / "jwks.json")}],
-        "upstreams": [{"name": "up", "targets": [upstream.url]}],
-        "routes": [{"name": "api", "match": {"path_prefix": "/api"}, "upstream": "up",
-                    "auth": {"providers": ["main"]},
-                    "cors": {"allow_origins": ["https://app.example"],
-                             "allow_headers": ["Authorization", "Content-Type"],
-                             "expose_headers": ["X-Request-Id"], "allow_credentials": True}}],
-    }
-    return gateway_factory(cfg)
+    return gateway_factory(jwks_config(tmp_path, signing_key, upstream, [
+        {"name": "api", "match": {"path_prefix": "/api"}, "upstream": "up",
+         "auth": {"providers": ["main"]},
+         "cors": {"allow_origins": ["https://app.example"],
+                  "allow_headers": ["Authorization", "Content-Type"],
+                  "expose_headers": ["X-Request-Id"], "allow_credentials": True}}]))
 
 
 def test_cors_preflight_answered_without_token_and_headers_on_responses(cors_gateway, upstream,
