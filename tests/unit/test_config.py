@@ -79,3 +79,16 @@ def test_check_config_cli(tmp_path):
                          capture_output=True, text=True)
     assert res.returncode == 1
     assert "routes[0].auth" in res.stderr
+
+
+def test_token_cache_size_reaches_the_registry(tmp_path):
+    from wardgate.gateway.runtime import Runtime
+
+    (tmp_path / "jwks.json").write_text('{"keys": []}')
+    text = GOOD.replace("    auth: none\n", '    auth: {providers: ["main"]}\n') + """\
+limits: {token_cache_entries: 5}
+providers:
+  - {name: main, issuer: "https://issuer.test", audiences: [api], jwks_file: jwks.json}
+"""
+    rt = Runtime(load_gateway(str(write(tmp_path, text))))
+    assert rt.registry.cache.max_entries == 5

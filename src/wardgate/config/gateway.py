@@ -32,6 +32,8 @@ class Limits(Strict):
     max_url_bytes: ByteSize = Field(8 * 1024, ge=256)
     max_body_bytes: ByteSize = Field(10 * 1024 * 1024, ge=0)
     max_pipelined: int = Field(32, ge=1, le=1024)
+    token_cache_entries: int = Field(10_000, ge=0, le=1_000_000,
+                                     description="verified-token cache size per worker (0: off)")
 
 
 class Timeouts(Strict):

@@ -87,7 +87,8 @@ class Runtime:
             return
         from wardgate.auth import ProviderRegistry, compile_route_auth
 
-        self.registry = ProviderRegistry.from_config(list(self.config.providers))
+        self.registry = ProviderRegistry.from_config(
+            list(self.config.providers), cache_size=self.config.limits.token_cache_entries)
         for rc, route in zip(self.config.routes, self.routes, strict=True):
             route.auth = compile_route_auth(rc, self.registry)
             if route.auth is not None:
