@@ -47,6 +47,9 @@ MALFORMED = {
     "no-answer": b"",  # closes without a byte
     "1mib-header": OK[:17] + b"X-Big: " + b"a" * (1 << 20) + b"\r\n" + OK[17:],  # too big a head
     "50000-headers": OK[:17] + b"X-A: v\r\n" * 50_000 + OK[17:],
+    # Transfer codings other than chunked cannot be relayed once TE (hop-by-hop) is stripped.
+    "te-gzip-chunked": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+    "te-gzip": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nok",
 }
 PARTIAL_CHUNKED = (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3e8\r\n"
                    + RAW_BODY[:1000] + b"\r\n")

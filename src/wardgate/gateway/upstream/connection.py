@@ -169,11 +169,15 @@ class UpstreamConnection(asyncio.Protocol):
         if no_body:
             framing = FRAME_NONE
         else:
-            for name, _ in self._headers:
+            for name, value in self._headers:
                 if name == b"content-length":
                     framing = FRAME_LENGTH
                     break
                 if name == b"transfer-encoding":
+                    if value.lower() != b"chunked":
+                        # gzip & co. would reach the client undeclared once the hop-by-hop
+                        # Transfer-Encoding is stripped: refuse rather than corrupt (502).
+                        raise ValueError("unsupported transfer coding")
                     framing = FRAME_CHUNKED
                     break
         self._framing = framing
