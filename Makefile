@@ -34,6 +34,7 @@ test: sysdeps $(STAMP) lint
 bench: $(STAMP)
 	@scripts/ensure-apt.sh nginx:nginx haproxy:haproxy wrk:wrk
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/issuer_bench.py
 
 clean:
 	rm -rf $(VENV) .wardgate .pytest_cache .mypy_cache
