@@ -264,3 +264,10 @@ def test_host_with_port_out_of_range_is_400(gateway, upstream):
     out, closed = raw_exchange(gateway.port, b"GET /echo HTTP/1.1\r\nHost: x:99999\r\n\r\n")
     assert status_of(out) == 400 and closed
     assert upstream.requests == []
+
+
+def test_rejected_request_never_echoes_an_invalid_request_id(gateway):
+    out, _ = raw_exchange(gateway.port, b"GET /echo HTTP/1.1\r\nHost: a b\r\n"
+                                        b"X-Request-Id: <script>x</script>\r\n\r\n")
+    assert status_of(out) == 400
+    assert b"<script>" not in out

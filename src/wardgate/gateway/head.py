@@ -66,6 +66,8 @@ def read_head(req: Request, version: str, method_b: bytes, url: bytes,
             req.expect_continue = True
         elif name == b"upgrade":
             req.upgrade = value
+        elif name == b"x-request-id":
+            req.request_id = value  # inbound; RequestIds.next() keeps it only if it is valid
     if hosts > 1 or (hosts == 0 and version == "1.1"):
         raise BadRequest("HTTP/1.1 needs exactly one Host header", close=True, code="bad_host")
     if hosts and (not _HOST.match(host) or (b":" in host and not port_ok(host))):

@@ -217,7 +217,7 @@ class ClientProtocol(asyncio.Protocol):
         req.keep_alive = parser.should_keep_alive()
         if not parser.should_upgrade():
             req.upgrade = None
-        req.request_id = self.state.ids.next(req.header(b"x-request-id"))
+        req.request_id = self.state.ids.next(req.request_id or None)
         p = Pending(req, self.rt.max_body_any)
         self.cur_pending = p
         if req.content_length is not None and req.content_length > p.limit:
@@ -345,8 +345,9 @@ class ClientProtocol(asyncio.Protocol):
         if self.active is not None and self.active.exchange is not None:
             self.active.exchange.abort()
         req = self.cur or Request()
-        if not req.request_id:
-            req.request_id = self.state.ids.next(None)
+        # May still be the client's unvalidated X-Request-Id if the head failed its checks;
+        # next() keeps a valid one (ours always are) and replaces anything else.
+        req.request_id = self.state.ids.next(req.request_id or None)
         req.client_ip = self.client_ip
         if self.active is None or self.active.exchange is None:
             self.transport.write(render(err, request_id=req.request_id, server=self.rt.server,

@@ -142,21 +142,19 @@ class Exchange:
         self.request_complete = True
 
     # -- response (called by the upstream connection) ----------------------------------------
-    def on_response_head(self, status: int, headers: list[tuple[bytes, bytes]], framing: int) -> None:
+    def on_response_head(self, status: int, headers: list[tuple[bytes, bytes]], framing: int,
+                         length: bytes | None) -> None:
+        """`length` is the upstream's Content-Length (validated by llhttp), if it sent one."""
         self.status = status
         self.response_started = True
         self.target.health.success()  # type: ignore[union-attr]
         req = self.req
         lines = client_response_lines(headers, keep_upgrade=False)
-        if framing == FRAME_LENGTH or (self.head_request and framing != FRAME_CHUNKED):
-            for name, value in headers:
-                if name == b"content-length":
-                    lines.append(b"Content-Length: " + value)
-                    break
+        if framing == FRAME_LENGTH or self.head_request:
+            if length is not None:  # a HEAD answer keeps the length of the GET it stands for
+                lines.append(b"Content-Length: " + length)
         elif framing == FRAME_CHUNKED or framing == FRAME_CLOSE:
-            if self.head_request:
-                pass
-            elif req.version == "1.1":
+            if req.version == "1.1":
                 lines.append(b"Transfer-Encoding: chunked")
                 self.chunked_down = True
             else:

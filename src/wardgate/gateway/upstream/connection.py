@@ -164,26 +164,26 @@ class UpstreamConnection(asyncio.Protocol):
         self._status = status
         if status == 101:
             return  # delivered from the HttpParserUpgrade handler
-        framing = FRAME_CLOSE
         no_body = status in (204, 304) or self.exchange.head_request
+        framing = FRAME_CLOSE
+        length = None
+        for name, value in self._headers:
+            if name == b"content-length":
+                framing, length = FRAME_LENGTH, value
+                break
+            if name == b"transfer-encoding":
+                if value.lower() != b"chunked" and not no_body:
+                    # gzip & co. would reach the client undeclared once the hop-by-hop
+                    # Transfer-Encoding is stripped: refuse rather than corrupt (502).
+                    raise ValueError("unsupported transfer coding")
+                framing = FRAME_CHUNKED
+                break
         if no_body:
             framing = FRAME_NONE
-        else:
-            for name, value in self._headers:
-                if name == b"content-length":
-                    framing = FRAME_LENGTH
-                    break
-                if name == b"transfer-encoding":
-                    if value.lower() != b"chunked":
-                        # gzip & co. would reach the client undeclared once the hop-by-hop
-                        # Transfer-Encoding is stripped: refuse rather than corrupt (502).
-                        raise ValueError("unsupported transfer coding")
-                    framing = FRAME_CHUNKED
-                    break
         self._framing = framing
         if not self.parser.should_keep_alive():
             self._dirty = True
-        self.exchange.on_response_head(status, self._headers, framing)
+        self.exchange.on_response_head(status, self._headers, framing, length)
         if self.exchange.head_request:
             # The parser cannot be told a HEAD response has no body: end it here (facts §6).
             self._complete = True
