@@ -10,7 +10,7 @@ from wardgate.gateway.request import Request
 def head(headers, version="1.1", method=b"GET", url=b"/x", foreign=False) -> Request:
     req = Request()
     req.headers = headers
-    read_head(req, version, method, url, lambda: foreign)
+    read_head(req, version, method, url, foreign)
     return req
 
 

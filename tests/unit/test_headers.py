@@ -4,13 +4,15 @@ from wardgate.gateway.headers import (
     RequestIds,
     TrustedProxies,
     client_response_lines,
+    response_head,
     upstream_request_lines,
 )
 
 
 def up(headers, trusted=False, strip=frozenset(), ip="10.0.0.9"):
-    return upstream_request_lines(headers, strip, client_ip=ip, scheme="https", host=b"api.test",
-                                  trusted=trusted, request_id=b"rid", keep_upgrade=False)
+    lines = upstream_request_lines(headers, strip, client_ip=ip, scheme="https", host=b"api.test",
+                                   trusted=trusted, request_id=b"rid", keep_upgrade=False)
+    return b"\r\n".join(lines).split(b"\r\n")  # an element may hold several lines
 
 
 def test_connection_listed_and_hop_by_hop_removed():
@@ -68,3 +70,24 @@ def test_switching_protocols_keeps_upgrade_even_though_connection_names_it():
                                    (b"sec-websocket-accept", b"abc")], keep_upgrade=True)
     assert b"Upgrade: websocket" in lines
     assert b"sec-websocket-accept: abc" in lines
+
+
+def test_untrusted_forwarding_lines_same_with_and_without_inbound_copies():
+    bare = up([(b"accept", b"1")])
+    spoofed = up([(b"accept", b"1"), (b"x-forwarded-for", b"6.6.6.6"),
+                  (b"x-forwarded-host", b"evil"), (b"forwarded", b"for=6.6.6.6")])
+    assert bare == spoofed
+    assert not any(b"6.6.6.6" in ln or b"evil" in ln for ln in spoofed)
+
+
+def test_response_names_keep_their_case_and_framing_is_reported():
+    head = response_head([(b"Content-Type", b"text/plain"), (b"Content-Length", b"2 "),
+                          (b"Connection", b"keep-alive"), (b"Keep-Alive", b"timeout=5"),
+                          (b"X-Request-Id", b"theirs"), (b"Proxy-Foo", b"x")])
+    assert head.lines == [b"Content-Type: text/plain", b"Via: 1.1 wardgate"]
+    assert head.length == b"2" and head.coding is None
+
+
+def test_response_transfer_coding_reported_lower_case():
+    head = response_head([(b"Transfer-Encoding", b"Chunked")])
+    assert head.coding == b"chunked" and head.length is None

@@ -8,7 +8,6 @@ cannot be trusted.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 
 from wardgate.errors import BadRequest, HttpVersionNotSupported
 from wardgate.gateway.request import Request
@@ -17,6 +16,7 @@ from wardgate.gateway.target import split_target
 # RFC 9110 §4.2.3 / RFC 3986 §3.2.2: reg-name or IP literal, optional port; nothing else.
 _HOST = re.compile(rb"^(?:[A-Za-z0-9._~!$&'()*+,;=%-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?$")
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"})
+_METHOD_NAMES = {m.encode(): m for m in METHODS}
 
 
 def port_ok(host: bytes) -> bool:
@@ -38,15 +38,15 @@ def foreign_protocol(prev_tail: bytes, chunk: bytes, url: bytes) -> bool:
     return tail + b" RTSP/" in window or tail + b" ICE/" in window
 
 
-def read_head(req: Request, version: str, method_b: bytes, url: bytes,
-              foreign: Callable[[], bool]) -> None:
-    """`foreign` is asked only for a version-1.0 request (the only case it can matter)."""
-    if version != "1.1" and (version != "1.0" or foreign()):
+def read_head(req: Request, version: str, method_b: bytes, url: bytes, foreign: bool) -> None:
+    """`foreign`: the request line was RTSP or ICE, not HTTP (see foreign_protocol)."""
+    if version != "1.1" and (version != "1.0" or foreign):
         raise HttpVersionNotSupported("only HTTP/1.0 and HTTP/1.1", close=True)
     req.version = version
-    method = method_b.decode("ascii")
-    if method not in METHODS:
-        raise BadRequest(f"method {method} is not supported", close=True, code="bad_method")
+    method = _METHOD_NAMES.get(method_b)
+    if method is None:
+        shown = method_b.decode("ascii", "replace")
+        raise BadRequest(f"method {shown} is not supported", close=True, code="bad_method")
     req.method = method
     req.raw_target = url
     req.path, req.query = split_target(url, method)
@@ -70,14 +70,28 @@ def read_head(req: Request, version: str, method_b: bytes, url: bytes,
             req.request_id = value  # inbound; RequestIds.next() keeps it only if it is valid
     if hosts > 1 or (hosts == 0 and version == "1.1"):
         raise BadRequest("HTTP/1.1 needs exactly one Host header", close=True, code="bad_host")
-    if hosts and (not _HOST.match(host) or (b":" in host and not port_ok(host))):
-        raise BadRequest("invalid Host header", close=True, code="bad_host")
     if req.chunked and version == "1.0":
         # RFC 9112 §6.1: Transfer-Encoding on 1.0 is faulty framing.
         raise BadRequest("Transfer-Encoding on HTTP/1.0", close=True, code="bad_framing")
     req.host_header = host
-    h = host.decode("latin-1").lower()
-    req.host = h if h.endswith("]") or ":" not in h else h.rsplit(":", 1)[0]
+    req.host = _routing_host(host) if hosts else ""
+
+
+# Host header -> routing host, for headers already validated. Bounded by clearing.
+_HOSTS: dict[bytes, str] = {}
+
+
+def _routing_host(host: bytes) -> str:
+    h = _HOSTS.get(host)
+    if h is None:
+        if not _HOST.match(host) or (b":" in host and not port_ok(host)):
+            raise BadRequest("invalid Host header", close=True, code="bad_host")
+        low = host.decode("latin-1").lower()
+        h = low if low.endswith("]") or ":" not in low else low.rsplit(":", 1)[0]
+        if len(_HOSTS) >= 1024:
+            _HOSTS.clear()
+        _HOSTS[host] = h
+    return h
 
 
 def classify_parser_error(exc: Exception) -> BadRequest:

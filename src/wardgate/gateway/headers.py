@@ -21,7 +21,6 @@ REBUILT_UP = frozenset({
     b"host", b"content-length", b"expect", b"x-forwarded-for", b"x-forwarded-proto",
     b"x-forwarded-host", b"forwarded", b"via", b"x-request-id",
 })
-REBUILT_DOWN = frozenset({b"content-length", b"x-request-id", b"via", b"server", b"date"})
 _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:\-]{1,128}$")
 
 
@@ -78,18 +77,48 @@ class TrustedProxies:
         return hit
 
 
+_UP_REBUILT, _UP_HOP = 1, 2
+_UP = dict.fromkeys(REBUILT_UP, _UP_REBUILT) | dict.fromkeys(HOP_BY_HOP, _UP_HOP)
+_FORWARDING: dict[tuple[str, str, bytes], bytes] = {}
+
+
+def _forwarding_block(client_ip: str, scheme: str, host: bytes) -> bytes:
+    """The X-Forwarded-*, Forwarded and Via lines for a request that brought none of its own
+    (or whose own were not trusted), built once per (client, scheme, host)."""
+    key = (client_ip, scheme, host)
+    block = _FORWARDING.get(key)
+    if block is None:
+        ip = client_ip.encode()
+        node = f"for={_forwarded_node(client_ip)};proto={scheme}".encode() + b";host=\"" + host + b'"'
+        block = b"\r\n".join((
+            b"X-Forwarded-For: " + ip, b"X-Forwarded-Proto: " + scheme.encode(),
+            b"X-Forwarded-Host: " + host, b"Forwarded: " + node, b"Via: 1.1 wardgate",
+        ))
+        if len(_FORWARDING) >= 1024:
+            _FORWARDING.clear()
+        _FORWARDING[key] = block
+    return block
+
+
 def upstream_request_lines(
     headers: list[tuple[bytes, bytes]], strip: frozenset[bytes], *, client_ip: str, scheme: str,
     host: bytes, trusted: bool, request_id: bytes, keep_upgrade: bool,
 ) -> list[bytes]:
     """Header lines (b'Name: value') for the upstream request, minus framing and Host."""
     out: list[bytes] = []
-    names: list[bytes] = []
     xff = xfp = xfh = fwd = via = None
     upgrade = None
     listed = False
+    get = _UP.get
     for name, value in headers:
-        if name in REBUILT_UP:
+        kind = get(name)
+        if kind is None:
+            if (strip and name in strip) or b"_" in name \
+                    or (name[0] == 120 and name.startswith(b"x-wardgate-")) \
+                    or (name[0] == 112 and name.startswith(b"proxy-")):  # 120 "x", 112 "p"
+                continue
+            out.append(name + b": " + value)
+        elif kind == _UP_REBUILT:
             if trusted:
                 if name == b"x-forwarded-for":
                     xff = value if xff is None else xff + b", " + value
@@ -101,26 +130,24 @@ def upstream_request_lines(
                     fwd = value if fwd is None else fwd + b", " + value
             if name == b"via":
                 via = value if via is None else via + b", " + value
-            continue
-        if name in HOP_BY_HOP or name.startswith(b"proxy-"):
+        else:
             if name == b"upgrade":
                 upgrade = value
             listed = listed or name == b"connection"
-            continue
-        if name in strip or name.startswith(b"x-wardgate-") or b"_" in name:
-            continue
-        out.append(name + b": " + value)
-        names.append(name)
     if listed:  # rare: drop the fields that Connection names (RFC 9110 §7.6.1)
         drop = connection_tokens(headers)
-        out = [line for line, name in zip(out, names, strict=True) if name not in drop]
-    ip = client_ip.encode()
-    out.append(b"X-Forwarded-For: " + (xff + b", " + ip if xff else ip))
-    out.append(b"X-Forwarded-Proto: " + (xfp or scheme.encode()))
-    out.append(b"X-Forwarded-Host: " + (xfh or host))
-    node = f"for={_forwarded_node(client_ip)};proto={scheme}".encode() + b";host=\"" + host + b'"'
-    out.append(b"Forwarded: " + (fwd + b", " + node if fwd else node))
-    out.append(b"Via: " + (via + b", 1.1 wardgate" if via else b"1.1 wardgate"))
+        out = [line for line in out if line[:line.index(b":")] not in drop]
+    if xff is None and xfp is None and xfh is None and fwd is None and via is None:
+        out.append(_forwarding_block(client_ip, scheme, host))
+    else:
+        ip = client_ip.encode()
+        out.append(b"X-Forwarded-For: " + (xff + b", " + ip if xff else ip))
+        out.append(b"X-Forwarded-Proto: " + (xfp or scheme.encode()))
+        out.append(b"X-Forwarded-Host: " + (xfh or host))
+        node = (f"for={_forwarded_node(client_ip)};proto={scheme}".encode()
+                + b";host=\"" + host + b'"')
+        out.append(b"Forwarded: " + (fwd + b", " + node if fwd else node))
+        out.append(b"Via: " + (via + b", 1.1 wardgate" if via else b"1.1 wardgate"))
     out.append(b"X-Request-Id: " + request_id)
     if keep_upgrade and upgrade is not None:
         out.append(b"Connection: Upgrade")
@@ -128,30 +155,71 @@ def upstream_request_lines(
     return out
 
 
+# What the response pass does with a field, by lower-cased name (anything absent is copied).
+_CL, _TE, _VIA, _CONN, _HOP, _UPG, _DROP = range(7)
+_DOWN = {
+    b"content-length": _CL, b"transfer-encoding": _TE, b"via": _VIA, b"connection": _CONN,
+    b"keep-alive": _HOP, b"proxy-connection": _HOP, b"te": _HOP, b"trailer": _HOP,
+    b"upgrade": _UPG, b"x-request-id": _DROP,
+}
+_PLAIN_CONNECTION = frozenset({b"keep-alive", b"close"})
+
+
+class ResponseHead:
+    """An upstream response head, rewritten for the client in one pass over its fields."""
+
+    __slots__ = ("lines", "length", "coding")
+
+    def __init__(self, lines: list[bytes], length: bytes | None, coding: bytes | None) -> None:
+        self.lines = lines      # b"Name: value" (names as the upstream spelled them), plus Via
+        self.length = length    # the Content-Length value, if any
+        self.coding = coding    # the Transfer-Encoding value (lower-case), if any
+
+
+def response_head(headers: list[tuple[bytes, bytes]], keep_upgrade: bool = False) -> ResponseHead:
+    """Rewrite raw (name, value) pairs from the upstream parser for the client.
+
+    Framing (Content-Length, Transfer-Encoding) is reported, not copied: the caller re-frames.
+    Hop-by-hop fields go (RFC 9110 §7.6.1), Via gets our hop, X-Request-Id is the gateway's.
+    """
+    out: list[bytes] = []
+    via = length = coding = None
+    get = _DOWN.get
+    for name, value in headers:
+        lname = name.lower()
+        kind = get(lname)
+        if kind is None:
+            if lname[0] == 112 and lname.startswith(b"proxy-"):  # 112: "p"
+                continue
+            out.append(name + b": " + value)
+            continue
+        value = value.rstrip(b" \t")
+        if kind == _CL:
+            length = value
+        elif kind == _TE:
+            coding = value.lower()
+        elif kind == _VIA:
+            via = value if via is None else via + b", " + value
+        elif kind == _CONN:
+            if value.lower() not in _PLAIN_CONNECTION:
+                # Rare: Connection names other fields; redo with the full rules.
+                return _response_head_listed(headers, keep_upgrade)
+        elif kind == _UPG and keep_upgrade:
+            out.append(b"Upgrade: " + value)
+    out.append(b"Via: " + (via + b", 1.1 wardgate" if via else b"1.1 wardgate"))
+    return ResponseHead(out, length, coding)
+
+
+def _response_head_listed(headers: list[tuple[bytes, bytes]], keep_upgrade: bool) -> ResponseHead:
+    lowered = [(n.lower(), n, v.rstrip(b" \t")) for n, v in headers]
+    drop = connection_tokens((n, v) for n, _, v in lowered)
+    if keep_upgrade:
+        drop -= {b"upgrade"}
+    kept = [(n, v) for ln, n, v in lowered if ln not in drop or ln in _DOWN]
+    return response_head([(n, v) for n, v in kept
+                          if not (n.lower() == b"connection")], keep_upgrade)
+
+
 def client_response_lines(headers: list[tuple[bytes, bytes]], *, keep_upgrade: bool) -> list[bytes]:
     """Header lines for the client from an upstream response, minus framing."""
-    out: list[bytes] = []
-    names: list[bytes] = []
-    via = None
-    listed = False
-    for name, value in headers:
-        if name in REBUILT_DOWN:
-            if name == b"via":
-                via = value if via is None else via + b", " + value
-            elif name in (b"server", b"date"):
-                out.append(name.title() + b": " + value)
-                names.append(name)
-            continue
-        if name in HOP_BY_HOP or name.startswith(b"proxy-"):
-            if keep_upgrade and name == b"upgrade":
-                out.append(b"Upgrade: " + value)
-                names.append(name)
-            listed = listed or name == b"connection"
-            continue
-        out.append(name + b": " + value)
-        names.append(name)
-    if listed:  # rare: drop the fields that Connection names (RFC 9110 §7.6.1)
-        drop = connection_tokens(headers) - ({b"upgrade"} if keep_upgrade else set())
-        out = [line for line, name in zip(out, names, strict=True) if name not in drop]
-    out.append(b"Via: " + (via + b", 1.1 wardgate" if via else b"1.1 wardgate"))
-    return out
+    return response_head(headers, keep_upgrade).lines

@@ -43,6 +43,10 @@ class ClientProtocol(asyncio.Protocol):
         self.max_headers = lim.max_headers
         self.max_url = lim.max_url_bytes
         self.max_pipelined = lim.max_pipelined
+        self.header_s = self.rt.timeouts.header_s
+        self.body_s = self.rt.timeouts.body_s
+        self.keepalive_s = self.rt.timeouts.keepalive_s
+        self.log_enabled = state.accesslog.enabled
         self.transport: Any = None
         self.parser: HttpRequestParser | None = None
         self.client_ip = ""
@@ -65,7 +69,7 @@ class ClientProtocol(asyncio.Protocol):
         self.after_upgrade: list[bytes] | None = None
         self.seen_any = False
         self.head_began = False
-        self.tail = b""           # end of the previous read, for checks spanning two reads
+        self.prev = b""           # the previous read, for checks spanning two reads
         self.chunk = b""          # the read being parsed (a reference, not a copy)
 
     # -- connection lifecycle --------------------------------------------------------------
@@ -78,7 +82,7 @@ class ClientProtocol(asyncio.Protocol):
         # Only this leniency: answer the request before `Connection: close`, ignore the rest
         # (facts §4). Every other leniency re-opens a smuggling shape.
         self.parser.set_dangerous_leniencies(lenient_data_after_close=True)
-        self.deadline = self.loop.time() + self.rt.timeouts.header_s
+        self.deadline = self.loop.time() + self.header_s
         self.state.connections.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -119,6 +123,26 @@ class ClientProtocol(asyncio.Protocol):
         parser = self.parser
         if parser is None or self.closed:
             return
+        if self.in_head and self.head_bytes + len(data) > self.max_head:
+            self._feed_capped(parser, data)  # a large head, or a burst of pipelined requests
+            return
+        try:
+            self.head_began = False
+            self.chunk = data
+            parser.feed_data(data)
+            self.prev = data
+            if self.in_head:
+                self._count_head(len(data))
+        except HttpParserUpgrade as exc:
+            self._on_upgrade(data[exc.args[0]:])
+        except (HttpParserError, GatewayError) as exc:
+            err = exc if isinstance(exc, GatewayError) else (self.error or classify_parser_error(exc))
+            self._parse_failed(err)
+            return
+        if self.active is None or self.queue:
+            self._pump()
+
+    def _feed_capped(self, parser: HttpRequestParser, data: bytes) -> None:
         try:
             while data:
                 if self.in_head and self.head_bytes + len(data) > self.max_head:
@@ -128,18 +152,12 @@ class ClientProtocol(asyncio.Protocol):
                     chunk, data = data[:allow], data[allow:]
                 else:
                     chunk, data = data, b""
-                was_in_head = self.in_head
                 self.head_began = False
                 self.chunk = chunk
                 parser.feed_data(chunk)
-                self.tail = chunk[-64:]
+                self.prev = chunk
                 if self.in_head:
-                    if was_in_head and not self.head_began:
-                        self.head_bytes += len(chunk)
-                    else:  # the head began inside this chunk: count what the callbacks saw
-                        self.head_bytes = self.head_size + len(self.url)
-                    if self.head_bytes > self.max_head:
-                        raise self._fail(HeadersTooLarge("request head too large", close=True))
+                    self._count_head(len(chunk))
         except HttpParserUpgrade as exc:
             self._on_upgrade(chunk[exc.args[0]:] + data)
         except (HttpParserError, GatewayError) as exc:
@@ -147,6 +165,15 @@ class ClientProtocol(asyncio.Protocol):
             self._parse_failed(err)
             return
         self._pump()
+
+    def _count_head(self, fed: int) -> None:
+        """After a feed that left a head incomplete (or about to start): account its bytes."""
+        if not self.head_began:
+            self.head_bytes += fed
+        else:  # the head began inside this chunk: count what the callbacks saw
+            self.head_bytes = self.head_size + len(self.url)
+        if self.head_bytes > self.max_head:
+            raise self._fail(HeadersTooLarge("request head too large", close=True))
 
     def _parse_failed(self, err: GatewayError) -> None:
         """The byte stream is broken: never parse again on this connection.
@@ -184,7 +211,7 @@ class ClientProtocol(asyncio.Protocol):
         self.seen_any = True
         self.head_began = True
         if not self.deadline or self.active is None:
-            self.deadline = req.start + self.rt.timeouts.header_s
+            self.deadline = req.start + self.header_s
 
     def on_url(self, url: bytes) -> None:
         self.url += url
@@ -207,9 +234,11 @@ class ClientProtocol(asyncio.Protocol):
         assert req is not None and self.parser is not None
         parser = self.parser
         self.in_head = False
+        version = parser.get_http_version()
+        # An RTSP/ICE request line reports version 1.0 (facts §1); only then look at the bytes.
+        foreign = version == "1.0" and foreign_protocol(self.prev[-64:], self.chunk, self.url)
         try:
-            read_head(req, parser.get_http_version(), parser.get_method(), self.url,
-                      lambda: foreign_protocol(self.tail, self.chunk, self.url))
+            read_head(req, version, parser.get_method(), self.url, foreign)
         except GatewayError as err:
             raise self._fail(err) from None
         req.client_ip = self.client_ip
@@ -227,7 +256,7 @@ class ClientProtocol(asyncio.Protocol):
             raise self._fail(BadRequest("too many pipelined requests", close=True,
                                         code="pipeline_overflow"))
         if req.chunked or req.content_length:
-            self.deadline = self.loop.time() + self.rt.timeouts.body_s
+            self.deadline = self.loop.time() + self.body_s
         else:
             self.deadline = 0.0
 
@@ -237,7 +266,7 @@ class ClientProtocol(asyncio.Protocol):
         p.body_bytes += len(body)
         if p.body_bytes > p.limit:
             raise self._fail(PayloadTooLarge("request body too large", close=True))
-        self.deadline = self.loop.time() + self.rt.timeouts.body_s
+        self.deadline = self.loop.time() + self.body_s
         ex = p.exchange
         if ex is not None:
             ex.request_body(body)
@@ -258,6 +287,10 @@ class ClientProtocol(asyncio.Protocol):
         p = self.cur_pending
         self.in_head = True
         self.head_bytes = 0
+        # Whatever follows in this read is a new head: _count_head starts it from zero.
+        self.head_began = True
+        self.head_size = 0
+        self.url = b""
         if p is not None:
             p.body_done = True
             if p.exchange is not None:
@@ -296,12 +329,22 @@ class ClientProtocol(asyncio.Protocol):
             self._pump()
             return
         self.resume_reading_for(PAUSE_PIPELINE)
-        self.deadline = self.loop.time() + self.rt.timeouts.keepalive_s
+        self.deadline = self.loop.time() + self.keepalive_s
         self.seen_any = False
 
     def exchange_done(self, ex: Exchange, keep_alive: bool) -> None:
         p = ex.pending
-        self.state.log(p.req, ex.status, p.body_bytes, ex.bytes_out, ex.target_url, None)
+        if self.log_enabled:
+            self.state.log(p.req, ex.status, p.body_bytes, ex.bytes_out, ex.target_url, None)
+        if keep_alive and self.poisoned is None and not self.queue and p.body_done \
+                and self.accepting and p.req.upgrade is None:
+            # The common case of _finish_request: idle keep-alive, waiting for the next head.
+            self.active = None
+            if self.paused & PAUSE_PIPELINE:
+                self.resume_reading_for(PAUSE_PIPELINE)
+            self.deadline = self.loop.time() + self.keepalive_s
+            self.seen_any = False
+            return
         self._finish_request(p, keep_alive)
 
     def exchange_failed(self, ex: Exchange, err: GatewayError) -> None:

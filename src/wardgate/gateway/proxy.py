@@ -102,9 +102,10 @@ class Exchange:
         self.conn = conn
         conn.begin(self)
         p = self.pending
-        parts = [self.start_line, b"Host: ", self.host or conn.target.authority, _CRLF, self.rest]
+        host = self.host or conn.target.authority
         buffered = p.body
         if buffered:
+            parts = [self.start_line, b"Host: ", host, _CRLF, self.rest]
             p.body = []
             p.buffered = 0
             if self.chunked_up:
@@ -113,10 +114,14 @@ class Exchange:
             else:
                 parts += buffered
             self.sent_body = True
-        conn.transport.writelines(parts)
-        self.client.body_flushed()
+            conn.transport.writelines(parts)
+            self.client.body_flushed()
+        else:
+            conn.transport.write(self.start_line + b"Host: " + host + _CRLF + self.rest)
         if p.body_done:
-            self._request_end()
+            if self.chunked_up:
+                conn.transport.write(_LAST_CHUNK)
+            self.request_complete = True
         p.exchange = self
         self.deadline = self.loop.time() + self.read_timeout
 
@@ -142,14 +147,16 @@ class Exchange:
         self.request_complete = True
 
     # -- response (called by the upstream connection) ----------------------------------------
-    def on_response_head(self, status: int, headers: list[tuple[bytes, bytes]], framing: int,
+    def on_response_head(self, status: int, lines: list[bytes], framing: int,
                          length: bytes | None) -> None:
-        """`length` is the upstream's Content-Length (validated by llhttp), if it sent one."""
+        """`lines` are the rewritten upstream fields (headers.response_head), without framing;
+        `length` is the upstream's Content-Length (validated by llhttp), if it sent one."""
         self.status = status
         self.response_started = True
-        self.target.health.success()  # type: ignore[union-attr]
+        health = self.target.health  # type: ignore[union-attr]
+        if health.failures or health.ejections:
+            health.success()
         req = self.req
-        lines = client_response_lines(headers, keep_upgrade=False)
         if framing == FRAME_LENGTH or self.head_request:
             if length is not None:  # a HEAD answer keeps the length of the GET it stands for
                 lines.append(b"Content-Length: " + length)
@@ -167,7 +174,6 @@ class Exchange:
             lines += cors.response_lines(req)
         lines.append(b"Connection: keep-alive" if keep else b"Connection: close")
         self.out.append(STATUS_LINES[status] + _CRLF.join(lines) + b"\r\n\r\n")
-        self.deadline = self.loop.time() + self.read_timeout
 
     def on_response_body(self, data: bytes) -> None:
         self.bytes_out += len(data)
@@ -186,11 +192,22 @@ class Exchange:
         self.deadline = self.loop.time() + self.read_timeout
 
     def on_response_end(self) -> None:
+        out = self.out
         if self.chunked_down:
-            self.out.append(_LAST_CHUNK)
-        self.flush()
-        self._done()
-        self.client.exchange_done(self, keep_alive=not self.close_after)
+            out.append(_LAST_CHUNK)
+        if out:
+            self.out = []
+            self.flushed = True
+            if len(out) == 1:
+                self.client.transport.write(out[0])
+            else:
+                self.client.transport.writelines(out)
+        self.finished = True
+        target = self.target
+        if target is not None:
+            target.active -= 1
+        self.pending.exchange = None
+        self.client.exchange_done(self, not self.close_after)
 
     def on_upgrade(self, conn: UpstreamConnection, status: int, headers: list[tuple[bytes, bytes]],
                    rest: bytes) -> None:

@@ -73,6 +73,9 @@ class PathPattern:
         return params, consumed
 
 
+MATCH_CACHE_ENTRIES = 4096
+
+
 @dataclass(frozen=True, slots=True)
 class HostPattern:
     exact: str | None
@@ -116,9 +119,26 @@ class RouteEntry:
 class Router:
     def __init__(self, entries: Sequence[RouteEntry]) -> None:
         self._entries = sorted(entries, key=RouteEntry.sort_key)
+        # Matches seen recently: APIs repeat the same few (host, path, method) all day. Bounded
+        # by clearing, so a scan of random paths costs a rebuild, never unbounded memory.
+        self._cache: dict[tuple[str, str, str], tuple[Any, dict[str, str], int]] = {}
 
     def match(self, host: str, path: str, method: str) -> tuple[Any, dict[str, str], int]:
-        """Return (route target, params, matched prefix length) or raise NotFound/MethodNotAllowed."""
+        """Return (route target, params, matched prefix length) or raise NotFound/MethodNotAllowed.
+
+        The params dict is shared between requests that hit the cache: read it, never change it.
+        """
+        key = (host, path, method)
+        hit = self._cache.get(key)
+        if hit is not None:
+            return hit
+        found = self._match(host, path, method)
+        if len(self._cache) >= MATCH_CACHE_ENTRIES:
+            self._cache.clear()
+        self._cache[key] = found
+        return found
+
+    def _match(self, host: str, path: str, method: str) -> tuple[Any, dict[str, str], int]:
         allowed: set[str] = set()
         for e in self._entries:
             if not e.host.match(host):

@@ -54,6 +54,12 @@ def _remove_dot_segments(path: str) -> str:
     return result
 
 
+# Normalised paths seen recently (raw path -> routing path); only successes are kept. Bounded
+# by clearing: a scan of distinct paths costs the normal parse, never unbounded memory.
+_PATHS: dict[bytes, str] = {}
+PATH_CACHE_ENTRIES = 4096
+
+
 def split_target(target: bytes, method: str) -> tuple[str, bytes]:
     """Return (normalised path, raw query) or raise BadRequest.
 
@@ -61,6 +67,10 @@ def split_target(target: bytes, method: str) -> tuple[str, bytes]:
     (RFC 9112 §3.2.2 would make the authority win over Host; we never want two hosts in play).
     '*' is allowed for OPTIONS only (asterisk-form, §3.2.4).
     """
+    path, _, query = target.partition(b"?")
+    text = _PATHS.get(path)
+    if text is not None and b"#" not in query:  # a cached path has passed every check below
+        return text, query
     if target == b"*":
         if method != "OPTIONS":
             raise BadRequest("asterisk-form is only valid for OPTIONS", close=True, code="bad_target")
@@ -69,7 +79,6 @@ def split_target(target: bytes, method: str) -> tuple[str, bytes]:
         raise BadRequest("request target must be in origin-form", close=True, code="bad_target")
     if b"#" in target:
         raise BadRequest("fragment in request target", code="bad_target")
-    path, _, query = target.partition(b"?")
     low = path.lower()
     for esc in _DANGEROUS_ESCAPES:
         if esc in low:
@@ -82,4 +91,7 @@ def split_target(target: bytes, method: str) -> tuple[str, bytes]:
         raise BadRequest("non-ASCII bytes in path", code="bad_target")
     if "/." in text or "//" in text:
         text = _remove_dot_segments(text)
+    if len(_PATHS) >= PATH_CACHE_ENTRIES:
+        _PATHS.clear()
+    _PATHS[path] = text
     return text, query

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
 
 from wardgate.errors import BadGateway
+from wardgate.gateway.headers import response_head
 
 # Client read-pause reason used when this upstream cannot take more request bytes.
 PAUSE_UPSTREAM = 2
@@ -31,7 +32,7 @@ class UpstreamConnection(asyncio.Protocol):
     __slots__ = (
         "target", "transport", "parser", "exchange", "uses", "idle_since", "closed",
         "_headers", "_interim", "_complete", "_dirty", "_framing", "_status", "_tunnel",
-        "_paused", "_ignore", "_head_bytes", "_head_size",
+        "_paused", "_ignore", "_head_bytes",
     )
 
     def __init__(self, target: Target) -> None:
@@ -52,7 +53,6 @@ class UpstreamConnection(asyncio.Protocol):
         self._paused = False
         self._ignore = False      # an unsolicited message after the response: drop its events
         self._head_bytes = 0      # bytes read while waiting for the response head
-        self._head_size = 0
 
     # -- asyncio.Protocol -------------------------------------------------------------------
     def connection_made(self, transport: Any) -> None:
@@ -68,12 +68,21 @@ class UpstreamConnection(asyncio.Protocol):
             # Bytes while idle in the pool: the upstream is out of sync; never reuse it.
             self.close()
             return
-        if not self._status:
-            # Bound the response head before llhttp buffers it (facts §3 applies here too).
-            self._head_bytes += len(data)
-            if self._head_bytes > MAX_RESPONSE_HEAD + 65536:
+        if not self._status and self._head_bytes + len(data) > MAX_RESPONSE_HEAD:
+            # Bound the response head before llhttp buffers it (facts §3 applies here too):
+            # feed only what a head may still take; the rest once the head is complete.
+            allow = MAX_RESPONSE_HEAD - self._head_bytes
+            first, data = data[:allow], data[allow:]
+            self.data_received(first)
+            if self.exchange is not ex or self._tunnel is not None:
+                return  # failed, finished or switched to a tunnel on the first part
+            if not self._status:
                 self._fail(ex, "upstream response head too large")
                 return
+            if not data:
+                return
+        elif not self._status:
+            self._head_bytes += len(data)
         try:
             self.parser.feed_data(data)
         except HttpParserUpgrade as exc:
@@ -145,14 +154,15 @@ class UpstreamConnection(asyncio.Protocol):
             self._ignore = True
             return
         self._headers = []
-        self._head_size = 0
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        # Raw pairs; the one pass in headers.response_head lower-cases and classifies them.
+        # The head's byte size is bounded in data_received.
+        h = self._headers
+        if len(h) >= MAX_RESPONSE_HEADERS:
+            raise ValueError("too many response header fields")  # surfaces as HttpParserError
         if not self._ignore:
-            self._head_size += len(name) + len(value) + 4
-            if self._head_size > MAX_RESPONSE_HEAD or len(self._headers) >= MAX_RESPONSE_HEADERS:
-                raise ValueError("response head too large")  # surfaces as HttpParserError
-            self._headers.append((name.lower(), value.rstrip(b" \t")))
+            h.append((name, value))
 
     def on_headers_complete(self) -> None:
         if self._ignore:
@@ -164,27 +174,26 @@ class UpstreamConnection(asyncio.Protocol):
         self._status = status
         if status == 101:
             return  # delivered from the HttpParserUpgrade handler
-        no_body = status in (204, 304) or self.exchange.head_request
-        framing = FRAME_CLOSE
-        length = None
-        for name, value in self._headers:
-            if name == b"content-length":
-                framing, length = FRAME_LENGTH, value
-                break
-            if name == b"transfer-encoding":
-                if value.lower() != b"chunked" and not no_body:
-                    # gzip & co. would reach the client undeclared once the hop-by-hop
-                    # Transfer-Encoding is stripped: refuse rather than corrupt (502).
-                    raise ValueError("unsupported transfer coding")
-                framing = FRAME_CHUNKED
-                break
+        ex = self.exchange
+        head = response_head(self._headers)
+        no_body = status in (204, 304) or ex.head_request
         if no_body:
             framing = FRAME_NONE
+        elif head.length is not None:
+            framing = FRAME_LENGTH
+        elif head.coding is not None:
+            if head.coding != b"chunked":
+                # gzip & co. would reach the client undeclared once the hop-by-hop
+                # Transfer-Encoding is stripped: refuse rather than corrupt (502).
+                raise ValueError("unsupported transfer coding")
+            framing = FRAME_CHUNKED
+        else:
+            framing = FRAME_CLOSE
         self._framing = framing
         if not self.parser.should_keep_alive():
             self._dirty = True
-        self.exchange.on_response_head(status, self._headers, framing, length)
-        if self.exchange.head_request:
+        ex.on_response_head(status, head.lines, framing, head.length)
+        if ex.head_request:
             # The parser cannot be told a HEAD response has no body: end it here (facts §6).
             self._complete = True
 
@@ -221,7 +230,8 @@ class UpstreamConnection(asyncio.Protocol):
 
     def _finish(self, ex: Any) -> None:
         self.exchange = None
-        self.resume_reading()  # a paused idle connection would never notice the peer closing
+        if self._paused:  # a paused idle connection would never notice the peer closing
+            self.resume_reading()
         reusable = not self._dirty and not self.closed and ex.request_complete
         if ex.head_request:
             self.parser = HttpResponseParser(self)

@@ -1,0 +1,194 @@
+"""The data plane's Python cost per request, in-process, without sockets.
+
+Drives a real `ClientProtocol` (the worker's code, unchanged) with fake transports: a client
+read of one keep-alive GET, the upstream request written to a pooled connection, the upstream's
+answer fed to that connection's `data_received`, the response written to the client. What is
+left out is exactly the kernel (syscalls, loopback delivery) and the event loop's own work, so
+this is the part of a request that wardgate's Python code decides.
+
+    .venv/bin/python bench/hotpath.py [--requests 200000] [--route plain|jwt] [--profile]
+
+It also runs a minimal reference (httptools parse + one header join each way, no checks) so
+the figure can be read against the floor of any httptools-based proxy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import gc
+import pstats
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httptools
+import uvloop
+import yaml
+
+from wardgate.config import load_gateway
+from wardgate.gateway.accesslog import AccessLog
+from wardgate.gateway.protocol import ClientProtocol
+from wardgate.gateway.runtime import Runtime
+from wardgate.gateway.upstream.connection import UpstreamConnection
+from wardgate.gateway.worker import WorkerState
+
+REQUEST = (b"GET /plain/x?q=1 HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nUser-Agent: wrk\r\n"
+           b"Accept: */*\r\n\r\n")
+RESPONSE = (b"HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Mon, 30 Nov 2026 06:00:00 GMT\r\n"
+            b"Content-Type: text/plain\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok")
+
+
+class FakeTransport:
+    """The few transport methods the data plane calls; writes are counted, not sent."""
+
+    def __init__(self) -> None:
+        self.writes = 0
+        self.last: Any = None
+        self.closing = False
+
+    def write(self, data: bytes) -> None:
+        self.writes += 1
+        self.last = data
+
+    def writelines(self, parts: Any) -> None:
+        self.writes += 1
+        self.last = parts
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return ("127.0.0.1", 40000) if name == "peername" else default
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        pass
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def close(self) -> None:
+        self.closing = True
+
+    def abort(self) -> None:
+        self.closing = True
+
+
+def build(route: str) -> tuple[ClientProtocol, UpstreamConnection, bytes]:
+    tmp = Path(tempfile.mkdtemp(prefix="wardgate-hotpath-"))
+    cfg = {
+        "listen": "127.0.0.1:8080", "workers": 1, "access_log": {"enabled": False},
+        "upstreams": [{"name": "up", "targets": ["http://127.0.0.1:9"]}],
+        "routes": [{"name": "plain", "match": {"path_prefix": "/plain"}, "upstream": "up",
+                    "auth": "none"}],
+    }
+    (tmp / "g.yaml").write_text(yaml.safe_dump(cfg))
+    gcfg = load_gateway(str(tmp / "g.yaml"))
+    loop = uvloop.new_event_loop()
+    rt = Runtime(gcfg)
+    state = WorkerState(rt, loop, AccessLog("-", False, enabled=False))
+    client = ClientProtocol(state, "http")
+    client.connection_made(FakeTransport())
+    target = rt.clusters["up"].targets[0]
+    target._loop = loop
+    conn = UpstreamConnection(target)
+    conn.connection_made(FakeTransport())
+    target.open.add(conn)
+    target.idle.append(conn)
+    return client, conn, REQUEST
+
+
+def run_wardgate(n: int, route: str) -> float:
+    client, conn, request = build(route)
+    ct, ut = client.transport, conn.transport
+    feed, answer = client.data_received, conn.data_received
+    for _ in range(2000):  # warm-up, and a check that the path really completes
+        feed(request)
+        answer(RESPONSE)
+    assert ut.writes == 2000 and ct.writes == 2000, (ut.writes, ct.writes)
+    t0 = time.perf_counter()
+    for _ in range(n):
+        feed(request)
+        answer(RESPONSE)
+    return (time.perf_counter() - t0) / n * 1e6
+
+
+class _RefUp:
+    def __init__(self, client: _RefClient) -> None:
+        self.client = client
+        self.p = httptools.HttpResponseParser(self)
+        self.h: list[tuple[bytes, bytes]] = []
+        self.t = FakeTransport()
+
+    def on_header(self, n: bytes, v: bytes) -> None:
+        self.h.append((n, v))
+
+    def on_body(self, b: bytes) -> None:
+        self.b = b
+
+    def on_message_complete(self) -> None:
+        h = b"".join([n + b": " + v + b"\r\n" for n, v in self.h])
+        self.h = []
+        self.client.t.write(b"HTTP/1.1 200 OK\r\n" + h + b"\r\n" + self.b)
+
+
+class _RefClient:
+    def __init__(self) -> None:
+        self.p = httptools.HttpRequestParser(self)
+        self.h: list[tuple[bytes, bytes]] = []
+        self.url = b""
+        self.t = FakeTransport()
+        self.up = _RefUp(self)
+
+    def on_url(self, u: bytes) -> None:
+        self.url += u
+
+    def on_header(self, n: bytes, v: bytes) -> None:
+        self.h.append((n, v))
+
+    def on_message_complete(self) -> None:
+        h = b"".join([n + b": " + v + b"\r\n" for n, v in self.h])
+        self.h = []
+        self.up.t.write(b"GET " + self.url + b" HTTP/1.1\r\n" + h + b"X-Forwarded-For: x\r\n\r\n")
+        self.url = b""
+
+
+def run_reference(n: int) -> float:
+    c = _RefClient()
+    feed, answer = c.p.feed_data, c.up.p.feed_data
+    t0 = time.perf_counter()
+    for _ in range(n):
+        feed(REQUEST)
+        answer(RESPONSE)
+    return (time.perf_counter() - t0) / n * 1e6
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--requests", type=int, default=200_000)
+    ap.add_argument("--route", default="plain", choices=["plain"])
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--profile", action="store_true")
+    args = ap.parse_args(argv)
+    gc.freeze()
+    if args.profile:
+        prof = cProfile.Profile()
+        prof.enable()
+        run_wardgate(args.requests, args.route)
+        prof.disable()
+        pstats.Stats(prof).sort_stats("tottime").print_stats(25)
+        return 0
+    ref = min(run_reference(args.requests) for _ in range(args.repeat))
+    wg = min(run_wardgate(args.requests, args.route) for _ in range(args.repeat))
+    print(f"reference (httptools, no checks): {ref:.2f} us/request")
+    print(f"wardgate {args.route}: {wg:.2f} us/request ({wg / ref:.1f}x the reference)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
