@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from wardgate.errors import BadRequest, GatewayError, PayloadTooLarge
+from wardgate.gateway.head import METHODS
 from wardgate.gateway.headers import upstream_request_lines
 from wardgate.gateway.proxy import Exchange
 
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from wardgate.gateway.runtime import CompiledRoute, Runtime
 
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_METHOD_BYTES = {m: m.encode() + b" " for m in METHODS}
 
 
 class Pipeline:
@@ -70,24 +72,26 @@ class Pipeline:
 
     def _forward(self, client: ClientProtocol, p: Pending, route: CompiledRoute, matched: int) -> None:
         req = p.req
-        path = route.upstream_path(req.path, req.params, matched)
-        target = path.encode() + (b"?" + req.query if req.query else b"")
-        rt = self.rt
+        path = req.path if route.path_as_is else route.upstream_path(req.path, req.params, matched)
+        target = path.encode()
+        if req.query:
+            target += b"?" + req.query
         lines = upstream_request_lines(
             req.headers, route.strip_headers, client_ip=req.client_ip, scheme=req.scheme,
-            host=req.host_header, trusted=req.client_ip in rt.trusted, request_id=req.request_id,
-            keep_upgrade=req.upgrade is not None,
+            host=req.host_header, trusted=req.client_ip in self.rt.trusted,
+            request_id=req.request_id, keep_upgrade=req.upgrade is not None,
         )
         chunked = req.chunked
         if chunked:
             lines.append(b"Transfer-Encoding: chunked")
         elif req.content_length is not None:
             lines.append(b"Content-Length: %d" % req.content_length)
-        rest = b"\r\n".join(lines) + b"\r\n\r\n"
-        start = b"%s %s HTTP/1.1\r\n" % (req.method.encode(), target)
+        lines.append(b"\r\n")
+        rest = b"\r\n".join(lines)
+        start = _METHOD_BYTES[req.method] + target + b" HTTP/1.1\r\n"
         host = req.host_header if route.preserve_host else None
         ex = Exchange(client, p, route.cluster, start, host, rest, chunked)
-        client.attach(p, ex)
+        p.exchange = ex  # the exchange takes over the request body (it buffers until connected)
         # RFC 9110 §10.1.1 / §15.2: ignore the expectation from 1.0 clients, never send them 1xx.
         if req.expect_continue and req.version == "1.1" and not p.body_done and not p.body_bytes:
             client.transport.write(_CONTINUE)

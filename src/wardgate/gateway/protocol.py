@@ -307,10 +307,6 @@ class ClientProtocol(asyncio.Protocol):
         if self.queue:
             self.pause_reading_for(PAUSE_PIPELINE)
 
-    def attach(self, p: Pending, ex: Exchange) -> None:
-        """The exchange takes over the request body (it buffers until connected)."""
-        p.exchange = ex
-
     def _finish_request(self, p: Pending, keep_alive: bool) -> None:
         self.active = None
         if self.poisoned is not None:

@@ -19,7 +19,7 @@ _PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 class CompiledRoute:
     __slots__ = (
         "name", "cluster", "max_body", "auth", "cors", "strip_headers", "preserve_host",
-        "websocket", "realm", "_strip", "_rewrite", "_prefix",
+        "websocket", "realm", "_strip", "_rewrite", "_prefix", "path_as_is",
     )
 
     def __init__(self, cfg: RouteConfig, cluster: Cluster, default_max_body: int, server: bytes) -> None:
@@ -36,6 +36,7 @@ class CompiledRoute:
         self._strip = cfg.strip_prefix
         self._rewrite = cfg.rewrite
         self._prefix = cfg.match.path_prefix is not None
+        self.path_as_is = self._rewrite is None and not self._strip  # upstream_path is identity
 
     def upstream_path(self, path: str, params: dict[str, str], matched: int) -> str:
         """The path sent upstream: as received, minus the matched prefix, or rewritten."""

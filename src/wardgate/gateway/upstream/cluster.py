@@ -112,6 +112,9 @@ class Cluster:
 
     def pick(self, now: float, exclude: Target | None = None) -> Target | None:
         targets = self.targets
+        if len(targets) == 1:
+            t = targets[0]
+            return t if t is not exclude and t.health.ejected_until <= now else None
         healthy = [t for t in targets if t.health.ejected_until <= now]
         return self.balancer.pick(healthy, exclude)  # type: ignore[return-value]
 

@@ -147,29 +147,25 @@ class UpstreamConnection(asyncio.Protocol):
             self._tunnel.resume_reading_for(PAUSE_UPSTREAM)
 
     # -- httptools callbacks ----------------------------------------------------------------
-    def on_message_begin(self) -> None:
-        if self._complete:
+    # No on_message_begin: httptools skips callbacks a protocol does not define, and begin()
+    # does its work. A second message after a complete one is caught in on_headers_complete.
+    def on_header(self, name: bytes, value: bytes) -> None:
+        # Raw pairs; the one pass in headers.response_head lower-cases and classifies them.
+        # Size and count are bounded by the bytes fed before the head completes (data_received).
+        self._headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        if self._complete or self._ignore:
             # A second message in the same read: the upstream answered more than it was asked.
             self._dirty = True
             self._ignore = True
             return
-        self._headers = []
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        # Raw pairs; the one pass in headers.response_head lower-cases and classifies them.
-        # The head's byte size is bounded in data_received.
-        h = self._headers
-        if len(h) >= MAX_RESPONSE_HEADERS:
+        if len(self._headers) > MAX_RESPONSE_HEADERS:
             raise ValueError("too many response header fields")  # surfaces as HttpParserError
-        if not self._ignore:
-            h.append((name, value))
-
-    def on_headers_complete(self) -> None:
-        if self._ignore:
-            return
         status = self.parser.get_status_code()
         if status < 200 and status != 101:
             self._interim = True  # 100/103: interim; the final response follows (facts §6)
+            self._headers = []
             return
         self._status = status
         if status == 101:
@@ -218,6 +214,7 @@ class UpstreamConnection(asyncio.Protocol):
     # -- lifecycle --------------------------------------------------------------------------
     def begin(self, exchange: Any) -> None:
         self.exchange = exchange
+        self._headers = []
         self.uses += 1
         self._complete = False
         self._ignore = False
