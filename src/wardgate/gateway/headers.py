@@ -165,6 +165,51 @@ _DOWN = {
 _PLAIN_CONNECTION = frozenset({b"keep-alive", b"close"})
 
 
+# Every field the response rewrite cares about, found in one pass over the lower-cased block.
+_DOWN_FIELDS = re.compile(
+    rb"\r\n(connection|content-length|transfer-encoding|via|x-request-id|upgrade|te|trailer"
+    rb"|keep-alive|proxy-[^:]*):[ \t]*([^\r]*)")
+_VIA_BLOCK = b"\r\nVia: 1.1 wardgate"
+
+
+def field_pairs(block: bytes) -> list[tuple[bytes, bytes]]:
+    """(name, value) pairs from a field block as llhttp accepted it: b"\\r\\nName: value"...
+
+    llhttp has already refused bare CR/LF, obs-fold and malformed names, so every line
+    is exactly one field."""
+    out = []
+    for line in block.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        out.append((name, value.strip(b" \t")))
+    return out
+
+
+def response_block_fast(block: bytes) -> tuple[bytes, bytes | None] | None:
+    """The usual upstream head, rewritten without splitting it into fields.
+
+    `block` is the head's field block (b"\\r\\nName: value" per field, as llhttp accepted it).
+    Returns (block for the client, Content-Length value or None), or None when the head has
+    anything that needs the general path: a transfer coding, hop-by-hop fields other than a
+    plain `Connection: keep-alive|close`, Via or X-Request-Id from upstream, Proxy-* fields.
+    The Content-Length line is kept as it is; our Via is appended.
+    """
+    low = block.lower()
+    length = None
+    cut = False
+    for name, value in _DOWN_FIELDS.findall(low):
+        if name == b"content-length" and length is None:
+            length = value.rstrip(b" \t")
+        elif name == b"connection" and not cut and value.rstrip(b" \t") in _PLAIN_CONNECTION:
+            cut = True
+        else:
+            return None
+    if cut:
+        i = low.find(b"\r\nconnection:")
+        j = low.find(b"\r\n", i + 2)
+        block = block[:i] + block[j:] if j >= 0 else block[:i]
+    return block + _VIA_BLOCK, length
+
+
 class ResponseHead:
     """An upstream response head, rewritten for the client in one pass over its fields."""
 

@@ -23,6 +23,10 @@ if TYPE_CHECKING:
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 _CRLF = b"\r\n"
 _LAST_CHUNK = b"0\r\n\r\n"
+_KEEP_ALIVE_END = b"\r\nConnection: keep-alive\r\n\r\n"
+_CLOSE_END = b"\r\nConnection: close\r\n\r\n"
+# "HTTP/1.1 200 OK" without its CRLF: every field line brings its own leading CRLF.
+STATUS_STARTS = {code: line[:-2] for code, line in STATUS_LINES.items()}
 
 
 class Exchange:
@@ -147,33 +151,37 @@ class Exchange:
         self.request_complete = True
 
     # -- response (called by the upstream connection) ----------------------------------------
-    def on_response_head(self, status: int, lines: list[bytes], framing: int,
-                         length: bytes | None) -> None:
-        """`lines` are the rewritten upstream fields (headers.response_head), without framing;
-        `length` is the upstream's Content-Length (validated by llhttp), if it sent one."""
+    def on_response_head(self, status: int, block: bytes, framing: int, length: bytes | None,
+                         length_in_block: bool) -> None:
+        """`block` holds the rewritten upstream fields (b"\\r\\nName: value" each, framing
+        left out unless `length_in_block`); `length` is the upstream's Content-Length
+        (validated by llhttp), if it sent one."""
         self.status = status
         self.response_started = True
         health = self.target.health  # type: ignore[union-attr]
         if health.failures or health.ejections:
             health.success()
         req = self.req
+        parts = [STATUS_STARTS[status], block]
         if framing == FRAME_LENGTH or self.head_request:
-            if length is not None:  # a HEAD answer keeps the length of the GET it stands for
-                lines.append(b"Content-Length: " + length)
+            if length is not None and not length_in_block:
+                # A HEAD answer keeps the length of the GET it stands for.
+                parts.append(b"\r\nContent-Length: " + length)
         elif framing == FRAME_CHUNKED or framing == FRAME_CLOSE:
             if req.version == "1.1":
-                lines.append(b"Transfer-Encoding: chunked")
+                parts.append(b"\r\nTransfer-Encoding: chunked")
                 self.chunked_down = True
             else:
                 self.close_after = True
         keep = req.keep_alive and not self.close_after and self.client.accepting
         self.close_after = not keep
-        lines.append(b"X-Request-Id: " + req.request_id)
+        parts.append(b"\r\nX-Request-Id: " + req.request_id)
         cors = req.route.cors
         if cors is not None:
-            lines += cors.response_lines(req)
-        lines.append(b"Connection: keep-alive" if keep else b"Connection: close")
-        self.out.append(STATUS_LINES[status] + _CRLF.join(lines) + b"\r\n\r\n")
+            for line in cors.response_lines(req):
+                parts.append(_CRLF + line)
+        parts.append(_KEEP_ALIVE_END if keep else _CLOSE_END)
+        self.out.append(b"".join(parts))
 
     def on_response_body(self, data: bytes) -> None:
         self.bytes_out += len(data)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
 
 from wardgate.errors import BadGateway
-from wardgate.gateway.headers import response_head
+from wardgate.gateway.headers import field_pairs, response_block_fast, response_head
 
 # Client read-pause reason used when this upstream cannot take more request bytes.
 PAUSE_UPSTREAM = 2
@@ -31,7 +31,8 @@ FRAME_NONE, FRAME_LENGTH, FRAME_CHUNKED, FRAME_CLOSE = 0, 1, 2, 3
 class UpstreamConnection(asyncio.Protocol):
     __slots__ = (
         "target", "transport", "parser", "exchange", "uses", "idle_since", "closed",
-        "_headers", "_interim", "_complete", "_dirty", "_framing", "_status", "_tunnel",
+        "_headers", "_raw", "_pos", "_interim", "_complete", "_dirty", "_framing", "_status",
+        "_tunnel",
         "_paused", "_ignore", "_head_bytes",
     )
 
@@ -43,7 +44,9 @@ class UpstreamConnection(asyncio.Protocol):
         self.uses = 0
         self.idle_since = 0.0
         self.closed = False
-        self._headers: list[tuple[bytes, bytes]] = []
+        self._headers: list[tuple[bytes, bytes]] = []  # fields of a 101 response
+        self._raw = b""           # bytes read since the request went out, until the final head
+        self._pos = 0             # where the next head starts in _raw (after interim 1xx heads)
         self._interim = False
         self._complete = False
         self._dirty = False       # the connection can no longer be trusted for reuse
@@ -83,6 +86,7 @@ class UpstreamConnection(asyncio.Protocol):
                 return
         elif not self._status:
             self._head_bytes += len(data)
+            self._raw = self._raw + data if self._raw else data
         try:
             self.parser.feed_data(data)
         except HttpParserUpgrade as exc:
@@ -147,32 +151,44 @@ class UpstreamConnection(asyncio.Protocol):
             self._tunnel.resume_reading_for(PAUSE_UPSTREAM)
 
     # -- httptools callbacks ----------------------------------------------------------------
-    # No on_message_begin: httptools skips callbacks a protocol does not define, and begin()
-    # does its work. A second message after a complete one is caught in on_headers_complete.
-    def on_header(self, name: bytes, value: bytes) -> None:
-        # Raw pairs; the one pass in headers.response_head lower-cases and classifies them.
-        # Size and count are bounded by the bytes fed before the head completes (data_received).
-        self._headers.append((name, value))
-
+    # Neither on_message_begin nor on_header: httptools skips callbacks a protocol does not
+    # define. The head is taken from the bytes llhttp just accepted (headers.field_pairs /
+    # response_block_fast); a second message after a complete one is caught here.
     def on_headers_complete(self) -> None:
         if self._complete or self._ignore:
             # A second message in the same read: the upstream answered more than it was asked.
             self._dirty = True
             self._ignore = True
             return
-        if len(self._headers) > MAX_RESPONSE_HEADERS:
-            raise ValueError("too many response header fields")  # surfaces as HttpParserError
+        raw, pos = self._raw, self._pos
+        end = raw.find(b"\r\n\r\n", pos)
+        first = raw.find(b"\r\n", pos)
+        block = raw[first:end]
         status = self.parser.get_status_code()
         if status < 200 and status != 101:
             self._interim = True  # 100/103: interim; the final response follows (facts §6)
-            self._headers = []
+            self._pos = end + 4
             return
         self._status = status
+        self._raw = b""
         if status == 101:
+            self._headers = field_pairs(block)
             return  # delivered from the HttpParserUpgrade handler
         ex = self.exchange
-        head = response_head(self._headers)
         no_body = status in (204, 304) or ex.head_request
+        fast = None if no_body else response_block_fast(block)
+        if fast is not None:
+            block, length = fast
+            framing = FRAME_LENGTH if length is not None else FRAME_CLOSE
+            self._framing = framing
+            if not self.parser.should_keep_alive():
+                self._dirty = True
+            ex.on_response_head(status, block, framing, length, True)
+            return
+        pairs = field_pairs(block)
+        if len(pairs) > MAX_RESPONSE_HEADERS:
+            raise ValueError("too many response header fields")  # surfaces as HttpParserError
+        head = response_head(pairs)
         if no_body:
             framing = FRAME_NONE
         elif head.length is not None:
@@ -188,7 +204,9 @@ class UpstreamConnection(asyncio.Protocol):
         self._framing = framing
         if not self.parser.should_keep_alive():
             self._dirty = True
-        ex.on_response_head(status, head.lines, framing, head.length)
+        lines = head.lines
+        ex.on_response_head(status, b"\r\n" + b"\r\n".join(lines) if lines else b"", framing,
+                            head.length, False)
         if ex.head_request:
             # The parser cannot be told a HEAD response has no body: end it here (facts §6).
             self._complete = True
@@ -214,7 +232,8 @@ class UpstreamConnection(asyncio.Protocol):
     # -- lifecycle --------------------------------------------------------------------------
     def begin(self, exchange: Any) -> None:
         self.exchange = exchange
-        self._headers = []
+        self._raw = b""
+        self._pos = 0
         self.uses += 1
         self._complete = False
         self._ignore = False
