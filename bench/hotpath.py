@@ -111,11 +111,11 @@ def run_wardgate(n: int, route: str) -> float:
         feed(request)
         answer(RESPONSE)
     assert ut.writes == 2000 and ct.writes == 2000, (ut.writes, ct.writes)
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     for _ in range(n):
         feed(request)
         answer(RESPONSE)
-    return (time.perf_counter() - t0) / n * 1e6
+    return (time.process_time() - t0) / n * 1e6
 
 
 class _RefUp:
@@ -161,11 +161,11 @@ class _RefClient:
 def run_reference(n: int) -> float:
     c = _RefClient()
     feed, answer = c.p.feed_data, c.up.p.feed_data
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     for _ in range(n):
         feed(REQUEST)
         answer(RESPONSE)
-    return (time.perf_counter() - t0) / n * 1e6
+    return (time.process_time() - t0) / n * 1e6
 
 
 def main(argv: list[str] | None = None) -> int:

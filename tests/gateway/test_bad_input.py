@@ -47,6 +47,7 @@ MALFORMED = {
     "no-answer": b"",  # closes without a byte
     "1mib-header": OK[:17] + b"X-Big: " + b"a" * (1 << 20) + b"\r\n" + OK[17:],  # too big a head
     "50000-headers": OK[:17] + b"X-A: v\r\n" * 50_000 + OK[17:],
+    "head-just-over-64kib": OK[:17] + b"X-Big: " + b"a" * (64 * 1024) + b"\r\n" + OK[17:],
     # Transfer codings other than chunked cannot be relayed once TE (hop-by-hop) is stripped.
     "te-gzip-chunked": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
     "te-gzip": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nok",
@@ -55,6 +56,13 @@ PARTIAL_CHUNKED = (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3e8\r\
                    + RAW_BODY[:1000] + b"\r\n")
 SCRIPT: dict[str, tuple[bytes, bool]] = {  # path -> (what the raw upstream sends, close after)
     "/raw/ok": (OK, False),
+    # The whole answer in one write: the gateway's first read holds the head and a large body.
+    "/raw/big-first-read": (b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % (3 * len(RAW_BODY))
+                            + RAW_BODY * 3, False),
+    "/raw/ok-more-fields": (OK[:17] + b"X-Extra: 1\r\nConnection: keep-alive\r\n" + OK[17:], False),
+    "/raw/chunked": (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+                     False),
+    "/raw/close-listed": (OK[:17] + b"Connection: x-hop\r\nX-Hop: secret\r\n" + OK[17:], False),
     "/raw/continue": (b"HTTP/1.1 100 Continue\r\n\r\n" + OK, False),
     "/raw/early-hints": (b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\n" + OK, False),
     "/raw/until-close": (b"HTTP/1.1 200 OK\r\nContent-Type: a/b\r\n\r\n" + RAW_BODY, True),
@@ -332,6 +340,27 @@ def test_interim_or_extra_upstream_bytes_yield_one_final_response(gw, raw, path)
     finals = [(r.status, r.body if r.status < 500 else b"") for r in resps if r.status >= 200]
     assert finals[:1] in [[a] for a in allowed] and finals[1:] == [(200, b"ok")], finals
     assert b"evil" not in c.buf
+
+
+def test_large_answer_in_one_upstream_write_is_relayed_whole(gw, raw):
+    resps, _ = exchange(gw.port, get("/raw/big-first-read"), 1)
+    assert [r.status for r in resps] == [200] and resps[0].body == RAW_BODY * 3
+
+
+def test_changing_upstream_heads_on_one_connection_are_each_rewritten(gw, raw):
+    # Repeated heads reuse the last rewrite; every change must be noticed (framing included).
+    paths = ["/raw/ok", "/raw/ok", "/raw/ok-more-fields", "/raw/chunked", "/raw/close-listed",
+             "/raw/ok"]
+    c = Conn(gw.port)
+    for path in paths:
+        c.send(get(path))
+    resps = c.responses(len(paths))
+    c.close()
+    assert [(r.status, r.body) for r in resps] == [(200, b"ok")] * len(paths)
+    assert [r.headers.get("x-extra") for r in resps] == [None, None, "1", None, None, None]
+    assert "x-hop" not in resps[4].headers and b"secret" not in c.buf
+    assert all(r.headers.get("connection") == "keep-alive" for r in resps)
+    assert len({n for n, _, _ in raw.seen}) == 1, "the upstream connection was not reused"
 
 
 @pytest.mark.parametrize("path", ["/raw/until-close", "/raw/http10-until-close"])

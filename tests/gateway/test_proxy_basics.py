@@ -271,3 +271,35 @@ def test_rejected_request_never_echoes_an_invalid_request_id(gateway):
                                         b"X-Request-Id: <script>x</script>\r\n\r\n")
     assert status_of(out) == 400
     assert b"<script>" not in out
+
+
+def test_keep_alive_requests_with_repeated_and_changed_fields(gateway, upstream):
+    # The gateway reuses what it derived from the previous request's fields when a client
+    # repeats them; any change must be seen (spoofed forwarding headers, Host, framing).
+    c = http.client.HTTPConnection("127.0.0.1", gateway.port, timeout=5)
+    plan = [
+        ("GET", "/echo/a", {"X-Custom": "1"}, None),
+        ("GET", "/echo/a", {"X-Custom": "1"}, None),
+        ("GET", "/echo/b", {"X-Custom": "1", "X-Forwarded-For": "6.6.6.6"}, None),
+        ("POST", "/echo/c", {"X-Custom": "1"}, b"hello"),
+        ("GET", "/echo/a", {"X-Custom": "2", "Host": "api.example"}, None),
+        ("GET", "/echo/a", {"X-Custom": "1"}, None),
+    ]
+    seen, ids = [], []
+    for method, path, headers, body in plan:
+        c.request(method, path, body=body, headers=headers)
+        r = c.getresponse()
+        seen.append(json.loads(r.read()))
+        ids.append(r.getheader("X-Request-Id"))
+    c.close()
+    hdrs = [dict(s["headers"]) for s in seen]
+    assert [s["target"] for s in seen] == ["/echo/a", "/echo/a", "/echo/b", "/echo/c", "/echo/a",
+                                           "/echo/a"]
+    assert [h["x-custom"] for h in hdrs] == ["1", "1", "1", "1", "2", "1"]
+    assert all(h["x-forwarded-for"] == "127.0.0.1" for h in hdrs)
+    assert seen[3]["body_len"] == 5 and hdrs[3]["content-length"] == "5"
+    assert all("content-length" not in h for i, h in enumerate(hdrs) if i != 3)
+    assert hdrs[4]["x-forwarded-host"] == "api.example"
+    assert hdrs[5]["x-forwarded-host"] == f"127.0.0.1:{gateway.port}"
+    assert len(set(ids)) == len(plan)  # fresh ids even when every field repeats
+    assert [h["x-request-id"] for h in hdrs] == ids

@@ -40,6 +40,12 @@ def foreign_protocol(prev_tail: bytes, chunk: bytes, url: bytes) -> bool:
 
 def read_head(req: Request, version: str, method_b: bytes, url: bytes, foreign: bool) -> None:
     """`foreign`: the request line was RTSP or ICE, not HTTP (see foreign_protocol)."""
+    read_request_line(req, version, method_b, url, foreign)
+    read_fields(req)
+
+
+def read_request_line(req: Request, version: str, method_b: bytes, url: bytes,
+                      foreign: bool) -> None:
     if version != "1.1" and (version != "1.0" or foreign):
         raise HttpVersionNotSupported("only HTTP/1.0 and HTTP/1.1", close=True)
     req.version = version
@@ -50,6 +56,17 @@ def read_head(req: Request, version: str, method_b: bytes, url: bytes, foreign: 
     req.method = method
     req.raw_target = url
     req.path, req.query = split_target(url, method)
+
+
+# What read_fields derives from the fields, in this order (see HeadFacts).
+HeadFacts = tuple[bytes, str, "int | None", bool, bool, "bytes | None", bytes]
+
+
+def read_fields(req: Request) -> HeadFacts:
+    """Check the fields llhttp does not (Host, Expect, TE on 1.0) and note the ones the
+    gateway acts on. Depends only on req.headers and req.version (and returns what it set),
+    so a client that repeats its fields on a keep-alive connection can reuse the result."""
+    version = req.version
     hosts = 0
     host = b""
     for name, value in req.headers:
@@ -75,6 +92,13 @@ def read_head(req: Request, version: str, method_b: bytes, url: bytes, foreign: 
         raise BadRequest("Transfer-Encoding on HTTP/1.0", close=True, code="bad_framing")
     req.host_header = host
     req.host = _routing_host(host) if hosts else ""
+    return (host, req.host, req.content_length, req.chunked, req.expect_continue, req.upgrade,
+            req.request_id)
+
+
+def apply_facts(req: Request, facts: HeadFacts) -> None:
+    (req.host_header, req.host, req.content_length, req.chunked, req.expect_continue,
+     req.upgrade, req.request_id) = facts
 
 
 # Host header -> routing host, for headers already validated. Bounded by clearing.

@@ -102,9 +102,10 @@ def _forwarding_block(client_ip: str, scheme: str, host: bytes) -> bytes:
 
 def upstream_request_lines(
     headers: list[tuple[bytes, bytes]], strip: frozenset[bytes], *, client_ip: str, scheme: str,
-    host: bytes, trusted: bool, request_id: bytes, keep_upgrade: bool,
+    host: bytes, trusted: bool, request_id: bytes | None, keep_upgrade: bool,
 ) -> list[bytes]:
-    """Header lines (b'Name: value') for the upstream request, minus framing and Host."""
+    """Header lines (b'Name: value') for the upstream request, minus framing and Host (and
+    minus X-Request-Id when request_id is None: the caller adds it)."""
     out: list[bytes] = []
     xff = xfp = xfh = fwd = via = None
     upgrade = None
@@ -148,7 +149,8 @@ def upstream_request_lines(
                 + b";host=\"" + host + b'"')
         out.append(b"Forwarded: " + (fwd + b", " + node if fwd else node))
         out.append(b"Via: " + (via + b", 1.1 wardgate" if via else b"1.1 wardgate"))
-    out.append(b"X-Request-Id: " + request_id)
+    if request_id is not None:
+        out.append(b"X-Request-Id: " + request_id)
     if keep_upgrade and upgrade is not None:
         out.append(b"Connection: Upgrade")
         out.append(b"Upgrade: " + upgrade)

@@ -76,18 +76,26 @@ class Pipeline:
         target = path.encode()
         if req.query:
             target += b"?" + req.query
-        lines = upstream_request_lines(
-            req.headers, route.strip_headers, client_ip=req.client_ip, scheme=req.scheme,
-            host=req.host_header, trusted=req.client_ip in self.rt.trusted,
-            request_id=req.request_id, keep_upgrade=req.upgrade is not None,
-        )
+        headers = req.headers
+        memo = client.rest_memo
+        if memo is not None and memo[1] is route and (memo[0] is headers or memo[0] == headers) \
+                and req.upgrade is None:
+            block = memo[2]  # the same fields as the last request on this connection
+        else:
+            lines = upstream_request_lines(
+                headers, route.strip_headers, client_ip=req.client_ip, scheme=req.scheme,
+                host=req.host_header, trusted=req.client_ip in self.rt.trusted,
+                request_id=None, keep_upgrade=req.upgrade is not None,
+            )
+            if req.chunked:
+                lines.append(b"Transfer-Encoding: chunked")
+            elif req.content_length is not None:
+                lines.append(b"Content-Length: %d" % req.content_length)
+            lines.append(b"X-Request-Id: ")
+            block = b"\r\n".join(lines)
+            client.rest_memo = (headers, route, block)
         chunked = req.chunked
-        if chunked:
-            lines.append(b"Transfer-Encoding: chunked")
-        elif req.content_length is not None:
-            lines.append(b"Content-Length: %d" % req.content_length)
-        lines.append(b"\r\n")
-        rest = b"\r\n".join(lines)
+        rest = block + req.request_id + b"\r\n\r\n"
         start = _METHOD_BYTES[req.method] + target + b" HTTP/1.1\r\n"
         host = req.host_header if route.preserve_host else None
         ex = Exchange(client, p, route.cluster, start, host, rest, chunked)

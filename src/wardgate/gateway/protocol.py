@@ -21,7 +21,14 @@ from wardgate.errors import (
     UriTooLong,
     render,
 )
-from wardgate.gateway.head import classify_parser_error, foreign_protocol, read_head
+from wardgate.gateway.head import (
+    HeadFacts,
+    apply_facts,
+    classify_parser_error,
+    foreign_protocol,
+    read_fields,
+    read_request_line,
+)
 from wardgate.gateway.request import Pending, Request
 
 if TYPE_CHECKING:
@@ -69,6 +76,11 @@ class ClientProtocol(asyncio.Protocol):
         self.after_upgrade: list[bytes] | None = None
         self.seen_any = False
         self.head_began = False
+        # The last request's fields and what read_fields made of them: clients on a keep-alive
+        # connection tend to send the same fields every time (HPACK exploits the same thing).
+        self.fields_memo: tuple[list[tuple[bytes, bytes]], str, HeadFacts] | None = None
+        # The last upstream header block built for this client (pipeline._forward).
+        self.rest_memo: tuple[list[tuple[bytes, bytes]], Any, bytes] | None = None
         self.prev = b""           # the previous read, for checks spanning two reads
         self.chunk = b""          # the read being parsed (a reference, not a copy)
 
@@ -238,7 +250,13 @@ class ClientProtocol(asyncio.Protocol):
         # An RTSP/ICE request line reports version 1.0 (facts §1); only then look at the bytes.
         foreign = version == "1.0" and foreign_protocol(self.prev[-64:], self.chunk, self.url)
         try:
-            read_head(req, version, parser.get_method(), self.url, foreign)
+            read_request_line(req, version, parser.get_method(), self.url, foreign)
+            memo = self.fields_memo
+            if memo is not None and memo[0] == req.headers and memo[1] == version:
+                apply_facts(req, memo[2])  # the same fields as the last request: same facts
+                req.headers = memo[0]      # equal and never mutated: later memos compare by identity
+            else:
+                self.fields_memo = (req.headers, version, read_fields(req))
         except GatewayError as err:
             raise self._fail(err) from None
         req.client_ip = self.client_ip

@@ -80,11 +80,14 @@ class Exchange:
                 return
         self.target = target
         target.active += 1
-        conn = None if self.wants_upgrade else target.take_idle()
-        if conn is not None:
-            self._attach(conn)
-        else:
-            self.loop.create_task(self._connect(target))
+        if not self.wants_upgrade:
+            idle = target.idle  # Target.take_idle, inlined: this runs for every request
+            while idle:
+                conn = idle.pop()
+                if not conn.closed and not conn.transport.is_closing():
+                    self._attach(conn, now)
+                    return
+        self.loop.create_task(self._connect(target))
 
     async def _connect(self, target: Target) -> None:
         try:
@@ -100,9 +103,9 @@ class Exchange:
         if self.finished:
             target.release(conn)
             return
-        self._attach(conn)
+        self._attach(conn, self.loop.time())
 
-    def _attach(self, conn: UpstreamConnection) -> None:
+    def _attach(self, conn: UpstreamConnection, now: float) -> None:
         self.conn = conn
         conn.begin(self)
         p = self.pending
@@ -127,7 +130,7 @@ class Exchange:
                 conn.transport.write(_LAST_CHUNK)
             self.request_complete = True
         p.exchange = self
-        self.deadline = self.loop.time() + self.read_timeout
+        self.deadline = now + self.read_timeout
 
     # -- request body (called by the client protocol) ----------------------------------------
     def request_body(self, data: bytes) -> None:

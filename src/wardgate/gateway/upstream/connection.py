@@ -32,7 +32,7 @@ class UpstreamConnection(asyncio.Protocol):
     __slots__ = (
         "target", "transport", "parser", "exchange", "uses", "idle_since", "closed",
         "_headers", "_raw", "_pos", "_interim", "_complete", "_dirty", "_framing", "_status",
-        "_tunnel",
+        "_tunnel", "_memo_in", "_memo_out",
         "_paused", "_ignore", "_head_bytes",
     )
 
@@ -47,6 +47,9 @@ class UpstreamConnection(asyncio.Protocol):
         self._headers: list[tuple[bytes, bytes]] = []  # fields of a 101 response
         self._raw = b""           # bytes read since the request went out, until the final head
         self._pos = 0             # where the next head starts in _raw (after interim 1xx heads)
+        # The last head given to response_block_fast and its result (a pure function).
+        self._memo_in = b""
+        self._memo_out: tuple[bytes, bytes | None] | None = None
         self._interim = False
         self._complete = False
         self._dirty = False       # the connection can no longer be trusted for reuse
@@ -176,7 +179,14 @@ class UpstreamConnection(asyncio.Protocol):
             return  # delivered from the HttpParserUpgrade handler
         ex = self.exchange
         no_body = status in (204, 304) or ex.head_request
-        fast = None if no_body else response_block_fast(block)
+        if no_body:
+            fast = None
+        elif block == self._memo_in:
+            fast = self._memo_out  # the same head as the last response (often: within a second)
+        else:
+            fast = response_block_fast(block)
+            if fast is not None:
+                self._memo_in, self._memo_out = block, fast
         if fast is not None:
             block, length = fast
             framing = FRAME_LENGTH if length is not None else FRAME_CLOSE
