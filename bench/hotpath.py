@@ -37,6 +37,7 @@ from wardgate.gateway.worker import WorkerState
 
 REQUEST = (b"GET /plain/x?q=1 HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nUser-Agent: wrk\r\n"
            b"Accept: */*\r\n\r\n")
+CACHE = Path(__file__).parent / "results" / "cache"  # make bench's key set and tokens
 RESPONSE = (b"HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Mon, 30 Nov 2026 06:00:00 GMT\r\n"
             b"Content-Type: text/plain\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok")
 
@@ -87,10 +88,23 @@ def build(route: str) -> tuple[ClientProtocol, UpstreamConnection, bytes]:
         "routes": [{"name": "plain", "match": {"path_prefix": "/plain"}, "upstream": "up",
                     "auth": "none"}],
     }
+    request = REQUEST
+    if route == "jwt":
+        # One token repeated (the verified-token cache hits), as make bench's jwt-same scenario.
+        token = (CACHE / "tokens-100000.txt").read_bytes().split(b"\n", 1)[0]
+        cfg["providers"] = [{"name": "bench", "issuer": "http://127.0.0.1/bench-issuer",
+                             "audiences": ["bench-api"], "algorithms": ["RS256"],
+                             "jwks_file": str(CACHE / "jwks.json")}]
+        cfg["routes"].append({"name": "jwt", "match": {"path_prefix": "/jwt"}, "upstream": "up",
+                              "auth": {"providers": ["bench"],
+                                       "require": {"scopes": ["bench:read"]}}})
+        request = (b"GET /jwt HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nAuthorization: Bearer "
+                   + token + b"\r\n\r\n")
     (tmp / "g.yaml").write_text(yaml.safe_dump(cfg))
     gcfg = load_gateway(str(tmp / "g.yaml"))
     loop = uvloop.new_event_loop()
     rt = Runtime(gcfg)
+    loop.run_until_complete(rt.start())
     state = WorkerState(rt, loop, AccessLog("-", False, enabled=False))
     client = ClientProtocol(state, "http")
     client.connection_made(FakeTransport())
@@ -100,7 +114,7 @@ def build(route: str) -> tuple[ClientProtocol, UpstreamConnection, bytes]:
     conn.connection_made(FakeTransport())
     target.open.add(conn)
     target.idle.append(conn)
-    return client, conn, REQUEST
+    return client, conn, request
 
 
 def run_wardgate(n: int, route: str) -> float:
@@ -171,7 +185,8 @@ def run_reference(n: int) -> float:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--requests", type=int, default=200_000)
-    ap.add_argument("--route", default="plain", choices=["plain"])
+    ap.add_argument("--route", default="plain", choices=["plain", "jwt"],
+                    help="jwt: one token repeated; needs `make bench`'s cached key set and tokens")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--profile", action="store_true")
     args = ap.parse_args(argv)

@@ -66,8 +66,7 @@ class ClientProtocol(asyncio.Protocol):
         self.url = b""
         self.in_head = True
         self.head_bytes = 0
-        self.head_size = 0
-        self.header_count = 0
+        self.head_open = False    # a request head has begun and is not complete yet
         self.paused = 0
         self.deadline = 0.0
         self.error: GatewayError | None = None
@@ -78,7 +77,10 @@ class ClientProtocol(asyncio.Protocol):
         self.head_began = False
         # The last request's fields and what read_fields made of them: clients on a keep-alive
         # connection tend to send the same fields every time (HPACK exploits the same thing).
-        self.fields_memo: tuple[list[tuple[bytes, bytes]], str, HeadFacts] | None = None
+        self.fields: list[tuple[bytes, bytes]] = []  # the raw fields of the head being parsed
+        self.trailers = 0
+        self.fields_memo: tuple[list[tuple[bytes, bytes]], str, list[tuple[bytes, bytes]],
+                                HeadFacts] | None = None
         # The last upstream header block built for this client (pipeline._forward).
         self.rest_memo: tuple[list[tuple[bytes, bytes]], Any, bytes] | None = None
         self.prev = b""           # the previous read, for checks spanning two reads
@@ -143,7 +145,7 @@ class ClientProtocol(asyncio.Protocol):
             self.chunk = data
             parser.feed_data(data)
             self.prev = data
-            if self.in_head:
+            if self.head_open:
                 self._count_head(len(data))
         except HttpParserUpgrade as exc:
             self._on_upgrade(data[exc.args[0]:])
@@ -168,7 +170,7 @@ class ClientProtocol(asyncio.Protocol):
                 self.chunk = chunk
                 parser.feed_data(chunk)
                 self.prev = chunk
-                if self.in_head:
+                if self.head_open:
                     self._count_head(len(chunk))
         except HttpParserUpgrade as exc:
             self._on_upgrade(chunk[exc.args[0]:] + data)
@@ -179,11 +181,14 @@ class ClientProtocol(asyncio.Protocol):
         self._pump()
 
     def _count_head(self, fed: int) -> None:
-        """After a feed that left a head incomplete (or about to start): account its bytes."""
+        """After a feed that left a head incomplete (head_open): account its bytes.
+
+        head_began: the head began inside this chunk (count what the callbacks saw); else it
+        began in an earlier read and grew by the whole chunk."""
         if not self.head_began:
             self.head_bytes += fed
-        else:  # the head began inside this chunk: count what the callbacks saw
-            self.head_bytes = self.head_size + len(self.url)
+        else:
+            self.head_bytes = self._head_size()
         if self.head_bytes > self.max_head:
             raise self._fail(HeadersTooLarge("request head too large", close=True))
 
@@ -218,8 +223,8 @@ class ClientProtocol(asyncio.Protocol):
         req.start = self.loop.time()
         self.cur = req
         self.url = b""
-        self.head_size = 0
-        self.header_count = 0
+        self.fields = []
+        self.head_open = True
         self.seen_any = True
         self.head_began = True
         if not self.deadline or self.active is None:
@@ -231,32 +236,45 @@ class ClientProtocol(asyncio.Protocol):
             raise self._fail(UriTooLong("request target too long", close=True))
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.header_count += 1
-        if self.header_count > self.max_headers:
-            raise self._fail(HeadersTooLarge("too many header fields", close=True))
-        if not self.in_head:
-            return  # a trailer: counted, never merged into the request headers (facts §1)
-        self.head_size += len(name) + len(value) + 4
-        if self.head_size > self.max_head:
-            raise self._fail(HeadersTooLarge("request head too large", close=True))
-        self.cur.headers.append((name.lower(), value.rstrip(b" \t")))  # type: ignore[union-attr]
+        # Raw pairs only: lower-casing, stripping and the size check happen once per head in
+        # on_headers_complete (and not at all when the client repeats its last fields).
+        if self.in_head:
+            fields = self.fields
+            if len(fields) >= self.max_headers:
+                raise self._fail(HeadersTooLarge("too many header fields", close=True))
+            fields.append((name, value))
+        else:  # a trailer: counted, never merged into the request headers (facts §1)
+            self.trailers += 1
+            if self.trailers > self.max_headers:
+                raise self._fail(HeadersTooLarge("too many trailer fields", close=True))
+
+    def _head_size(self) -> int:
+        fields = self.fields
+        return len(self.url) + 4 * len(fields) + sum([len(n) + len(v) for n, v in fields])
 
     def on_headers_complete(self) -> None:
         req = self.cur
         assert req is not None and self.parser is not None
         parser = self.parser
         self.in_head = False
+        self.head_open = False
         version = parser.get_http_version()
         # An RTSP/ICE request line reports version 1.0 (facts §1); only then look at the bytes.
         foreign = version == "1.0" and foreign_protocol(self.prev[-64:], self.chunk, self.url)
+        fields = self.fields
         try:
             read_request_line(req, version, parser.get_method(), self.url, foreign)
             memo = self.fields_memo
-            if memo is not None and memo[0] == req.headers and memo[1] == version:
-                apply_facts(req, memo[2])  # the same fields as the last request: same facts
-                req.headers = memo[0]      # equal and never mutated: later memos compare by identity
+            if memo is not None and memo[0] == fields and memo[1] == version:
+                # The same fields as the last request: the same checks passed, the same facts.
+                # The list is shared: nothing changes a request's fields after parsing.
+                req.headers = memo[2]
+                apply_facts(req, memo[3])
             else:
-                self.fields_memo = (req.headers, version, read_fields(req))
+                if self._head_size() > self.max_head:
+                    raise HeadersTooLarge("request head too large", close=True)
+                req.headers = [(n.lower(), v.rstrip(b" \t")) for n, v in fields]
+                self.fields_memo = (fields, version, req.headers, read_fields(req))
         except GatewayError as err:
             raise self._fail(err) from None
         req.client_ip = self.client_ip
@@ -305,10 +323,11 @@ class ClientProtocol(asyncio.Protocol):
         p = self.cur_pending
         self.in_head = True
         self.head_bytes = 0
-        # Whatever follows in this read is a new head: _count_head starts it from zero.
-        self.head_began = True
-        self.head_size = 0
+        # Nothing of a next head yet: if one begins in this read, on_message_begin says so.
+        self.head_began = False
+        self.fields = []
         self.url = b""
+        self.trailers = 0
         if p is not None:
             p.body_done = True
             if p.exchange is not None:
