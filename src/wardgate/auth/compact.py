@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import binascii
 import json
+import json.scanner
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from wardgate.auth.errors import Rejected
 
 _ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 _INDEX = {c: i for i, c in enumerate(_ALPHABET)}
-_TO_STANDARD = bytes.maketrans(b"-_", b"+/")
+# base64url -> standard base64 in one pass: '-_' become '+/', and '+', '/' and '=' (which
+# would otherwise pass as standard base64) become '!', which strict a2b_base64 refuses
+_TO_STANDARD = bytes.maketrans(b"-_+/=", b"+/!!!")
 _PAD = (b"", b"", b"==", b"=")
 
 
@@ -35,8 +39,7 @@ def b64url_decode(segment: bytes) -> bytes:
     Non-canonical encodings would give one token several spellings (RFC 4648 §3.5).
     """
     rem = len(segment) % 4
-    # '+', '/' and '=' would survive the translation below as valid standard base64
-    if rem == 1 or b"+" in segment or b"/" in segment or b"=" in segment:
+    if rem == 1:
         raise Rejected("malformed")
     if rem:
         # the unused low bits of the last character must be zero (RFC 4648 §3.5)
@@ -45,7 +48,8 @@ def b64url_decode(segment: bytes) -> bytes:
             raise Rejected("malformed")
     try:
         # strict mode refuses every byte outside the standard alphabet (whitespace, non-ASCII,
-        # '.', ...), so with '+/=' refused above the input was exactly [A-Za-z0-9_-]*
+        # '.', and the '!' that '+', '/' and '=' were mapped to), so the input was exactly
+        # [A-Za-z0-9_-]*; the padding is appended after the translation
         return binascii.a2b_base64(segment.translate(_TO_STANDARD) + _PAD[rem], strict_mode=True)
     except (binascii.Error, ValueError):
         raise Rejected("malformed") from None
@@ -64,8 +68,13 @@ def _no_constant(name: str) -> Any:
     raise Rejected("malformed")
 
 
-# built once: json.loads with keyword arguments would build a new decoder for every call
-_DECODE = json.JSONDecoder(object_pairs_hook=_pairs, parse_constant=_no_constant).decode
+# built once: json.loads with keyword arguments would build a new decoder for every call. The
+# scanner is called directly (what JSONDecoder.decode does, less two Python frames and two
+# regex matches); _WS is the whitespace JSON allows around the value (RFC 8259 §2), exactly
+# what JSONDecoder.decode skips (json.decoder.WHITESPACE).
+_DECODER = json.JSONDecoder(object_pairs_hook=_pairs, parse_constant=_no_constant)
+_SCAN: Callable[[str, int], tuple[Any, int]] = json.scanner.make_scanner(_DECODER)  # type: ignore[arg-type]
+_WS = " \t\n\r"
 
 
 def json_object(raw: bytes) -> dict[str, Any]:
@@ -73,12 +82,16 @@ def json_object(raw: bytes) -> dict[str, Any]:
     try:
         # str input stops json from guessing UTF-16/32; a leading BOM is not JSON whitespace,
         # so it fails as "Expecting value", as json.loads refuses it
-        value = _DECODE(raw.decode("utf-8"))
+        text = raw.decode("utf-8")
+        value, end = _SCAN(text, 0 if text[:1] == "{" else len(text) - len(text.lstrip(_WS)))
+        if end != len(text) and text[end:].strip(_WS):
+            raise Rejected("malformed")  # data after the value
     except Rejected:
         raise
     except RecursionError:
         raise Rejected("too_deep") from None
-    except (UnicodeDecodeError, ValueError):
+    except (StopIteration, UnicodeDecodeError, ValueError):
+        # StopIteration: no JSON value where one must start
         raise Rejected("malformed") from None
     if not isinstance(value, dict):
         raise Rejected("malformed")
