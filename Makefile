@@ -34,6 +34,8 @@ test: sysdeps $(STAMP) lint
 bench: $(STAMP)
 	@scripts/ensure-apt.sh nginx:nginx haproxy:haproxy wrk:wrk
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/hotpath.py --route plain
+	$(BIN)/python bench/hotpath.py --route jwt
 	$(BIN)/python bench/issuer_bench.py
 
 clean:
