@@ -96,11 +96,6 @@ def read_fields(req: Request) -> HeadFacts:
             req.request_id)
 
 
-def apply_facts(req: Request, facts: HeadFacts) -> None:
-    (req.host_header, req.host, req.content_length, req.chunked, req.expect_continue,
-     req.upgrade, req.request_id) = facts
-
-
 # Host header -> routing host, for headers already validated. Bounded by clearing.
 _HOSTS: dict[bytes, str] = {}
 

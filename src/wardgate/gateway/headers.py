@@ -46,8 +46,12 @@ class RequestIds:
         self._n = 0
 
     def next(self, inbound: bytes | None) -> bytes:
+        """The inbound id when it is well-formed, else a fresh one."""
         if inbound is not None and _REQUEST_ID.match(inbound):
             return inbound
+        return self.fresh()
+
+    def fresh(self) -> bytes:
         self._n += 1
         return b"%s-%x" % (self._prefix, self._n)
 

@@ -23,7 +23,6 @@ from wardgate.errors import (
 )
 from wardgate.gateway.head import (
     HeadFacts,
-    apply_facts,
     classify_parser_error,
     foreign_protocol,
     read_fields,
@@ -54,6 +53,8 @@ class ClientProtocol(asyncio.Protocol):
         self.body_s = self.rt.timeouts.body_s
         self.keepalive_s = self.rt.timeouts.keepalive_s
         self.log_enabled = state.accesslog.enabled
+        self.ids = state.ids
+        self.max_body_any = self.rt.max_body_any
         self.transport: Any = None
         self.parser: HttpRequestParser | None = None
         self.client_ip = ""
@@ -253,9 +254,8 @@ class ClientProtocol(asyncio.Protocol):
         return len(self.url) + 4 * len(fields) + sum([len(n) + len(v) for n, v in fields])
 
     def on_headers_complete(self) -> None:
-        req = self.cur
-        assert req is not None and self.parser is not None
-        parser = self.parser
+        req: Request = self.cur  # type: ignore[assignment]  # set by on_message_begin
+        parser: HttpRequestParser = self.parser  # type: ignore[assignment]  # feeding it
         self.in_head = False
         self.head_open = False
         version = parser.get_http_version()
@@ -269,7 +269,8 @@ class ClientProtocol(asyncio.Protocol):
                 # The same fields as the last request: the same checks passed, the same facts.
                 # The list is shared: nothing changes a request's fields after parsing.
                 req.headers = memo[2]
-                apply_facts(req, memo[3])
+                (req.host_header, req.host, req.content_length, req.chunked,
+                 req.expect_continue, req.upgrade, req.request_id) = memo[3]  # see HeadFacts
             else:
                 if self._head_size() > self.max_head:
                     raise HeadersTooLarge("request head too large", close=True)
@@ -280,10 +281,11 @@ class ClientProtocol(asyncio.Protocol):
         req.client_ip = self.client_ip
         req.scheme = self.scheme
         req.keep_alive = parser.should_keep_alive()
-        if not parser.should_upgrade():
+        if req.upgrade is not None and not parser.should_upgrade():
             req.upgrade = None
-        req.request_id = self.state.ids.next(req.request_id or None)
-        p = Pending(req, self.rt.max_body_any)
+        rid = req.request_id
+        req.request_id = self.ids.next(rid) if rid else self.ids.fresh()
+        p = Pending(req, self.max_body_any)
         self.cur_pending = p
         if req.content_length is not None and req.content_length > p.limit:
             raise self._fail(PayloadTooLarge("request body too large", close=True))

@@ -30,41 +30,36 @@ STATUS_STARTS = {code: line[:-2] for code, line in STATUS_LINES.items()}
 
 
 class Exchange:
-    __slots__ = (
-        "client", "pending", "req", "cluster", "target", "conn", "start_line", "host", "rest",
-        "chunked_up",
-        "head_request", "wants_upgrade", "request_complete", "sent_body", "tried",
-        "response_started", "chunked_down", "close_after", "status", "bytes_out", "out",
-        "deadline", "read_timeout", "finished", "loop", "flushed",
-    )
+    # No __slots__: the class-level defaults below cost nothing per request, and __init__
+    # sets only what differs between requests (one is built for every proxied request).
+    target: Target | None = None
+    conn: UpstreamConnection | None = None
+    request_complete = False
+    sent_body = False
+    tried: Target | None = None
+    response_started = False
+    chunked_down = False
+    close_after = False
+    status = 0
+    bytes_out = 0
+    deadline = 0.0
+    finished = False
+    flushed = False      # some of the response has been written to the client
 
     def __init__(self, client: ClientProtocol, pending: Pending, cluster: Cluster,
                  start_line: bytes, host: bytes | None, rest: bytes, chunked_up: bool) -> None:
         self.client = client
         self.pending = pending
-        self.req = pending.req
+        self.req = req = pending.req
         self.cluster = cluster
-        self.target: Target | None = None
-        self.conn: UpstreamConnection | None = None
         self.start_line = start_line
         self.host = host          # None: use the target's authority (preserve_host off)
         self.rest = rest
         self.chunked_up = chunked_up
-        self.head_request = self.req.method == "HEAD"
-        self.wants_upgrade = self.req.upgrade is not None
-        self.request_complete = False
-        self.sent_body = False
-        self.tried: Target | None = None
-        self.response_started = False
-        self.chunked_down = False
-        self.close_after = False
-        self.status = 0
-        self.bytes_out = 0
+        self.head_request = req.method == "HEAD"
+        self.wants_upgrade = req.upgrade is not None
         self.out: list[bytes] = []
-        self.deadline = 0.0
         self.read_timeout = cluster.read_timeout
-        self.finished = False
-        self.flushed = False      # some of the response has been written to the client
         self.loop = client.loop
 
     # -- choosing a target and a connection ---------------------------------------------------
