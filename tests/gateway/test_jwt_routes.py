@@ -206,3 +206,29 @@ def test_cors_preflight_answered_without_token_and_headers_on_responses(cors_gat
     status, headers, _ = call(port, "/api/x", headers={"Origin": "https://app.example"})
     assert status == 401
     assert headers["access-control-allow-origin"] == "https://app.example"
+
+
+def test_one_connection_switching_tokens_and_routes_gets_each_identity(jwt_gateway, upstream,
+                                                                       signing_key):
+    # The gateway reuses the last identity rewrite when a client repeats its fields and token;
+    # a new token, a new route or a spoofed identity header must each be seen.
+    alice = mint(signing_key, sub="alice")
+    bob = mint(signing_key, sub="bob", roles=["admin"])
+    c = http.client.HTTPConnection("127.0.0.1", jwt_gateway.port, timeout=5)
+    plan = [("/orders/echo", alice, {}), ("/orders/echo", alice, {}), ("/orders/echo", bob, {}),
+            ("/reports/echo", bob, {}), ("/orders/echo", alice, {"X-User-Id": "mallory"}),
+            ("/orders/echo", alice, {}), ("/public/echo", None, {"X-User-Id": "mallory"})]
+    seen = []
+    for path, token, extra in plan:
+        headers = dict(extra)
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        c.request("GET", path, headers=headers)
+        r = c.getresponse()
+        assert r.status == 200, (path, r.status)
+        seen.append(dict(json.loads(r.read())["headers"]))
+    c.close()
+    assert [h.get("x-user-id") for h in seen] == ["alice", "alice", "bob", "bob", "alice",
+                                                  "alice", None]
+    assert [h.get("x-user-roles") for h in seen[:4]] == ["user", "user", "admin", "admin"]
+    assert not any("authorization" in h for h in seen)

@@ -21,7 +21,7 @@ from wardgate.gateway.proxy import Exchange
 
 if TYPE_CHECKING:
     from wardgate.gateway.protocol import ClientProtocol
-    from wardgate.gateway.request import Pending
+    from wardgate.gateway.request import Pending, Request
     from wardgate.gateway.runtime import CompiledRoute, Runtime
 
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -54,7 +54,7 @@ class Pipeline:
                     # The token names a key not fetched yet: only this path awaits.
                     client.loop.create_task(self._authorize_then_forward(client, p, route, matched))
                     return
-                auth.forward(req)
+                self._auth_forward(client, req, route)
             self._forward(client, p, route, matched)
         except GatewayError as err:
             client.request_failed(p, err)
@@ -65,10 +65,25 @@ class Pipeline:
             await route.auth.authenticate(p.req)  # type: ignore[union-attr]
             if client.closed:
                 return
-            route.auth.forward(p.req)  # type: ignore[union-attr]
+            self._auth_forward(client, p.req, route)
             self._forward(client, p, route, matched)
         except GatewayError as err:
             client.request_failed(p, err)
+
+    @staticmethod
+    def _auth_forward(client: ClientProtocol, req: Request, route: CompiledRoute) -> None:
+        """RouteAuth.forward (strip the token and spoofed identity, add the identity headers),
+        remembered per connection: it is a pure function of the fields, the query, the route
+        and the Identity, and a client repeating its fields and token gets the same cached
+        Identity object back from the verified-token cache."""
+        m = client.auth_memo
+        headers, query, ident = req.headers, req.query, req.identity
+        if m is not None and m[0] is route and m[1] is headers and m[2] is ident \
+                and m[3] == query:
+            req.headers, req.query = m[4], m[5]
+            return
+        route.auth.forward(req)  # type: ignore[union-attr]
+        client.auth_memo = (route, headers, ident, query, req.headers, req.query)
 
     def _forward(self, client: ClientProtocol, p: Pending, route: CompiledRoute, matched: int) -> None:
         req = p.req

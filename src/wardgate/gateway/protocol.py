@@ -82,6 +82,8 @@ class ClientProtocol(asyncio.Protocol):
         self.trailers = 0
         self.fields_memo: tuple[list[tuple[bytes, bytes]], str, list[tuple[bytes, bytes]],
                                 HeadFacts] | None = None
+        # The last RouteAuth.forward result for this client (pipeline._auth_forward).
+        self.auth_memo: tuple[Any, ...] | None = None
         # The last upstream header block built for this client (pipeline._forward).
         self.rest_memo: tuple[list[tuple[bytes, bytes]], Any, bytes] | None = None
         self.prev = b""           # the previous read, for checks spanning two reads
