@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import stat
@@ -9,12 +10,20 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select, text
+import yaml
+from sqlalchemy import func, select, text, update
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
 
-from wardgate.issuer import audit, clients, keys, refresh, sessions, users
+from tests.issuer.support import base_config
+from wardgate.config.issuer import IssuerConfig
+from wardgate.config.loader import load_file
+from wardgate.issuer import audit, clients, grants, keys, refresh, sessions, users
 from wardgate.issuer.db import Database, open_database
+from wardgate.issuer.errors import InvalidGrant
 from wardgate.issuer.schema import auth_codes, refresh_tokens, signing_keys
 from wardgate.issuer.schema import users as users_table
+from wardgate.issuer.service import Issuer
 
 NOW = 1_800_000_000
 
@@ -239,3 +248,62 @@ async def test_retired_private_keys_are_destroyed(db: Database, tmp_path: Path) 
     assert not Path(old.private_path).exists() and rows[old.kid].private_path == ""
     assert rows[old.kid].published_at(NOW + 10)  # its public key still verifies old tokens
     assert Path(new.private_path).exists()
+
+
+async def test_run_is_all_or_nothing_when_a_late_insert_fails(db: Database) -> None:
+    """`Database.run` on SQLite sends INSERTs with the COMMIT: their failure still undoes all."""
+    tok = await _family(db)
+    _, _, clash = refresh.successor(user_id=None, client_id="c", sid=None, scope="[]",
+                                    audience="api", now=NOW, idle_s=100, absolute_s=1000)
+    clash["token_hash"] = sessions.digest(tok)  # the primary key of the existing row
+
+    def write(conn: Connection) -> None:
+        conn.execute(update(refresh_tokens).values(used=True))
+        conn.execute(audit.INSERT, audit.event_row(NOW, "refresh", client_id="c"))
+        conn.execute(refresh.INSERT, clash)
+
+    with pytest.raises(IntegrityError):
+        await db.run(write)
+    async with db.begin() as conn:
+        assert (await conn.execute(select(refresh_tokens.c.used))).scalars().all() == [False]
+        assert await audit.recent(conn) == []
+    # The pooled connection is clean afterwards: the next transaction commits normally.
+    await db.run(lambda conn: conn.execute(audit.INSERT, audit.event_row(NOW, "probe")))
+    async with db.begin() as conn:
+        assert [e["event"] for e in await audit.recent(conn)] == ["probe"]
+
+
+async def test_refresh_grant_has_one_winner_and_reuse_revokes_the_family(
+        db: Database, tmp_path: Path) -> None:
+    """The token endpoint's refresh path (claim, rotation, reuse) on both databases."""
+    path = tmp_path / "issuer.yaml"
+    path.write_text(yaml.safe_dump(base_config(tmp_path, database_url=db.url,
+                                               keys={"algorithm": "ES256"})))
+    iss = Issuer(load_file(IssuerConfig, path), clock=lambda: NOW)
+    await iss.start()
+    try:
+        cid = iss.cfg.tokens.login_client_id
+        async with iss.db.begin() as conn:
+            uid = await users.add_user(conn, "erin", "h", ["reader"], NOW)
+            _, s = await sessions.create(conn, uid, NOW, 3600)
+            tok, _ = await refresh.issue(conn, user_id=uid, client_id=cid, sid=s.sid,
+                                         scope='["orders:read"]', audience="api", now=NOW,
+                                         idle_s=100, absolute_s=1000)
+        results = await asyncio.gather(
+            *(grants.refresh_grant(iss, tok, None, "t", public_only=True) for _ in range(8)),
+            return_exceptions=True)
+        wins = [r for r in results if not isinstance(r, BaseException)]
+        assert len(wins) == 1, results
+        assert all(isinstance(r, InvalidGrant) for r in results if isinstance(r, BaseException))
+        out, _ = wins[0]
+        assert out["scope"] == "orders:read" and out["refresh_token"] != tok
+        # The losers were reuses: the family is revoked, the winner's new token included.
+        with pytest.raises(InvalidGrant):
+            await grants.refresh_grant(iss, out["refresh_token"], None, "t", public_only=True)
+        async with iss.db.begin() as conn:
+            events = [e["event"] for e in await audit.recent(conn)]
+            revoked = (await conn.execute(select(refresh_tokens.c.revoked))).scalars().all()
+        assert events.count("refresh") == 1 and events.count("refresh_reuse") >= 1
+        assert len(revoked) == 2 and all(revoked)
+    finally:
+        await iss.stop()

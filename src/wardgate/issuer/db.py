@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import event, insert, select
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.util import greenlet_spawn
 
 from wardgate.issuer import schema, sqliteconn
 
@@ -45,9 +46,19 @@ def _sqlite_pragmas(dbapi_conn: object, _record: object) -> None:
     cur.close()
 
 
-def _in_transaction(conn: Connection, fn: Callable[..., T], *args: Any) -> T:
-    with conn.begin():
-        return fn(conn, *args)
+def _in_transaction(engine: Engine, fn: Callable[..., T], *args: Any) -> T:
+    # Checkout, BEGIN, fn's statements, COMMIT (or ROLLBACK on any exception) and check-in,
+    # all in the one greenlet `run` spawns.
+    with engine.begin() as conn:
+        driver = conn.connection.driver_connection
+        if not isinstance(driver, sqliteconn.Connection):
+            return fn(conn, *args)
+        # SQLite: fn's INSERTs travel with the next statement or the COMMIT (sqliteconn).
+        driver.defer_inserts = True
+        try:
+            return fn(conn, *args)
+        finally:
+            driver.defer_inserts = False
 
 
 class Database:
@@ -97,10 +108,14 @@ class Database:
         """`fn(conn, *args)` with a synchronous connection, in one transaction.
 
         For hot paths: SQLAlchemy's async API runs each call (connect, begin, every execute,
-        commit, close) in a greenlet of its own; here the whole transaction shares one.
+        commit, close) in a greenlet of its own, and wraps close in a task (asyncio.shield);
+        here the synchronous engine behind the async one runs the whole transaction, checkout
+        to check-in, in one greenlet (what `AsyncConnection.run_sync` does for one call).
+        The driver is still the async one: each statement awaits aiosqlite / asyncpg. On
+        SQLite, INSERTs without RETURNING are sent with the next statement or the COMMIT
+        (`sqliteconn`); a failure there still rolls everything back.
         """
-        async with self.engine.connect() as conn:
-            return await conn.run_sync(_in_transaction, fn, *args)
+        return await greenlet_spawn(_in_transaction, self.engine.sync_engine, fn, *args)
 
     async def close(self) -> None:
         await self.engine.dispose()
