@@ -181,6 +181,9 @@ def _about(col: ColumnElement[Any], key: ColumnElement[Any], outer: str) -> Colu
 
 
 _rt = refresh_tokens.c
+# The separator as SQL text: a Python str becomes a "literal execute" parameter, which
+# SQLAlchemy renders into the statement's text anew on every execution.
+_SPACE: Any = literal_column("' '")
 # Compare-and-set and read in one statement: of two concurrent uses exactly one matches.
 _CLAIM = (
     update(refresh_tokens)
@@ -194,7 +197,7 @@ _CLAIM = (
         _about(clients.c.auth_method, clients.c.client_id, "client_id").label("c_auth_method"),
         _about(clients.c.disabled, clients.c.client_id, "client_id").label("c_disabled"),
         _about(users.c.disabled, users.c.id, "user_id").label("u_disabled"),
-        _about(func.aggregate_strings(user_roles.c.role, " "), user_roles.c.user_id,
+        _about(func.aggregate_strings(user_roles.c.role, _SPACE), user_roles.c.user_id,
                "user_id").label("u_roles"),
         _about(sessions.c.ended, sessions.c.sid, "sid").label("s_ended"),
         _about(sessions.c.expires_at, sessions.c.sid, "sid").label("s_expires_at"),
