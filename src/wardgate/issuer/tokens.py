@@ -6,6 +6,9 @@ which is not even valid JSON (jose-facts, notes for the issuer).
 
 from __future__ import annotations
 
+import base64
+import functools
+import json
 import math
 import secrets
 import time
@@ -13,6 +16,9 @@ import warnings
 from collections.abc import Mapping
 from typing import Any
 
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from joserfc import jwt
 from joserfc.errors import JoseError, SecurityWarning
 from joserfc.jws import JWSRegistry
@@ -20,6 +26,7 @@ from joserfc.jwt import JWTClaimsRegistry
 from joserfc.registry import HeaderParameter
 
 from wardgate.issuer.keyring import KeyRing
+from wardgate.issuer.keys import PrivateKey
 
 # We emit "EdDSA" on purpose (PyJWT and most verifiers know no "Ed25519" yet, jose-facts);
 # joserfc warns on every use of that name, which under `-W error` would turn into a 500.
@@ -54,12 +61,41 @@ def check_claims(claims: Mapping[str, Any]) -> None:
         raise ClaimTypeError("roles must be a list of strings")
 
 
+def _b64(data: bytes) -> bytes:
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
+
+
+@functools.lru_cache(maxsize=64)
+def _header(alg: str, kid: str, typ: str) -> bytes:
+    """The encoded protected header: the same for every token a key signs, so built once."""
+    return _b64(json.dumps({"alg": alg, "kid": kid, "typ": typ}, separators=(",", ":")).encode())
+
+
+def _signature(alg: str, key: PrivateKey, signing_input: bytes) -> bytes:
+    priv: Any = key.private_key
+    if alg == "ES256":
+        # RFC 7518 §3.4: R || S, 32 bytes each, not the DER that cryptography returns.
+        r, s = decode_dss_signature(priv.sign(signing_input, ec.ECDSA(hashes.SHA256())))
+        return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+    if alg == "EdDSA":
+        return bytes(priv.sign(signing_input))
+    if alg == "RS256":
+        return bytes(priv.sign(signing_input, padding.PKCS1v15(), hashes.SHA256()))
+    raise ValueError(f"unsupported algorithm {alg!r}")
+
+
 def _sign(ring: KeyRing, header_typ: str, claims: dict[str, Any], now: int) -> str:
+    """JWS compact serialization (RFC 7515 §7.1) with the key's own `cryptography` object.
+
+    Only ES256, EdDSA and RS256 (`keys.generate`), whose encodings are fixed: joserfc's
+    generic encoder (registry, header checks, key lookups) cost more than the signature.
+    Tokens are verified with joserfc (`verify_access`) and, in tests, with PyJWT.
+    """
     check_claims(claims)
     kid, alg, key = ring.signer(now)
-    registry = JWSRegistry(algorithms=[alg])
-    return jwt.encode({"alg": alg, "kid": kid, "typ": header_typ}, claims, key,
-                      registry=registry)
+    payload = json.dumps(claims, separators=(",", ":"), allow_nan=False).encode()
+    signing_input = _header(alg, kid, header_typ) + b"." + _b64(payload)
+    return (signing_input + b"." + _b64(_signature(alg, key, signing_input))).decode("ascii")
 
 
 def new_jti() -> str:
