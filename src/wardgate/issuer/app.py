@@ -43,6 +43,9 @@ def create_app(cfg: IssuerConfig, *, clock: Callable[[], float] = time.time) -> 
     app = FastAPI(title="wardgate issuer", version="1", lifespan=lifespan,
                   docs_url=None, redoc_url=None)
     app.state.issuer = issuer
+    # First, ahead of the FastAPI routes: the token endpoint as a plain Starlette route
+    # (`routes_token.token`); the FastAPI route of the same path only documents it.
+    app.add_route("/token", routes_token.token, methods=["POST"], include_in_schema=False)
     for r in (routes_meta.router, routes_login.router, routes_token.router,
               routes_authorize.router, routes_end_session.router):
         app.include_router(r)
