@@ -2,7 +2,9 @@
 
 The only module that calls joserfc for verification. Order: size cap and strict parse
 (compact.py) -> issuer dispatch -> header policy -> key by kid -> signature (joserfc, one
-algorithm bound to the key) -> claims (joserfc JWTClaimsRegistry, explicit) -> lifetime cap.
+algorithm bound to the key) -> claims -> lifetime cap. The claim checks are ours
+(`claims_ok`, kept identical to joserfc's JWTClaimsRegistry with our options by a differential
+test, tests/auth/test_claims.py); a refused claim set goes through the registry for its reason.
 Every failure is a `Rejected` with a reason code; nothing here raises anything else.
 """
 
@@ -29,6 +31,7 @@ from wardgate.config.auth import FORBIDDEN_TYP, ProviderConfig
 
 Clock = Callable[[], float]
 _TEN_YEARS = 10 * 366 * 86400.0
+_BLANK: tuple[Any, ...] = (None, "", [], {})  # joserfc's check_value: a claim with an option may not be blank
 _HEADER_REASON = {"crit": "crit", "b64": "b64"}  # the rest of FORBIDDEN_HEADERS: embedded_key
 
 
@@ -89,6 +92,11 @@ class ProviderVerifier:
         # RFC 7519 §4.1.3: aud (string or array) must contain one of ours, exact match per element
         options["aud"] = {"essential": True, "values": list(cfg.audiences)}
         self._claims = _ClaimsRegistry(now=clock, leeway=cfg.leeway_s, **options)
+        # for claims_ok: every claim with an option is essential, see there
+        assert all(option.get("essential") for option in options.values())
+        self._essential = tuple(options)
+        self._issuer = cfg.issuer
+        self._audiences = frozenset(cfg.audiences)
         # header segment -> (alg, kid) of headers that passed check_header: the check is a pure
         # function of the header and of our fixed configuration (see compact.split's memo)
         self._headers_ok: dict[bytes, tuple[str, str | None]] = {}
@@ -152,7 +160,82 @@ class ProviderVerifier:
         return self._identity(parts.claims, parts.payload_segment, key)
 
     def check_claims(self, claims: dict[str, Any]) -> float:
-        """RFC 7519 §4.1 claim checks plus our lifetime cap; returns exp."""
+        """RFC 7519 §4.1 claim checks plus our lifetime cap; returns exp.
+
+        `claims_ok` decides; joserfc's registry is asked only about a token it refused, for the
+        reason code (a token it would accept is refused all the same: see claims_ok).
+        """
+        now = self.clock()
+        exp = self.claims_ok(claims, now)
+        if exp is None:
+            self.library_check(claims)
+            raise Rejected("bad_claim")  # not reached: test_claims.py checks both agree
+        # neither library caps lifetime: exp 1e30 would never expire (jose-facts §5)
+        try:
+            exp = float(exp)
+            if exp - now > self._max_ttl + self._leeway:
+                raise Rejected("lifetime")
+            iat = claims.get("iat")
+            if iat is not None and exp - float(iat) > self._max_ttl:  # iat: a number if present
+                raise Rejected("lifetime")
+        except OverflowError:
+            raise Rejected("lifetime") from None  # an integer beyond any float (10**400)
+        return exp
+
+    def claims_ok(self, claims: dict[str, Any], now: float) -> float | None:
+        """exp if the claims pass the checks of joserfc's JWTClaimsRegistry with our options,
+        None if they fail any. Accepts exactly what `library_check` accepts (test_claims.py
+        compares both on generated claim sets); written out here because the registry's
+        per-claim dispatch costs more than the checks themselves.
+
+        Our options make every claim with an option essential (required_claims, exp, iss with
+        a value, aud with values), so each must be present and not blank (None, "", [], {}).
+        Then, for the registered claims that are present: iss a str equal to ours; aud a str,
+        or a list of str, naming one of our audiences; exp a NumericDate (int, or finite float;
+        never bool) after now - leeway; nbf and iat NumericDates at most now + leeway; sub and
+        jti strings.
+        """
+        get = claims.get
+        for name in self._essential:
+            if get(name) in _BLANK:
+                return None
+        iss = get("iss")
+        if type(iss) is not str or iss != self._issuer:
+            return None
+        aud = get("aud")
+        if type(aud) is str:
+            if aud not in self._audiences:
+                return None
+        elif type(aud) is list:
+            named = False
+            for a in aud:
+                if type(a) is not str:
+                    return None
+                if a in self._audiences:
+                    named = True
+            if not named:
+                return None
+        else:
+            return None
+        exp = get("exp")
+        if not (type(exp) is int or type(exp) is float and math.isfinite(exp)):
+            return None
+        if exp <= now - self._leeway:
+            return None
+        for name in ("nbf", "iat"):
+            if name in claims:
+                value = claims[name]
+                if not (type(value) is int or type(value) is float and math.isfinite(value)):
+                    return None
+                if value > now + self._leeway:
+                    return None
+        for name in ("sub", "jti"):
+            if name in claims and type(claims[name]) is not str:
+                return None
+        return exp
+
+    def library_check(self, claims: dict[str, Any]) -> None:
+        """joserfc's JWTClaimsRegistry over the claims; raises Rejected with the reason code."""
         try:
             self._claims.validate(claims)
         except ExpiredTokenError:
@@ -164,16 +247,6 @@ class ProviderVerifier:
                             "iat": "bad_iat", "exp": "bad_exp"}.get(exc.claim, "bad_claim")) from None
         except (JoseError, TypeError, ValueError):
             raise Rejected("bad_claim") from None
-        exp = float(claims["exp"])
-        now = self.clock()
-        # neither library caps lifetime: exp 1e30 would never expire (jose-facts §5)
-        if exp - now > self._max_ttl + self._leeway:
-            raise Rejected("lifetime")
-        iat = claims.get("iat")
-        if isinstance(iat, int | float) and not isinstance(iat, bool):
-            if not math.isfinite(float(iat)) or exp - iat > self._max_ttl:
-                raise Rejected("lifetime")
-        return exp
 
     def _identity(self, claims: dict[str, Any], payload_segment: bytes, key: Any) -> Identity:
         exp = self.check_claims(claims)
