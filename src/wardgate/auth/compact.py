@@ -33,6 +33,9 @@ class Parts(NamedTuple):
     header_segment: bytes  # the header as sent: tokens of one issuer and key share it
 
 
+_new_parts = tuple.__new__
+
+
 def b64url_decode(segment: bytes) -> bytes:
     """RFC 7515 §2: base64url without padding. Refuse '=', '+', '/', whitespace and stray bits.
 
@@ -132,4 +135,6 @@ def split(token: bytes, max_bytes: int, memo: HeaderMemo | None = None) -> Parts
         header = known
     claims = json_object(b64url_decode(parts[1]))
     signature = b64url_decode(parts[2])
-    return Parts(header, claims, parts[1], token[:len(head) + 1 + len(parts[1])], signature, head)
+    # tuple.__new__ directly: Parts(...) would run the namedtuple's Python-level __new__
+    return _new_parts(Parts, (header, claims, parts[1], token[:len(head) + 1 + len(parts[1])],
+                              signature, head))
