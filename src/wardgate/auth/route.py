@@ -169,16 +169,18 @@ class RouteAuth:
         forward_token) the token; add this route's identity headers."""
         strip = self._strip
         out: list[tuple[bytes, bytes]] = []
-        for name, value in req.headers:
+        for field in req.headers:
+            name = field[0]
             if name in strip or name.startswith(b"x-wardgate-"):
                 continue
-            if name == b"authorization" and self._drop_auth and _is_bearer(value):
+            if name == b"authorization" and self._drop_auth and _is_bearer(field[1]):
                 continue
             if name == b"cookie" and self._drop_cookie:
-                value = self._extract.strip_cookie(value)
+                value = self._extract.strip_cookie(field[1])
                 if not value:
                     continue
-            out.append((name, value))
+                field = (name, value)
+            out.append(field)  # the pair as received: no new tuple per forwarded field
         ident = req.identity
         if self._adds_identity and isinstance(ident, Identity):
             out.extend(ident.headers_for(self._id, self._mapping, self._payload_header))
