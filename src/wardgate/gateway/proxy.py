@@ -206,6 +206,9 @@ class Exchange:
             self.flushed = True
             if len(out) == 1:
                 self.client.transport.write(out[0])
+            elif len(out) == 2 and len(out[1]) <= 4096:
+                # A small answer (head + body in one read): one buffer, no iovec array.
+                self.client.transport.write(out[0] + out[1])
             else:
                 self.client.transport.writelines(out)
         self.finished = True
