@@ -117,17 +117,27 @@ def build(route: str) -> tuple[ClientProtocol, UpstreamConnection, bytes]:
     return client, conn, request
 
 
+def distinct_requests(count: int) -> list[bytes]:
+    """`count` requests, each with a different token (make bench's pool), for jwt-distinct."""
+    tokens = (CACHE / "tokens-100000.txt").read_bytes().split()[:count]
+    return [b"GET /jwt HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nAuthorization: Bearer " + t
+            + b"\r\n\r\n" for t in tokens]
+
+
 def run_wardgate(n: int, route: str) -> float:
-    client, conn, request = build(route)
+    client, conn, request = build("jwt" if route == "jwt-distinct" else route)
+    # jwt-distinct: a pool twice the verified-token cache, cycled: every request a miss
+    pool = distinct_requests(20_000) if route == "jwt-distinct" else [request]
     ct, ut = client.transport, conn.transport
     feed, answer = client.data_received, conn.data_received
-    for _ in range(2000):  # warm-up, and a check that the path really completes
-        feed(request)
+    for i in range(2000):  # warm-up, and a check that the path really completes
+        feed(pool[i % len(pool)])
         answer(RESPONSE)
     assert ut.writes == 2000 and ct.writes == 2000, (ut.writes, ct.writes)
+    size = len(pool)
     t0 = time.process_time()
-    for _ in range(n):
-        feed(request)
+    for i in range(n):
+        feed(pool[i % size])
         answer(RESPONSE)
     return (time.process_time() - t0) / n * 1e6
 
@@ -185,8 +195,9 @@ def run_reference(n: int) -> float:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--requests", type=int, default=200_000)
-    ap.add_argument("--route", default="plain", choices=["plain", "jwt"],
-                    help="jwt: one token repeated; needs `make bench`'s cached key set and tokens")
+    ap.add_argument("--route", default="plain", choices=["plain", "jwt", "jwt-distinct"],
+                    help="jwt: one token repeated; jwt-distinct: 20,000 tokens cycled (every one "
+                         "a cache miss); both need `make bench`'s cached key set and tokens")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--profile", action="store_true")
     args = ap.parse_args(argv)
