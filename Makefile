@@ -36,6 +36,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/hotpath.py --route plain
 	$(BIN)/python bench/hotpath.py --route jwt
+	$(BIN)/python bench/hotpath.py --route jwt-distinct --requests 40000
 	$(BIN)/python bench/issuer_bench.py
 
 clean:
