@@ -117,5 +117,5 @@ class Pipeline:
         p.exchange = ex  # the exchange takes over the request body (it buffers until connected)
         # RFC 9110 §10.1.1 / §15.2: ignore the expectation from 1.0 clients, never send them 1xx.
         if req.expect_continue and req.version == "1.1" and not p.body_done and not p.body_bytes:
-            client.transport.write(_CONTINUE)
+            client.send(_CONTINUE)
         ex.start()

@@ -28,6 +28,7 @@ from wardgate.gateway.head import (
     read_fields,
     read_request_line,
 )
+from wardgate.gateway.output import Output
 from wardgate.gateway.request import Pending, Request
 
 if TYPE_CHECKING:
@@ -38,7 +39,7 @@ PAUSE_PIPELINE, PAUSE_UPSTREAM, PAUSE_BUFFER = 1, 2, 4
 _MAX_BUFFERED_BODY = 256 * 1024
 
 
-class ClientProtocol(asyncio.Protocol):
+class ClientProtocol(asyncio.Protocol, Output):
     def __init__(self, state: WorkerState, scheme: str) -> None:
         self.state = state
         self.rt = state.runtime
@@ -56,6 +57,7 @@ class ClientProtocol(asyncio.Protocol):
         self.ids = state.ids
         self.max_body_any = self.rt.max_body_any
         self.transport: Any = None
+        self.wbuf: list[bytes] | None = None  # output of this loop iteration (output.py)
         self.parser: HttpRequestParser | None = None
         self.client_ip = ""
         self.closed = False
@@ -127,12 +129,13 @@ class ClientProtocol(asyncio.Protocol):
     def close(self) -> None:
         if not self.closed:
             self.closed = True
+            self.flush_output()  # close() sends what the transport holds: ours first
             self.transport.close()
 
     # -- reading ------------------------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
         if self.tunnel is not None:
-            self.tunnel.transport.write(data)
+            self.tunnel.send(data)
             return
         if self.after_upgrade is not None:
             self.after_upgrade.append(data)  # tunnel bytes that arrived before the 101
@@ -400,14 +403,14 @@ class ClientProtocol(asyncio.Protocol):
                 err.realm = route.realm
             if route.cors is not None:  # so a browser app can read the 401/403 it got
                 extra = route.cors.response_headers(req)
-        self.transport.write(render(err, request_id=req.request_id, server=self.rt.server,
-                                    keep_alive=keep, head_only=req.method == "HEAD", extra=extra))
+        self.send(render(err, request_id=req.request_id, server=self.rt.server,
+                         keep_alive=keep, head_only=req.method == "HEAD", extra=extra))
         self.state.log(req, err.status, p.body_bytes, 0, target, err.code)
         self._finish_request(p, keep)
 
     def respond(self, p: Pending, data: bytes, status: int, keep: bool) -> None:
         """Write a locally generated response (CORS preflight and the like)."""
-        self.transport.write(data)
+        self.send(data)
         self.state.log(p.req, status, p.body_bytes, 0, "-", None)
         self._finish_request(p, keep)
 
@@ -418,6 +421,7 @@ class ClientProtocol(asyncio.Protocol):
         self.active = None
         if not self.closed:
             self.closed = True
+            self.drop_output()
             self.transport.abort()
 
     def _reject(self, err: GatewayError) -> None:
@@ -430,8 +434,8 @@ class ClientProtocol(asyncio.Protocol):
         req.request_id = self.state.ids.next(req.request_id or None)
         req.client_ip = self.client_ip
         if self.active is None or self.active.exchange is None:
-            self.transport.write(render(err, request_id=req.request_id, server=self.rt.server,
-                                        keep_alive=False))
+            self.send(render(err, request_id=req.request_id, server=self.rt.server,
+                             keep_alive=False))
         self.state.log(req, err.status, 0, 0, "-", err.code)
         self.close()
 
@@ -466,13 +470,13 @@ class ClientProtocol(asyncio.Protocol):
         self.deadline = 0.0
         self.tunnel = upstream
         if rest:
-            self.transport.write(rest)
+            self.send(rest)
         early, self.after_upgrade = self.after_upgrade or [], None
         for chunk in early:
-            upstream.transport.write(chunk)
+            upstream.send(chunk)
 
     def tunnel_write(self, data: bytes) -> None:
-        self.transport.write(data)
+        self.send(data)
 
     def tunnel_closed(self) -> None:
         self.tunnel = None

@@ -116,13 +116,13 @@ class Exchange:
             else:
                 parts += buffered
             self.sent_body = True
-            conn.transport.writelines(parts)
+            conn.send_many(parts)
             self.client.body_flushed()
         else:
-            conn.transport.write(self.start_line + b"Host: " + host + _CRLF + self.rest)
+            conn.send(self.start_line + b"Host: " + host + _CRLF + self.rest)
         if p.body_done:
             if self.chunked_up:
-                conn.transport.write(_LAST_CHUNK)
+                conn.send(_LAST_CHUNK)
             self.request_complete = True
         p.exchange = self
         self.deadline = now + self.read_timeout
@@ -135,9 +135,9 @@ class Exchange:
             return
         self.sent_body = True
         if self.chunked_up:
-            conn.transport.writelines((b"%x\r\n" % len(data), data, _CRLF))
+            conn.send_many((b"%x\r\n" % len(data), data, _CRLF))
         else:
-            conn.transport.write(data)
+            conn.send(data)
 
     def request_done(self) -> None:
         if self.conn is not None:
@@ -145,7 +145,7 @@ class Exchange:
 
     def _request_end(self) -> None:
         if self.chunked_up:
-            self.conn.transport.write(_LAST_CHUNK)  # type: ignore[union-attr]
+            self.conn.send(_LAST_CHUNK)  # type: ignore[union-attr]
         self.request_complete = True
 
     # -- response (called by the upstream connection) ----------------------------------------
@@ -194,7 +194,7 @@ class Exchange:
         if out:
             self.out = []
             self.flushed = True
-            self.client.transport.writelines(out)
+            self.client.send_many(out)
         self.deadline = self.loop.time() + self.read_timeout
 
     def on_response_end(self) -> None:
@@ -204,13 +204,7 @@ class Exchange:
         if out:
             self.out = []
             self.flushed = True
-            if len(out) == 1:
-                self.client.transport.write(out[0])
-            elif len(out) == 2 and len(out[1]) <= 4096:
-                # A small answer (head + body in one read): one buffer, no iovec array.
-                self.client.transport.write(out[0] + out[1])
-            else:
-                self.client.transport.writelines(out)
+            self.client.send_many(out)
         self.finished = True
         target = self.target
         if target is not None:
@@ -226,7 +220,7 @@ class Exchange:
         lines = client_response_lines(headers, keep_upgrade=True)
         lines.append(b"Connection: Upgrade")
         lines.append(b"X-Request-Id: " + self.req.request_id)
-        self.client.transport.write(STATUS_LINES[101] + _CRLF.join(lines) + b"\r\n\r\n")
+        self.client.send(STATUS_LINES[101] + _CRLF.join(lines) + b"\r\n\r\n")
         self._done()
         self.client.become_tunnel(self, conn, rest)
 

@@ -22,6 +22,7 @@ import uvloop
 from wardgate import logs
 from wardgate.config import ConfigError, GatewayConfig, load_gateway
 from wardgate.config.common import parse_hostport
+from wardgate.gateway import output
 from wardgate.gateway.accesslog import AccessLog
 from wardgate.gateway.headers import RequestIds
 from wardgate.gateway.protocol import ClientProtocol
@@ -81,6 +82,7 @@ def _die_with_parent() -> None:
 
 async def serve(cfg: GatewayConfig, sock: socket.socket, ready_fd: int | None = None) -> int:
     loop = asyncio.get_running_loop()
+    output.BATCH.bind(loop)
     al = cfg.access_log
     accesslog = AccessLog(al.path, al.include_query, al.enabled)
     runtime = Runtime(cfg)

@@ -14,6 +14,7 @@ from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
 
 from wardgate.errors import BadGateway
 from wardgate.gateway.headers import field_pairs, response_block_fast, response_head
+from wardgate.gateway.output import Output
 
 # Client read-pause reason used when this upstream cannot take more request bytes.
 PAUSE_UPSTREAM = 2
@@ -28,9 +29,9 @@ if TYPE_CHECKING:
 FRAME_NONE, FRAME_LENGTH, FRAME_CHUNKED, FRAME_CLOSE = 0, 1, 2, 3
 
 
-class UpstreamConnection(asyncio.Protocol):
+class UpstreamConnection(asyncio.Protocol, Output):
     __slots__ = (
-        "target", "transport", "parser", "exchange", "uses", "idle_since", "closed",
+        "target", "transport", "wbuf", "parser", "exchange", "uses", "idle_since", "closed",
         "_headers", "_raw", "_pos", "_interim", "_complete", "_dirty", "_framing", "_status",
         "_tunnel", "_memo_in", "_memo_out",
         "_paused", "_ignore", "_head_bytes",
@@ -39,6 +40,7 @@ class UpstreamConnection(asyncio.Protocol):
     def __init__(self, target: Target) -> None:
         self.target = target
         self.transport: Any = None
+        self.wbuf: list[bytes] | None = None  # output of this loop iteration (output.py)
         self.parser = HttpResponseParser(self)
         self.exchange: Any = None
         self.uses = 0
@@ -287,12 +289,14 @@ class UpstreamConnection(asyncio.Protocol):
         if not self.closed:
             self.closed = True
             if self.transport is not None:
+                self.flush_output()  # close() sends what the transport holds: ours first
                 self.transport.close()
         self.target.forget(self)
 
     def abort(self) -> None:
         self._dirty = True
         self.closed = True
+        self.drop_output()
         if self.transport is not None:
             self.transport.abort()
         self.target.forget(self)

