@@ -29,6 +29,7 @@ import uvloop
 import yaml
 
 from wardgate.config import load_gateway
+from wardgate.gateway import output
 from wardgate.gateway.accesslog import AccessLog
 from wardgate.gateway.protocol import ClientProtocol
 from wardgate.gateway.runtime import Runtime
@@ -124,21 +125,35 @@ def distinct_requests(count: int) -> list[bytes]:
             + b"\r\n\r\n" for t in tokens]
 
 
+class _Iteration:
+    """Stands in for the worker's loop in output.BATCH: the flush is called by hand after each
+    request, as the end of an event-loop iteration would."""
+
+    def call_soon(self, callback: Any) -> None:
+        pass
+
+
 def run_wardgate(n: int, route: str) -> float:
     client, conn, request = build("jwt" if route == "jwt-distinct" else route)
+    output.BATCH.bind(_Iteration())  # type: ignore[arg-type]
+    flush = output.BATCH.flush
     # jwt-distinct: a pool twice the verified-token cache, cycled: every request a miss
     pool = distinct_requests(20_000) if route == "jwt-distinct" else [request]
     ct, ut = client.transport, conn.transport
     feed, answer = client.data_received, conn.data_received
     for i in range(2000):  # warm-up, and a check that the path really completes
         feed(pool[i % len(pool)])
+        flush()
         answer(RESPONSE)
+        flush()
     assert ut.writes == 2000 and ct.writes == 2000, (ut.writes, ct.writes)
     size = len(pool)
     t0 = time.process_time()
     for i in range(n):
         feed(pool[i % size])
+        flush()
         answer(RESPONSE)
+        flush()
     return (time.process_time() - t0) / n * 1e6
 
 

@@ -48,31 +48,40 @@ BATCH = WriteBatch()
 
 class Output:
     """Mixin for a protocol with a `transport` and a `wbuf` attribute (None when nothing is
-    pending): deferred, ordered writes."""
+    pending; one bytes object, or a list of them): deferred, ordered writes."""
 
     __slots__ = ()
     transport: Any
-    wbuf: list[bytes] | None
+    wbuf: bytes | list[bytes] | None
 
     def send(self, data: bytes) -> None:
         buf = self.wbuf
-        if buf is not None:
-            buf.append(data)
-        elif BATCH.loop is None:  # no worker loop bound (sans-loop use): write through
-            self.transport.write(data)
+        if buf is None:
+            if BATCH.loop is None:  # no worker loop bound (sans-loop use): write through
+                self.transport.write(data)
+                return
+            self.wbuf = data  # type: ignore[misc]  # the class using the mixin has the slot
+            dirty = BATCH._dirty
+            if not dirty:
+                BATCH.loop.call_soon(BATCH.flush)
+            dirty.append(self)
+        elif type(buf) is bytes:
+            self.wbuf = [buf, data]  # type: ignore[misc]
         else:
-            self.wbuf = [data]  # type: ignore[misc]  # the class using the mixin has the slot
-            BATCH.add(self)
+            buf.append(data)  # type: ignore[union-attr]
 
     def send_many(self, parts: list[bytes] | tuple[bytes, ...]) -> None:
         buf = self.wbuf
-        if buf is not None:
-            buf.extend(parts)
-        elif BATCH.loop is None:
-            self.transport.writelines(parts)
-        else:
+        if buf is None:
+            if BATCH.loop is None:
+                self.transport.writelines(parts)
+                return
             self.wbuf = list(parts)  # type: ignore[misc]
             BATCH.add(self)
+        elif type(buf) is bytes:
+            self.wbuf = [buf, *parts]  # type: ignore[misc]
+        else:
+            buf.extend(parts)  # type: ignore[union-attr]
 
     def flush_output(self) -> None:
         buf = self.wbuf
@@ -82,8 +91,8 @@ class Output:
         transport = self.transport
         if transport is None or transport.is_closing():
             return
-        if len(buf) == 1:
-            transport.write(buf[0])
+        if isinstance(buf, bytes):
+            transport.write(buf)
         elif len(buf) == 2 and len(buf[1]) <= 4096:
             transport.write(buf[0] + buf[1])  # a small answer: one buffer, no iovec array
         else:

@@ -57,7 +57,7 @@ class ClientProtocol(asyncio.Protocol, Output):
         self.ids = state.ids
         self.max_body_any = self.rt.max_body_any
         self.transport: Any = None
-        self.wbuf: list[bytes] | None = None  # output of this loop iteration (output.py)
+        self.wbuf: bytes | list[bytes] | None = None  # this loop iteration's output (output.py)
         self.parser: HttpRequestParser | None = None
         self.client_ip = ""
         self.closed = False

@@ -40,7 +40,7 @@ class UpstreamConnection(asyncio.Protocol, Output):
     def __init__(self, target: Target) -> None:
         self.target = target
         self.transport: Any = None
-        self.wbuf: list[bytes] | None = None  # output of this loop iteration (output.py)
+        self.wbuf: bytes | list[bytes] | None = None  # this loop iteration's output (output.py)
         self.parser = HttpResponseParser(self)
         self.exchange: Any = None
         self.uses = 0
