@@ -32,7 +32,7 @@ BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "results"
 CACHE = RESULTS / "cache"
 SCENARIOS = ("plain", "jwt-same", "jwt-distinct")
-PROXIES = ("direct", "nginx", "haproxy", "haproxy-jwt", "wardgate", "wardgate-accesslog")
+PROXIES = ("direct", "nginx", "haproxy", "haproxy-jwt", "wardgate", "wardgate-accesslog", "floor")
 DEFAULT_ONLY = ("nginx", "haproxy", "haproxy-jwt", "wardgate", "wardgate-accesslog")
 
 
@@ -44,7 +44,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--warmup", type=float, default=3.0, help="seconds of unmeasured load first (3)")
     p.add_argument("--only", default=",".join(DEFAULT_ONLY),
                    help=f"proxies to measure, comma-separated, from {','.join(PROXIES)} "
-                        "('direct' = wrk straight at the upstream, a ceiling for core 0)")
+                        "('direct' = wrk straight at the upstream, a ceiling for core 0; "
+                        "'floor' = bench/floor_proxy.py, uvloop + httptools with no checks)")
     p.add_argument("--scenarios", default=",".join(SCENARIOS), help="from " + ",".join(SCENARIOS))
     p.add_argument("--tokens", type=int, default=100_000, help="distinct tokens for jwt-distinct")
     p.add_argument("--fresh-tokens", action="store_true", help="re-mint key-cached tokens")
@@ -283,6 +284,7 @@ def main(argv: list[str] | None = None) -> int:
             "nginx": lambda: [targets.start_nginx_proxy(procs, workdir, upstream.port)],
             "haproxy": lambda: [targets.start_haproxy(procs, workdir, upstream.port, None)],
             "haproxy-jwt": lambda: [targets.start_haproxy(procs, workdir, upstream.port, keys)],
+            "floor": lambda: [targets.start_floor(procs, upstream.port)],
         }
         auth_ok, auth_why = targets.wardgate_auth_available()
         for name, access_log in (("wardgate", False), ("wardgate-accesslog", True)):

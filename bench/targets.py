@@ -144,6 +144,17 @@ def _haproxy_jwt_rules(pubkey: Path) -> str:
 """
 
 
+def start_floor(procs: ProcessSet, upstream_port: int) -> Target:
+    """bench/floor_proxy.py: the cost of the architecture alone (opt-in, plain scenario)."""
+    port = free_port()
+    script = REPO / "bench" / "floor_proxy.py"
+    managed = procs.start("floor", pinned(PROXY_CPU, [str(REPO / ".venv" / "bin" / "python"),
+                                                      str(script), str(port),
+                                                      str(upstream_port)]))
+    wait_for_port(port, managed)
+    return Target("floor", "plain", port, PLAIN_PATH, managed)
+
+
 def start_haproxy(procs: ProcessSet, workdir: Path, upstream_port: int,
                   keys: KeyMaterial | None) -> Target:
     name = "haproxy-jwt" if keys else "haproxy"
