@@ -83,3 +83,16 @@ def test_without_a_bound_loop_writes_go_straight_through():
     a = Conn()
     a.send(b"now")
     assert a.transport.calls == [("write", b"now")]
+
+
+def test_bulk_data_goes_out_at_once_after_what_was_pending(loop):
+    a = Conn()
+    a.send(b"head")
+    big = b"x" * (output.BULK_BYTES + 1)
+    a.send(big)  # written now (the transport's high-water mark must see it), head first
+    assert a.transport.data == b"head" + big
+    a.send_many([b"y" * output.BULK_BYTES, b"z"])
+    assert a.transport.data.endswith(b"z")
+    a.send(b"tail")
+    run_one_iteration(loop)
+    assert a.transport.data == b"head" + big + b"y" * output.BULK_BYTES + b"z" + b"tail"

@@ -8,14 +8,21 @@ and writing it when the iteration's reads are done sends the same bytes with the
 of syscalls, but back to back, while the peers are awake. Measured with `make bench`'s
 jwt-distinct scenario (long Python work per request): ~9.3k -> ~13k req/s.
 
-Ordering: every byte a connection sends goes through `Output.send`, so its bytes stay in
-order; `flush_output` runs before the connection closes, and `drop_output` when it aborts.
+Ordering: every byte a connection sends goes through `Output.send`/`send_many`, so its bytes
+stay in order; `flush_output` runs before the connection closes and before a bulk write goes
+straight to the transport, and `drop_output` when it aborts.
 """
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
+
+# Larger writes go to the transport at once (after anything pending): bulk data (a streamed
+# body, a busy tunnel) gains nothing from batching, and the transport's high-water mark must
+# see it promptly to pause the other side (libuv may read a socket up to 32 times in one
+# iteration).
+BULK_BYTES = 64 * 1024
 
 
 class WriteBatch:
@@ -57,27 +64,34 @@ class Output:
     def send(self, data: bytes) -> None:
         buf = self.wbuf
         if buf is None:
-            if BATCH.loop is None:  # no worker loop bound (sans-loop use): write through
-                self.transport.write(data)
+            if BATCH.loop is None or len(data) > BULK_BYTES:
+                self.transport.write(data)  # nothing pending: order is kept
                 return
             self.wbuf = data  # type: ignore[misc]  # the class using the mixin has the slot
             dirty = BATCH._dirty
             if not dirty:
                 BATCH.loop.call_soon(BATCH.flush)
             dirty.append(self)
+        elif len(data) > BULK_BYTES:
+            self.flush_output()
+            self.transport.write(data)
         elif type(buf) is bytes:
             self.wbuf = [buf, data]  # type: ignore[misc]
         else:
             buf.append(data)  # type: ignore[union-attr]
 
     def send_many(self, parts: list[bytes] | tuple[bytes, ...]) -> None:
+        if BATCH.loop is None or sum(map(len, parts)) > BULK_BYTES:
+            self.flush_output()
+            self.transport.writelines(parts)
+            return
         buf = self.wbuf
         if buf is None:
-            if BATCH.loop is None:
-                self.transport.writelines(parts)
-                return
             self.wbuf = list(parts)  # type: ignore[misc]
-            BATCH.add(self)
+            dirty = BATCH._dirty
+            if not dirty:
+                BATCH.loop.call_soon(BATCH.flush)
+            dirty.append(self)
         elif type(buf) is bytes:
             self.wbuf = [buf, *parts]  # type: ignore[misc]
         else:

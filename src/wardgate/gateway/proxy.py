@@ -204,7 +204,12 @@ class Exchange:
         if out:
             self.out = []
             self.flushed = True
-            self.client.send_many(out)
+            if len(out) == 1:
+                self.client.send(out[0])
+            elif len(out) == 2 and len(out[1]) <= 4096:
+                self.client.send(out[0] + out[1])  # a small answer: one buffer
+            else:
+                self.client.send_many(out)
         self.finished = True
         target = self.target
         if target is not None:
