@@ -147,17 +147,11 @@ class ClientProtocol(asyncio.Protocol, Output):
             self._feed_capped(parser, data)  # a large head, or a burst of pipelined requests
             return
         try:
-            self.head_began = False
-            self.chunk = data
-            parser.feed_data(data)
-            self.prev = data
-            if self.head_open:
-                self._count_head(len(data))
+            self._feed(parser, data)
         except HttpParserUpgrade as exc:
             self._on_upgrade(data[exc.args[0]:])
         except (HttpParserError, GatewayError) as exc:
-            err = exc if isinstance(exc, GatewayError) else (self.error or classify_parser_error(exc))
-            self._parse_failed(err)
+            self._parse_failed(self._parse_error(exc))
             return
         if self.active is None or self.queue:
             self._pump()
@@ -167,24 +161,32 @@ class ClientProtocol(asyncio.Protocol, Output):
             while data:
                 if self.in_head and self.head_bytes + len(data) > self.max_head:
                     # Cap bytes before llhttp buffers them: its header buffering is quadratic
-                    # in the value size (facts §3). Exact accounting happens in on_header.
+                    # in the value size (facts §3). _count_head does the exact accounting.
                     allow = self.max_head - self.head_bytes + 1
                     chunk, data = data[:allow], data[allow:]
                 else:
                     chunk, data = data, b""
-                self.head_began = False
-                self.chunk = chunk
-                parser.feed_data(chunk)
-                self.prev = chunk
-                if self.head_open:
-                    self._count_head(len(chunk))
+                self._feed(parser, chunk)
         except HttpParserUpgrade as exc:
             self._on_upgrade(chunk[exc.args[0]:] + data)
         except (HttpParserError, GatewayError) as exc:
-            err = exc if isinstance(exc, GatewayError) else (self.error or classify_parser_error(exc))
-            self._parse_failed(err)
+            self._parse_failed(self._parse_error(exc))
             return
         self._pump()
+
+    def _feed(self, parser: HttpRequestParser, chunk: bytes) -> None:
+        self.head_began = False
+        self.chunk = chunk
+        parser.feed_data(chunk)
+        self.prev = chunk
+        if self.head_open:
+            self._count_head(len(chunk))
+
+    def _parse_error(self, exc: Exception) -> GatewayError:
+        """Ours as raised, or the one a callback recorded before llhttp wrapped it, or llhttp's."""
+        if isinstance(exc, GatewayError):
+            return exc
+        return self.error or classify_parser_error(exc)
 
     def _count_head(self, fed: int) -> None:
         """After a feed that left a head incomplete (head_open): account its bytes.
