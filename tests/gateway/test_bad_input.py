@@ -438,3 +438,21 @@ def test_garbage_then_good_request(gw, up):
     assert [r.status for r in exchange(gw.port, get("/echo"), 1)[0]] == [200]  # not wedged
     assert gw.worker_pids() == pids  # not crashed (nor restarted)
     assert "Traceback" not in gw.stderr()[log_start:]
+
+
+def test_repeated_fields_with_a_longer_target_still_count_toward_the_head_limit(gw, up):
+    # The second head repeats the first one's fields (the gateway reuses their checks) and
+    # arrives inside the first request's body read, where no byte cap applies before parsing:
+    # only the head-size check itself can catch that target + fields exceed 16 KiB.
+    fields = b"Host: x\r\nContent-Length: 1\r\nX-Pad: " + b"a" * 12_000 + b"\r\n\r\n"
+    first = b"POST /echo HTTP/1.1\r\n" + fields
+    second = b"POST /echo?" + b"q" * 6_000 + b" HTTP/1.1\r\n" + fields
+    c = Conn(gw.port)
+    c.send(first)
+    time.sleep(0.05)
+    c.send(b"x" + second + b"y")
+    closed = c.read_until_closed()
+    c.close()
+    resps = parse_responses(c.buf)
+    assert [r.status for r in resps] == [200, 431] and closed
+    assert len(forwarded(gw.port, up)) == 1

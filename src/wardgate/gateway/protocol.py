@@ -83,7 +83,7 @@ class ClientProtocol(asyncio.Protocol, Output):
         self.fields: list[tuple[bytes, bytes]] = []  # the raw fields of the head being parsed
         self.trailers = 0
         self.fields_memo: tuple[list[tuple[bytes, bytes]], str, list[tuple[bytes, bytes]],
-                                HeadFacts] | None = None
+                                HeadFacts, int] | None = None  # ..., the fields' size
         # The last RouteAuth.forward result for this client (pipeline._auth_forward).
         self.auth_memo: tuple[Any, ...] | None = None
         # The last upstream header block built for this client (pipeline._forward).
@@ -275,14 +275,18 @@ class ClientProtocol(asyncio.Protocol, Output):
             if memo is not None and memo[0] == fields and memo[1] == version:
                 # The same fields as the last request: the same checks passed, the same facts.
                 # The list is shared: nothing changes a request's fields after parsing.
+                if memo[4] + len(self.url) > self.max_head:  # only the target can differ
+                    raise HeadersTooLarge("request head too large", close=True)
                 req.headers = memo[2]
                 (req.host_header, req.host, req.content_length, req.chunked,
                  req.expect_continue, req.upgrade, req.request_id) = memo[3]  # see HeadFacts
             else:
-                if self._head_size() > self.max_head:
+                size = self._head_size()
+                if size > self.max_head:
                     raise HeadersTooLarge("request head too large", close=True)
                 req.headers = [(n.lower(), v.rstrip(b" \t")) for n, v in fields]
-                self.fields_memo = (fields, version, req.headers, read_fields(req))
+                self.fields_memo = (fields, version, req.headers, read_fields(req),
+                                    size - len(self.url))
         except GatewayError as err:
             raise self._fail(err) from None
         req.client_ip = self.client_ip
