@@ -48,6 +48,7 @@ MALFORMED = {
     "1mib-header": OK[:17] + b"X-Big: " + b"a" * (1 << 20) + b"\r\n" + OK[17:],  # too big a head
     "50000-headers": OK[:17] + b"X-A: v\r\n" * 50_000 + OK[17:],
     "head-just-over-64kib": OK[:17] + b"X-Big: " + b"a" * (64 * 1024) + b"\r\n" + OK[17:],
+    "300-small-headers": OK[:17] + b"X-A: v\r\n" * 300 + OK[17:],  # within 64 KiB, over 256
     # Transfer codings other than chunked cannot be relayed once TE (hop-by-hop) is stripped.
     "te-gzip-chunked": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
     "te-gzip": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nok",

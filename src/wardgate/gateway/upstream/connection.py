@@ -186,6 +186,8 @@ class UpstreamConnection(asyncio.Protocol, Output):
         elif block == self._memo_in:
             fast = self._memo_out  # the same head as the last response (often: within a second)
         else:
+            if block.count(b"\r\n") > MAX_RESPONSE_HEADERS:
+                raise ValueError("too many response header fields")  # -> HttpParserError: 502
             fast = response_block_fast(block)
             if fast is not None:
                 self._memo_in, self._memo_out = block, fast
