@@ -81,21 +81,13 @@ class Output:
             buf.append(data)  # type: ignore[union-attr]
 
     def send_many(self, parts: list[bytes] | tuple[bytes, ...]) -> None:
-        if BATCH.loop is None or sum(map(len, parts)) > BULK_BYTES:
+        if len(parts) == 1:
+            self.send(parts[0])
+        elif sum(map(len, parts)) > BULK_BYTES:
             self.flush_output()
             self.transport.writelines(parts)
-            return
-        buf = self.wbuf
-        if buf is None:
-            self.wbuf = list(parts)  # type: ignore[misc]
-            dirty = BATCH._dirty
-            if not dirty:
-                BATCH.loop.call_soon(BATCH.flush)
-            dirty.append(self)
-        elif type(buf) is bytes:
-            self.wbuf = [buf, *parts]  # type: ignore[misc]
         else:
-            buf.extend(parts)  # type: ignore[union-attr]
+            self.send(b"".join(parts))  # a response head and a small body: one buffer
 
     def flush_output(self) -> None:
         buf = self.wbuf

@@ -75,14 +75,11 @@ class Exchange:
                 return
         self.target = target
         target.active += 1
-        if not self.wants_upgrade:
-            idle = target.idle  # Target.take_idle, inlined: this runs for every request
-            while idle:
-                conn = idle.pop()
-                if not conn.closed and not conn.transport.is_closing():
-                    self._attach(conn, now)
-                    return
-        self.loop.create_task(self._connect(target))
+        conn = None if self.wants_upgrade else target.take_idle()
+        if conn is not None:
+            self._attach(conn, now)
+        else:
+            self.loop.create_task(self._connect(target))
 
     async def _connect(self, target: Target) -> None:
         try:
@@ -204,12 +201,7 @@ class Exchange:
         if out:
             self.out = []
             self.flushed = True
-            if len(out) == 1:
-                self.client.send(out[0])
-            elif len(out) == 2 and len(out[1]) <= 4096:
-                self.client.send(out[0] + out[1])  # a small answer: one buffer
-            else:
-                self.client.send_many(out)
+            self.client.send_many(out)
         self.finished = True
         target = self.target
         if target is not None:
