@@ -86,18 +86,28 @@ _UP = dict.fromkeys(REBUILT_UP, _UP_REBUILT) | dict.fromkeys(HOP_BY_HOP, _UP_HOP
 _FORWARDING: dict[tuple[str, str, bytes], bytes] = {}
 
 
+def _forwarding(client_ip: str, scheme: str, host: bytes, xff: bytes | None = None,
+                xfp: bytes | None = None, xfh: bytes | None = None, fwd: bytes | None = None,
+                via: bytes | None = None) -> bytes:
+    """The X-Forwarded-*, Forwarded and Via lines, our hop appended to the trusted values."""
+    ip = client_ip.encode()
+    node = f"for={_forwarded_node(client_ip)};proto={scheme}".encode() + b";host=\"" + host + b'"'
+    return b"\r\n".join((
+        b"X-Forwarded-For: " + (xff + b", " + ip if xff else ip),
+        b"X-Forwarded-Proto: " + (xfp or scheme.encode()),
+        b"X-Forwarded-Host: " + (xfh or host),
+        b"Forwarded: " + (fwd + b", " + node if fwd else node),
+        b"Via: " + (via + b", 1.1 wardgate" if via else b"1.1 wardgate"),
+    ))
+
+
 def _forwarding_block(client_ip: str, scheme: str, host: bytes) -> bytes:
-    """The X-Forwarded-*, Forwarded and Via lines for a request that brought none of its own
-    (or whose own were not trusted), built once per (client, scheme, host)."""
+    """_forwarding for a request that brought none of its own (or whose own were not
+    trusted), built once per (client, scheme, host)."""
     key = (client_ip, scheme, host)
     block = _FORWARDING.get(key)
     if block is None:
-        ip = client_ip.encode()
-        node = f"for={_forwarded_node(client_ip)};proto={scheme}".encode() + b";host=\"" + host + b'"'
-        block = b"\r\n".join((
-            b"X-Forwarded-For: " + ip, b"X-Forwarded-Proto: " + scheme.encode(),
-            b"X-Forwarded-Host: " + host, b"Forwarded: " + node, b"Via: 1.1 wardgate",
-        ))
+        block = _forwarding(client_ip, scheme, host)
         if len(_FORWARDING) >= 1024:
             _FORWARDING.clear()
         _FORWARDING[key] = block
@@ -145,14 +155,7 @@ def upstream_request_lines(
     if xff is None and xfp is None and xfh is None and fwd is None and via is None:
         out.append(_forwarding_block(client_ip, scheme, host))
     else:
-        ip = client_ip.encode()
-        out.append(b"X-Forwarded-For: " + (xff + b", " + ip if xff else ip))
-        out.append(b"X-Forwarded-Proto: " + (xfp or scheme.encode()))
-        out.append(b"X-Forwarded-Host: " + (xfh or host))
-        node = (f"for={_forwarded_node(client_ip)};proto={scheme}".encode()
-                + b";host=\"" + host + b'"')
-        out.append(b"Forwarded: " + (fwd + b", " + node if fwd else node))
-        out.append(b"Via: " + (via + b", 1.1 wardgate" if via else b"1.1 wardgate"))
+        out.append(_forwarding(client_ip, scheme, host, xff, xfp, xfh, fwd, via))
     if request_id is not None:
         out.append(b"X-Request-Id: " + request_id)
     if keep_upgrade and upgrade is not None:
