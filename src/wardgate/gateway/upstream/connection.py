@@ -181,28 +181,22 @@ class UpstreamConnection(asyncio.Protocol, Output):
             return  # delivered from the HttpParserUpgrade handler
         ex = self.exchange
         no_body = status in (204, 304) or ex.head_request
-        if no_body:
-            fast = None
-        elif block == self._memo_in:
+        if not self.parser.should_keep_alive():
+            self._dirty = True
+        if not no_body and block == self._memo_in:
             fast = self._memo_out  # the same head as the last response (often: within a second)
         else:
             if block.count(b"\r\n") > MAX_RESPONSE_HEADERS:
                 raise ValueError("too many response header fields")  # -> HttpParserError: 502
-            fast = response_block_fast(block)
+            fast = None if no_body else response_block_fast(block)
             if fast is not None:
                 self._memo_in, self._memo_out = block, fast
         if fast is not None:
             block, length = fast
-            framing = FRAME_LENGTH if length is not None else FRAME_CLOSE
-            self._framing = framing
-            if not self.parser.should_keep_alive():
-                self._dirty = True
-            ex.on_response_head(status, block, framing, length, True)
+            self._framing = FRAME_LENGTH if length is not None else FRAME_CLOSE
+            ex.on_response_head(status, block, self._framing, length, True)
             return
-        pairs = field_pairs(block)
-        if len(pairs) > MAX_RESPONSE_HEADERS:
-            raise ValueError("too many response header fields")  # surfaces as HttpParserError
-        head = response_head(pairs)
+        head = response_head(field_pairs(block))
         if no_body:
             framing = FRAME_NONE
         elif head.length is not None:
@@ -216,8 +210,6 @@ class UpstreamConnection(asyncio.Protocol, Output):
         else:
             framing = FRAME_CLOSE
         self._framing = framing
-        if not self.parser.should_keep_alive():
-            self._dirty = True
         lines = head.lines
         ex.on_response_head(status, b"\r\n" + b"\r\n".join(lines) if lines else b"", framing,
                             head.length, False)
