@@ -3,14 +3,15 @@ from __future__ import annotations
 import pytest
 
 from wardgate.errors import BadRequest, HttpVersionNotSupported
-from wardgate.gateway.head import foreign_protocol, read_head
+from wardgate.gateway.head import foreign_protocol, read_fields, read_request_line
 from wardgate.gateway.request import Request
 
 
 def head(headers, version="1.1", method=b"GET", url=b"/x", foreign=False) -> Request:
     req = Request()
     req.headers = headers
-    read_head(req, version, method, url, foreign)
+    read_request_line(req, version, method, url, foreign)  # the order the client protocol uses
+    read_fields(req)
     return req
 
 

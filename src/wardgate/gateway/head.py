@@ -38,14 +38,9 @@ def foreign_protocol(prev_tail: bytes, chunk: bytes, url: bytes) -> bool:
     return tail + b" RTSP/" in window or tail + b" ICE/" in window
 
 
-def read_head(req: Request, version: str, method_b: bytes, url: bytes, foreign: bool) -> None:
-    """`foreign`: the request line was RTSP or ICE, not HTTP (see foreign_protocol)."""
-    read_request_line(req, version, method_b, url, foreign)
-    read_fields(req)
-
-
 def read_request_line(req: Request, version: str, method_b: bytes, url: bytes,
                       foreign: bool) -> None:
+    """`foreign`: the request line was RTSP or ICE, not HTTP (see foreign_protocol)."""
     if version != "1.1" and (version != "1.0" or foreign):
         raise HttpVersionNotSupported("only HTTP/1.0 and HTTP/1.1", close=True)
     req.version = version
