@@ -12,6 +12,9 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding
 from joserfc.errors import SecurityWarning, UnsupportedAlgorithmError
 from joserfc.jwk import ECKey, OctKey, OKPKey, RSAKey
 from joserfc.jws import JWSRegistry
@@ -76,8 +79,8 @@ class VerificationKey:
     """One public key (or HMAC secret) bound to one algorithm.
 
     `algo` is joserfc's algorithm model for `alg`, resolved (and checked against the key) once
-    at import, so verifying is a single call. `alive` turns False when the key leaves its key
-    set; cached tokens it verified die with it.
+    at import, so verifying is a single call: `check(signing_input, signature)`. `alive` turns
+    False when the key leaves its key set; cached tokens it verified die with it.
     """
 
     kid: str | None
@@ -86,6 +89,7 @@ class VerificationKey:
     registry: JWSRegistry = field(repr=False)
     algo: Any = field(default=None, repr=False)
     alive: bool = True
+    check: Any = field(default=None, repr=False)  # (signing_input, signature) -> bool
 
     def __post_init__(self) -> None:
         if self.algo is None:
@@ -94,6 +98,41 @@ class VerificationKey:
                 self.algo.check_key(self.key)  # key type and curve fit the algorithm
             except Exception as exc:  # noqa: BLE001 - joserfc key errors vary
                 raise KeyImportError(f"key does not fit {self.alg}: {exc}") from None
+        if self.check is None:
+            self.check = _rsa_check(self.alg, self.key) or _library_check(self.algo, self.key)
+
+
+def _library_check(algo: Any, key: Any) -> Any:
+    verify = algo.verify
+    return lambda msg, sig: verify(msg, sig, key)
+
+
+_PKCS1_HASHES = {"RS256": hashes.SHA256(), "RS384": hashes.SHA384(), "RS512": hashes.SHA512()}
+
+
+def _rsa_check(alg: str, key: Any) -> Any:
+    """RS256/384/512 straight on `cryptography`: what joserfc's RSAAlgorithm.verify does
+    (RSASSA-PKCS1-v1_5 verify of the signing input, RFC 7518 §3.3) with the key's public
+    object, padding and hash resolved once instead of per token (~1 µs of a ~21 µs verify).
+    tests/auth/test_signature.py checks it agrees with joserfc on valid and invalid tokens.
+    None for every other algorithm, and for a key whose `use`/`key_ops` forbid verifying
+    (joserfc then refuses it on every call, as before)."""
+    digest = _PKCS1_HASHES.get(alg)
+    if digest is None:
+        return None
+    try:
+        public = key.get_op_key("verify")
+    except Exception:  # noqa: BLE001 - joserfc's key-operation errors vary
+        return None
+    verify, pkcs1 = public.verify, padding.PKCS1v15()
+
+    def check(msg: bytes, sig: bytes) -> bool:
+        try:
+            verify(sig, msg, pkcs1, digest)
+        except InvalidSignature:
+            return False
+        return True
+    return check
 
 
 def _family(kty: str, crv: str | None) -> frozenset[str]:

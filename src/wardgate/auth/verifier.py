@@ -150,9 +150,9 @@ class ProviderVerifier:
         if key.alg != alg:
             raise Rejected("alg_key_mismatch")  # RFC 8725 §3.1: the key decides the algorithm
         try:
-            # joserfc's algorithm model for the key's own alg (resolved at import), over the
-            # segments compact.split already checked: RFC 7515 §5.2 step 8
-            ok = key.algo.verify(parts.signing_input, parts.signature, key.key)
+            # the key's own alg (resolved at import: keys._rsa_check or joserfc's model), over
+            # the segments compact.split already checked: RFC 7515 §5.2 step 8
+            ok = key.check(parts.signing_input, parts.signature)
         except (JoseError, TypeError, ValueError, RecursionError):
             raise Rejected("malformed") from None
         if not ok:
