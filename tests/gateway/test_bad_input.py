@@ -457,3 +457,23 @@ def test_repeated_fields_with_a_longer_target_still_count_toward_the_head_limit(
     resps = parse_responses(c.buf)
     assert [r.status for r in resps] == [200, 431] and closed
     assert len(forwarded(gw.port, up)) == 1
+
+
+def test_new_values_under_repeated_field_names_are_each_read(gw, up):
+    # Heads that repeat the last one's field names with new values (a new token, a new
+    # cookie) reuse its checks; a new Host, Content-Length or a head grown past 16 KiB must
+    # still be seen. All on one connection, pipelined in one write.
+    def head(host: bytes, length: int, pad: int) -> bytes:
+        return (b"POST /echo HTTP/1.1\r\nHost: " + host + b"\r\nContent-Length: %d\r\n" % length
+                + b"X-Token: " + b"t" * pad + b"\r\n\r\n" + b"b" * length)
+    c = Conn(gw.port)
+    c.send(head(b"x", 1, 10) + head(b"x", 1, 20) + head(b"y", 1, 20) + head(b"y", 3, 20)
+           + head(b"y", 3, 5) + head(b"y", 3, 16_500))
+    closed = c.read_until_closed()
+    c.close()
+    resps = parse_responses(c.buf)
+    assert [r.status for r in resps] == [200, 200, 200, 200, 200, 431] and closed
+    seen = up.requests[-5:]
+    assert [r.header("x-forwarded-host") for r in seen] == ["x", "x", "y", "y", "y"]
+    assert [r.body_len for r in seen] == [1, 1, 1, 3, 3]
+    assert [len(r.header("x-token") or "") for r in seen] == [10, 20, 20, 20, 5]

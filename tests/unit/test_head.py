@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from wardgate.errors import BadRequest, HttpVersionNotSupported
-from wardgate.gateway.head import foreign_protocol, read_fields, read_request_line
+from wardgate.gateway.head import foreign_protocol, read_fields, read_request_line, refresh_fields
 from wardgate.gateway.request import Request
 
 
@@ -52,3 +52,36 @@ def test_foreign_protocol_detection_spans_reads():
     assert foreign_protocol(b"", b"GET /echo RTSP/1.0\r\n", b"/echo")
     assert foreign_protocol(b"prev.../echo IC", b"E/1.0", b"/echo")
     assert not foreign_protocol(b"", b"GET /echo HTTP/1.0\r\n", b"/echo")
+
+
+_RAW = [(b"Host", b"api"), (b"Authorization", b"Bearer one"), (b"Cookie", b"a=1  ")]
+_LOW = [(b"host", b"api"), (b"authorization", b"Bearer one"), (b"cookie", b"a=1")]
+
+
+def test_refresh_fields_takes_new_values_outside_the_fact_fields() -> None:
+    fields = [(b"Host", b"api"), (b"Authorization", b"Bearer second"), (b"Cookie", b"b=22 ")]
+    fresh = refresh_fields(_RAW, _LOW, fields)
+    assert fresh is not None
+    lowered, grown = fresh
+    assert lowered == [(b"host", b"api"), (b"authorization", b"Bearer second"),
+                       (b"cookie", b"b=22")]
+    assert grown == 3 + 0  # raw sizes, trailing whitespace included: "b=22 " vs "a=1  "
+    assert _LOW == [(b"host", b"api"), (b"authorization", b"Bearer one"), (b"cookie", b"a=1")]
+
+
+@pytest.mark.parametrize("changed", [
+    [(b"Host", b"other"), (b"Authorization", b"Bearer one"), (b"Cookie", b"a=1  ")],
+    [(b"host", b"api"), (b"Authorization", b"Bearer one"), (b"Cookie", b"a=1  ")],  # name case
+    [(b"Host", b"api"), (b"Content-Length", b"5"), (b"Cookie", b"a=1  ")],  # another name
+    [(b"Host", b"api"), (b"Authorization", b"Bearer one"), (b"Cookie", b"a=1  ")],  # no change
+])
+def test_refresh_fields_refuses_changed_names_and_fact_fields(changed) -> None:
+    assert refresh_fields(_RAW, _LOW, changed) is None
+
+
+@pytest.mark.parametrize("name", [b"Content-Length", b"Transfer-Encoding", b"Expect", b"Upgrade",
+                                  b"X-Request-Id", b"HOST"])
+def test_refresh_fields_never_reuses_facts_across_a_fact_field_change(name) -> None:
+    raw = [(b"Host", b"api"), (name, b"1")]
+    low = [(n.lower(), v) for n, v in raw]
+    assert refresh_fields(raw, low, [(b"Host", b"api"), (name, b"2")]) is None

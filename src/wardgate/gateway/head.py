@@ -91,6 +91,38 @@ def read_fields(req: Request) -> HeadFacts:
             req.request_id)
 
 
+# The fields read_fields looks at (lower-cased): a head whose other fields changed has the same
+# facts, and passes or fails the same checks.
+_FACT_FIELDS = frozenset({b"host", b"content-length", b"transfer-encoding", b"expect", b"upgrade",
+                          b"x-request-id"})
+
+
+def refresh_fields(last_raw: list[tuple[bytes, bytes]], last: list[tuple[bytes, bytes]],
+                   fields: list[tuple[bytes, bytes]]) -> tuple[list[tuple[bytes, bytes]], int] | None:
+    """The lowered fields of a head that repeats the last one's field names (`last_raw`, read
+    into `last`) with new values only outside _FACT_FIELDS (a client sending a new token or
+    cookie each time); with the change in size. None for any other head: read it afresh.
+
+    The caller checks the lists have the same length; read_fields' result for `last` holds."""
+    out = None
+    grown = 0
+    i = 0
+    for pair, old in zip(fields, last_raw, strict=True):
+        if pair != old:
+            if pair[0] != old[0]:
+                return None
+            low = last[i][0]
+            if low in _FACT_FIELDS:
+                return None
+            if out is None:
+                out = last.copy()
+            value = pair[1]
+            out[i] = (low, value.rstrip(b" \t"))
+            grown += len(value) - len(old[1])
+        i += 1
+    return None if out is None else (out, grown)
+
+
 # Host header -> routing host, for headers already validated. Bounded by clearing.
 _HOSTS: dict[bytes, str] = {}
 

@@ -27,6 +27,7 @@ from wardgate.gateway.head import (
     foreign_protocol,
     read_fields,
     read_request_line,
+    refresh_fields,
 )
 from wardgate.gateway.output import Output
 from wardgate.gateway.request import Pending, Request
@@ -304,12 +305,26 @@ class ClientProtocol(RequestFlow, Output, asyncio.Protocol):
                 (req.host_header, req.host, req.content_length, req.chunked,
                  req.expect_continue, req.upgrade, req.request_id) = memo[3]  # see HeadFacts
             else:
-                size = self._head_size()
-                if size > self.max_head:
-                    raise HeadersTooLarge("request head too large", close=True)
-                req.headers = [(n.lower(), v.rstrip(b" \t")) for n, v in fields]
-                self.fields_memo = (fields, version, req.headers, read_fields(req),
-                                    size - len(self.url))
+                fresh = memo is not None and memo[1] == version and len(memo[0]) == len(fields) \
+                    and refresh_fields(memo[0], memo[2], fields)
+                if fresh:
+                    # The same names, new values outside the fields read_fields reads (a new
+                    # token each time): the same checks passed, the same facts.
+                    size = memo[4] + fresh[1]  # type: ignore[index]
+                    if size + len(self.url) > self.max_head:
+                        raise HeadersTooLarge("request head too large", close=True)
+                    req.headers = fresh[0]  # type: ignore[index]
+                    facts = memo[3]  # type: ignore[index]
+                    (req.host_header, req.host, req.content_length, req.chunked,
+                     req.expect_continue, req.upgrade, req.request_id) = facts
+                else:
+                    size = self._head_size()
+                    if size > self.max_head:
+                        raise HeadersTooLarge("request head too large", close=True)
+                    req.headers = [(n.lower(), v.rstrip(b" \t")) for n, v in fields]
+                    facts = read_fields(req)
+                    size -= len(self.url)
+                self.fields_memo = (fields, version, req.headers, facts, size)
         except GatewayError as err:
             raise self._fail(err) from None
         req.client_ip = self.client_ip
