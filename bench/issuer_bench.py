@@ -6,6 +6,11 @@ load generator is wrk (bench/lua/issuer_refresh.lua keeps one refresh family per
 when installed; otherwise an asyncio httpx client, which saturates long before the issuer does.
 
     .venv/bin/python bench/issuer_bench.py [--seconds 5] [--concurrency 16]
+
+`--in-process N` instead drives the ASGI app directly (no sockets, no uvicorn): N refresh
+grants from `--concurrency` concurrent families on uvloop, in this process pinned to one core;
+it prints the CPU time per grant (all threads, and the event loop's thread alone; the rest is
+aiosqlite's threads). `--profile FILE` adds cProfile (FILE.<algorithm>).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -125,6 +131,83 @@ async def _scratch_db(server: str, alg: str, *, create: bool) -> str:
     return server.rstrip("/") + "/" + name
 
 
+async def _asgi_post(app: Any, path: str, body: bytes, ctype: bytes) -> tuple[int, bytes]:
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
+             "method": "POST", "scheme": "http", "path": path, "raw_path": path.encode(),
+             "query_string": b"", "root_path": "",
+             "headers": [(b"host", b"127.0.0.1"), (b"content-type", ctype),
+                         (b"content-length", str(len(body)).encode())],
+             "client": ("127.0.0.1", 40000), "server": ("127.0.0.1", 9000), "state": {}}
+    sent = False
+    status = 0
+    chunks: list[bytes] = []
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        await asyncio.Event().wait()
+        return {"type": "http.disconnect"}
+
+    async def send(msg: dict[str, Any]) -> None:
+        nonlocal status
+        if msg["type"] == "http.response.start":
+            status = msg["status"]
+        elif msg["type"] == "http.response.body":
+            chunks.append(msg.get("body", b""))
+
+    await app(scope, receive, send)
+    return status, b"".join(chunks)
+
+
+async def _in_process(cfg_dict: dict[str, Any], grants: int,
+                      concurrency: int, profile: str | None) -> tuple[float, float, float]:
+    """With the ASGI app called directly: CPU ms per grant (the process, and of that the
+    event loop's thread; the rest is aiosqlite's threads), and grants per wall second."""
+    import cProfile
+    import json as _json
+
+    from wardgate.config.issuer import IssuerConfig
+    from wardgate.issuer import admin
+    from wardgate.issuer.app import create_app
+
+    cfg = IssuerConfig(**cfg_dict)
+    await admin.add_user(cfg, "bench", "bench-pw", ["reader"])
+    app = create_app(cfg)
+    async with app.router.lifespan_context(app):
+        login = _json.dumps({"username": "bench", "password": "bench-pw"}).encode()
+        tokens = []
+        for _ in range(concurrency):
+            st, out = await _asgi_post(app, "/login", login, b"application/json")
+            assert st == 200, out
+            tokens.append(_json.loads(out)["refresh_token"])
+
+        async def worker(token: str, n: int) -> str:
+            for _ in range(n):
+                body = b"grant_type=refresh_token&refresh_token=" + token.encode()
+                st, out = await _asgi_post(app, "/token", body,
+                                           b"application/x-www-form-urlencoded")
+                assert st == 200, out
+                token = _json.loads(out)["refresh_token"]
+            return token
+
+        tokens = await asyncio.gather(*(worker(t, 50) for t in tokens))  # warm-up
+        per = max(1, grants // concurrency)
+        prof = cProfile.Profile() if profile else None
+        t0, w0, l0 = os.times(), time.perf_counter(), time.thread_time()
+        if prof:
+            prof.enable()
+        await asyncio.gather(*(worker(t, per) for t in tokens))
+        if prof:
+            prof.disable()
+            prof.dump_stats(profile)
+        t1, w1, l1 = os.times(), time.perf_counter(), time.thread_time()
+        n = per * concurrency
+        cpu = (t1.user - t0.user) + (t1.system - t0.system)
+        return cpu / n * 1000, (l1 - l0) / n * 1000, n / (w1 - w0)
+
+
 def _pin(pid: int) -> None:
     if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
         os.sched_setaffinity(pid, {0})
@@ -139,7 +222,12 @@ def main() -> int:
     ap.add_argument("--postgres", metavar="URL",
                     help="postgresql://user@host:port of a server where a scratch database "
                          "per algorithm may be created and dropped (default: SQLite)")
+    ap.add_argument("--in-process", type=int, metavar="N", default=0,
+                    help="drive the ASGI app in this process: N grants per algorithm")
+    ap.add_argument("--profile", metavar="FILE", help="with --in-process: cProfile to FILE")
     args = ap.parse_args()
+    if args.in_process:
+        return in_process_main(args)
     rows = []
     with tempfile.TemporaryDirectory(prefix="wg-issuer-bench-") as tmp:
         for alg in args.algorithms.split(","):
@@ -187,6 +275,31 @@ def main() -> int:
     print("| operation | per second |\n|---|---:|")
     for name, rate in rows:
         print(f"| {name} | {rate:,.0f} |")
+    return 0
+
+
+def in_process_main(args: argparse.Namespace) -> int:
+    import uvloop
+
+    if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
+        os.sched_setaffinity(0, {0})  # one core, as the issuer under wrk
+    print("| algorithm | CPU ms per grant | of which the event loop's thread "
+          "| grants per wall second |\n|---|---:|---:|---:|")
+    for alg in args.algorithms.split(","):
+        with tempfile.TemporaryDirectory(prefix="wg-issuer-inproc-") as tmp:
+            d = Path(tmp)
+            extra = {}
+            if args.postgres:
+                extra["database_url"] = asyncio.run(_scratch_db(args.postgres, alg, create=True))
+            cfg = base_config(d, keys={"algorithm": alg}, **extra)
+            prof = f"{args.profile}.{alg}" if args.profile else None
+            try:
+                cpu, loop_cpu, rate = uvloop.run(
+                    _in_process(cfg, args.in_process, args.concurrency, prof))
+            finally:
+                if args.postgres:
+                    asyncio.run(_scratch_db(args.postgres, alg, create=False))
+            print(f"| {alg} | {cpu:.3f} | {loop_cpu:.3f} | {rate:,.0f} |")
     return 0
 
 

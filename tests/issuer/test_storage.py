@@ -11,14 +11,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from sqlalchemy import func, select, text, update
-from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import func, select, text
+from sqlalchemy.exc import DBAPIError
 
 from tests.issuer.support import base_config
 from wardgate.config.issuer import IssuerConfig
 from wardgate.config.loader import load_file
-from wardgate.issuer import audit, clients, grants, keys, refresh, sessions, users
+from wardgate.issuer import audit, clients, grants, keys, rawsql, refresh, sessions, users
 from wardgate.issuer.db import Database, open_database
 from wardgate.issuer.errors import InvalidGrant
 from wardgate.issuer.schema import auth_codes, refresh_tokens, signing_keys
@@ -250,27 +249,109 @@ async def test_retired_private_keys_are_destroyed(db: Database, tmp_path: Path) 
     assert Path(new.private_path).exists()
 
 
-async def test_run_is_all_or_nothing_when_a_late_insert_fails(db: Database) -> None:
-    """`Database.run` on SQLite sends INSERTs with the COMMIT: their failure still undoes all."""
+def _claim_args(db: Database, tok: str) -> tuple[rawsql.Compiled, dict[str, object]]:
+    params = refresh.claim_params(tok, NOW)
+    assert params is not None
+    return db.compiled(refresh.CLAIM), params
+
+
+def _writes(db: Database, *rows: dict[str, object]) -> rawsql.Writes:
+    """An audit event, then each refresh-token row."""
+    return [(db.compiled(audit.INSERT, audit.COLUMNS), audit.event_row(NOW, "refresh")),
+            *((db.compiled(refresh.INSERT, refresh.COLUMNS), r) for r in rows)]
+
+
+async def _state(db: Database) -> tuple[list[bool], list[str]]:
+    async with db.begin() as conn:
+        used = (await conn.execute(select(refresh_tokens.c.used)
+                                   .order_by(refresh_tokens.c.created_at))).scalars().all()
+        return list(used), [e["event"] for e in await audit.recent(conn)]
+
+
+async def test_claim_then_commits_the_claim_and_the_writes_together(db: Database) -> None:
+    tok = await _family(db)
+    _, _, nxt = refresh.successor(user_id=None, client_id="c", sid=None, scope="[]",
+                                  audience="api", now=NOW + 1, idle_s=100, absolute_s=1000)
+    claim, params = _claim_args(db, tok)
+    seen: list[refresh.Claim] = []
+
+    def then(row: rawsql.Row) -> tuple[str, rawsql.Writes]:
+        seen.append(refresh.claim_from_row(row))
+        return "done", _writes(db, nxt)
+
+    assert await db.claim_then(claim, params, then) == "done"
+    assert seen[0].row.client_id == "c" and seen[0].row.user_id is None
+    assert await _state(db) == ([True, False], ["refresh"])
+    # A used token matches no more: no row, nothing written, `then` not called.
+    assert await db.claim_then(claim, params, then) is None
+    assert len(seen) == 1 and await _state(db) == ([True, False], ["refresh"])
+
+
+async def test_claim_then_is_all_or_nothing_when_a_late_insert_fails(db: Database) -> None:
+    """The claim, the audit row and a failing INSERT (the claimed row's own key): none stays."""
     tok = await _family(db)
     _, _, clash = refresh.successor(user_id=None, client_id="c", sid=None, scope="[]",
                                     audience="api", now=NOW, idle_s=100, absolute_s=1000)
-    clash["token_hash"] = sessions.digest(tok)  # the primary key of the existing row
+    clash["token_hash"] = sessions.digest(tok)
+    claim, params = _claim_args(db, tok)
+    with pytest.raises(DBAPIError):  # the driver's error, as SQLAlchemy's (a 503 answer)
+        await db.claim_then(claim, params, lambda _row: (None, _writes(db, clash)))
+    assert await _state(db) == ([False], [])
+    # The pooled connections are clean afterwards: the token is claimed on the next try.
+    for _ in range(2 * db.raw.size):
+        assert await db.claim_then(claim, params, lambda _row: (1, _writes(db))) in (1, None)
+    assert await _state(db) == ([True], ["refresh"])
 
-    def write(conn: Connection) -> None:
-        conn.execute(update(refresh_tokens).values(used=True))
-        conn.execute(audit.INSERT, audit.event_row(NOW, "refresh", client_id="c"))
-        conn.execute(refresh.INSERT, clash)
 
-    with pytest.raises(IntegrityError):
-        await db.run(write)
+async def test_claim_then_rolls_the_claim_back_when_the_decision_refuses(db: Database) -> None:
+    tok = await _family(db)
+    claim, params = _claim_args(db, tok)
+
+    def refuse(_row: rawsql.Row) -> tuple[None, rawsql.Writes]:
+        raise InvalidGrant("user disabled")
+
+    with pytest.raises(InvalidGrant):
+        await db.claim_then(claim, params, refuse)
+    assert await _state(db) == ([False], [])
+    # Not even the lock stays behind: a write through SQLAlchemy goes through at once.
     async with db.begin() as conn:
-        assert (await conn.execute(select(refresh_tokens.c.used))).scalars().all() == [False]
-        assert await audit.recent(conn) == []
-    # The pooled connection is clean afterwards: the next transaction commits normally.
-    await db.run(lambda conn: conn.execute(audit.INSERT, audit.event_row(NOW, "probe")))
-    async with db.begin() as conn:
-        assert [e["event"] for e in await audit.recent(conn)] == ["probe"]
+        await audit.record(conn, NOW, "probe")
+    assert await db.claim_then(claim, params, lambda _row: (1, [])) == 1
+    assert await _state(db) == ([True], ["probe"])
+
+
+async def test_claim_then_cancelled_mid_transaction_leaves_nothing_open(db: Database) -> None:
+    """A grant cancelled while its claim runs: rolled back before the connection is reused."""
+    tok = await _family(db)
+    claim, params = _claim_args(db, tok)
+    # A pooled connection first, so that the claim itself is what the cancellation meets.
+    assert await db.claim_then(*_claim_args(db, "unknown"), lambda _row: (1, [])) is None
+    task = asyncio.ensure_future(db.claim_then(claim, params, lambda _row: (1, _writes(db))))
+    await asyncio.sleep(0)  # the claim is on its way to the database
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert db.raw._tasks  # the connection is being rolled back in the background
+    await asyncio.gather(*db.raw._tasks)
+    assert await _state(db) == ([False], [])
+    async with db.begin() as conn:  # no lock left behind (SQLite would wait 5 s, then fail)
+        await audit.record(conn, NOW, "probe")
+    assert await db.claim_then(claim, params, lambda _row: (1, [])) == 1
+
+
+async def test_claim_then_serves_many_concurrent_grants(db: Database) -> None:
+    """More concurrent transactions than pooled connections, one family each."""
+    toks = [await _family(db) for _ in range(12)]
+
+    async def one(tok: str) -> int | None:
+        claim, params = _claim_args(db, tok)
+        _, _, nxt = refresh.successor(user_id=None, client_id="c", sid=None, scope="[]",
+                                      audience="api", now=NOW, idle_s=100, absolute_s=1000)
+        return await db.claim_then(claim, params, lambda _row: (1, _writes(db, nxt)))
+
+    assert await asyncio.gather(*(one(t) for t in toks)) == [1] * 12
+    used, events = await _state(db)
+    assert sorted(used) == [False] * 12 + [True] * 12 and events == ["refresh"] * 12
 
 
 async def test_refresh_grant_has_one_winner_and_reuse_revokes_the_family(

@@ -10,13 +10,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from wardgate.issuer.schema import audit_events
 
-INSERT = insert(audit_events)  # built once; the values travel as parameters
+# Built once; the values travel as parameters. Inline: nothing reads the new row's id back
+# (PostgreSQL would otherwise add RETURNING).
+INSERT = insert(audit_events).inline()
+COLUMNS = ("at", "event", "username", "client_id", "address", "detail")  # of an `event_row`
 
 
 def event_row(now: int, event: str, *, username: str | None = None,
               client_id: str | None = None, address: str | None = None,
               **detail: Any) -> dict[str, Any]:
-    """The row `record` inserts (for callers that execute `INSERT` themselves, in `Database.run`)."""
+    """The row `record` inserts (for callers that execute `INSERT` themselves)."""
     # Never pass secrets here: tokens, passwords and codes stay out of the log by construction.
     return {"at": now, "event": event, "username": username, "client_id": client_id,
             "address": address, "detail": json.dumps(detail, sort_keys=True, default=str)}

@@ -6,19 +6,23 @@ One `Database` per process owns the async engine. Every multi-row change runs in
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import event, insert, select
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
-from sqlalchemy.util import greenlet_spawn
 
-from wardgate.issuer import schema, sqliteconn
+from wardgate.issuer import rawsql, schema, sqliteconn
 
 T = TypeVar("T")
+
+# Connections of the refresh grant's own pool (`rawsql`). SQLite has one writer at a time:
+# more connections than this only wait longer for its lock.
+RAW_POOL_SQLITE = 4
+RAW_POOL_POSTGRES = 10
 
 
 class SchemaTooNew(RuntimeError):
@@ -36,7 +40,7 @@ def async_url(url: str) -> str:
     return url
 
 
-def _sqlite_pragmas(dbapi_conn: object, _record: object) -> None:
+def _sqlite_pragmas(dbapi_conn: object, _record: object = None) -> None:
     cur = dbapi_conn.cursor()  # type: ignore[attr-defined]
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA busy_timeout=5000")  # CLI and server may write at the same time
@@ -44,21 +48,6 @@ def _sqlite_pragmas(dbapi_conn: object, _record: object) -> None:
     # then holds a refresh token the database never saw and must log in again).
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.close()
-
-
-def _in_transaction(engine: Engine, fn: Callable[..., T], *args: Any) -> T:
-    # Checkout, BEGIN, fn's statements, COMMIT (or ROLLBACK on any exception) and check-in,
-    # all in the one greenlet `run` spawns.
-    with engine.begin() as conn:
-        driver = conn.connection.driver_connection
-        if not isinstance(driver, sqliteconn.Connection):
-            return fn(conn, *args)
-        # SQLite: fn's INSERTs travel with the next statement or the COMMIT (sqliteconn).
-        driver.defer_inserts = True
-        try:
-            return fn(conn, *args)
-        finally:
-            driver.defer_inserts = False
 
 
 class Database:
@@ -77,6 +66,11 @@ class Database:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         else:
             self.engine = create_async_engine(aurl, pool_size=10, max_overflow=10)
+        cargs, cparams = self.engine.dialect.create_connect_args(self.engine.url)
+        self.raw: rawsql.RawPool = (
+            rawsql.SqlitePool(cargs, cparams, _sqlite_pragmas, RAW_POOL_SQLITE) if self.is_sqlite
+            else rawsql.AsyncpgPool(cargs, cparams, RAW_POOL_POSTGRES))
+        self._compiled: dict[tuple[int, tuple[str, ...] | None], rawsql.Compiled] = {}
 
     async def _sqlite_connect(self) -> sqliteconn.Connection:
         # sqlite3.connect's arguments exactly as SQLAlchemy derives them from the URL.
@@ -104,20 +98,22 @@ class Database:
         async with self.engine.begin() as conn:
             yield conn
 
-    async def run(self, fn: Callable[..., T], *args: Any) -> T:
-        """`fn(conn, *args)` with a synchronous connection, in one transaction.
+    def compiled(self, stmt: Any, column_keys: Sequence[str] | None = None) -> rawsql.Compiled:
+        """`stmt` (a module-level Core statement) compiled once for this database's dialect."""
+        key = (id(stmt), tuple(column_keys) if column_keys is not None else None)
+        c = self._compiled.get(key)
+        if c is None:
+            c = self._compiled[key] = rawsql.Compiled(stmt, self.engine.dialect, column_keys)
+        return c
 
-        For hot paths: SQLAlchemy's async API runs each call (connect, begin, every execute,
-        commit, close) in a greenlet of its own, and wraps close in a task (asyncio.shield);
-        here the synchronous engine behind the async one runs the whole transaction, checkout
-        to check-in, in one greenlet (what `AsyncConnection.run_sync` does for one call).
-        The driver is still the async one: each statement awaits aiosqlite / asyncpg. On
-        SQLite, INSERTs without RETURNING are sent with the next statement or the COMMIT
-        (`sqliteconn`); a failure there still rolls everything back.
-        """
-        return await greenlet_spawn(_in_transaction, self.engine.sync_engine, fn, *args)
+    async def claim_then(self, claim: rawsql.Compiled, params: Mapping[str, Any],
+                         then: rawsql.Then[T]) -> T | None:
+        """One transaction on the raw driver: claim (UPDATE ... RETURNING), then `then(row)`
+        decides and names the INSERTs, then COMMIT; all or nothing (`rawsql`)."""
+        return await self.raw.claim_then(claim, params, then)
 
     async def close(self) -> None:
+        await self.raw.close()
         await self.engine.dispose()
 
 

@@ -15,10 +15,9 @@ import re
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from wardgate.issuer import audit, clients, refresh, sessions, users
+from wardgate.issuer import audit, clients, rawsql, refresh, sessions, users
 from wardgate.issuer.errors import (
     InvalidClient,
     InvalidGrant,
@@ -59,10 +58,17 @@ async def refresh_grant(iss: Issuer, token: str, client: clients.Client | None,
     """
     now = iss.now()
     # The common case in one statement and one transaction: a live token, marked used as it
-    # is read. Nothing was written when it returns None.
-    done = await iss.db.run(_rotate_live, iss, token, client, address, now, public_only, scope)
-    if done is not None:
-        return done
+    # is read; the successor and the audit event in the same transaction (`claim_then`, on
+    # the raw driver connection). Nothing was written when it returns None.
+    params = refresh.claim_params(token, now)
+    if params is not None:
+        db = iss.db
+        done = await db.claim_then(
+            db.compiled(refresh.CLAIM), params,
+            lambda r: _rotate_live(iss, refresh.claim_from_row(r), client, address, now,
+                                   public_only, scope))
+        if done is not None:
+            return done
     # Not live: the step-by-step path says why, and revokes the family on reuse. A token
     # never becomes live again, so this second transaction sees what the claim saw or later.
     reused: refresh.RefreshRow | None = None
@@ -97,17 +103,15 @@ async def refresh_grant(iss: Issuer, token: str, client: clients.Client | None,
     raise InvalidGrant("refresh token reused; its family is revoked")
 
 
-def _rotate_live(conn: Connection, iss: Issuer, token: str, client: clients.Client | None,
+def _rotate_live(iss: Issuer, claim: refresh.Claim, client: clients.Client | None,
                  address: str, now: int, public_only: bool, scope: list[str] | None
-                 ) -> tuple[dict[str, Any], refresh.RefreshRow] | None:
-    """Claim and rotate a live token (synchronous, inside `Database.run`); None if not live.
+                 ) -> tuple[tuple[dict[str, Any], refresh.RefreshRow], rawsql.Writes]:
+    """Decide on a claimed live token: the answer, and the rows that go with the COMMIT.
 
-    The checks are the step-by-step path's, in its order (`rotate` tells a wrong client
-    before anything else about a live token); each raises, which rolls the claim back.
+    Runs inside `Database.claim_then`'s transaction. The checks are the step-by-step path's,
+    in its order (`rotate` tells a wrong client before anything else about a live token);
+    each raises, which rolls the claim back.
     """
-    claim = refresh.claim(conn, token, now)
-    if claim is None:
-        return None
     row = claim.row
     if client is None and public_only and not claim.owner_public:
         raise InvalidClient("client authentication required")
@@ -128,10 +132,12 @@ def _rotate_live(conn: Connection, iss: Issuer, token: str, client: clients.Clie
         audience=row.audience, now=now, idle_s=iss.cfg.tokens.refresh_idle_s, absolute_s=0,
         family_id=row.family_id, parent_hash=row.token_hash,
         family_expires_at=row.family_expires_at)
-    conn.execute(refresh.INSERT, successor)
-    conn.execute(audit.INSERT, audit.event_row(now, "refresh", client_id=row.client_id,
-                                               address=address, family=row.family_id))
-    return out, row
+    db = iss.db
+    return (out, row), [
+        (db.compiled(refresh.INSERT, refresh.COLUMNS), successor),
+        (db.compiled(audit.INSERT, audit.COLUMNS),
+         audit.event_row(now, "refresh", client_id=row.client_id, address=address,
+                         family=row.family_id))]
 
 
 def _grant_for(row: refresh.RefreshRow, st: users.Standing | None,

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import enum
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import ColumnElement, bindparam, func, insert, literal_column, select, update
-from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from wardgate.issuer.schema import clients, refresh_tokens, sessions, user_roles, users
@@ -77,6 +77,7 @@ def _row(r: object) -> RefreshRow:
 
 
 INSERT = insert(refresh_tokens)  # built once; the values travel as parameters
+COLUMNS = tuple(c.name for c in refresh_tokens.c)  # the keys of a `successor` row
 
 
 def successor(*, user_id: int | None, client_id: str, sid: str | None, scope: str,
@@ -185,7 +186,8 @@ _rt = refresh_tokens.c
 # SQLAlchemy renders into the statement's text anew on every execution.
 _SPACE: Any = literal_column("' '")
 # Compare-and-set and read in one statement: of two concurrent uses exactly one matches.
-_CLAIM = (
+# Sent below SQLAlchemy's execution layer (`Database.claim_then`); `claim_from_row` reads it.
+CLAIM = (
     update(refresh_tokens)
     .where(_rt.token_hash == bindparam("presented_hash"), _rt.used.is_(False),
            _rt.revoked.is_(False), _rt.expires_at > bindparam("now"),
@@ -204,27 +206,31 @@ _CLAIM = (
     ))
 
 
-def claim(conn: Connection, token: str, now: int) -> Claim | None:
-    """Mark `token` used if it is live (unused, unrevoked, unexpired); None otherwise.
-
-    One round trip for the common case. None says nothing about why: the caller then takes
-    the step-by-step path (`find_with_owner`, `rotate`), which tells unknown, expired, revoked
-    and reused apart and revokes the family on reuse. Synchronous: it runs in `Database.run`.
-    """
+def claim_params(token: str, now: int) -> dict[str, Any] | None:
+    """`CLAIM`'s parameters for a presented token; None when it cannot be one of ours."""
     if not token or len(token) > 256:
         return None
-    r = conn.execute(_CLAIM, {"presented_hash": digest(token), "now": now}).first()
-    if r is None:
-        return None
-    m = r._mapping
-    row = RefreshRow(token_hash=m["token_hash"], family_id=m["family_id"],
-                     user_id=m["user_id"], client_id=m["client_id"], sid=m["sid"],
-                     scope=m["scope"], audience=m["audience"], expires_at=m["expires_at"],
-                     family_expires_at=m["family_expires_at"], used=False, revoked=False)
+    return {"presented_hash": digest(token), "now": now}
+
+
+def claim_from_row(r: Sequence[Any]) -> Claim:
+    """The row `CLAIM` returned (positional, in its RETURNING order), read.
+
+    A live token matched: it is marked used in the still open transaction. No row says nothing
+    about why: the caller then takes the step-by-step path (`find_with_owner`, `rotate`),
+    which tells unknown, expired, revoked and reused apart and revokes the family on reuse.
+    """
+    (token_hash, family_id, user_id, client_id, sid, scope, audience, expires_at,
+     family_expires_at, c_auth_method, c_disabled, u_disabled, u_roles, s_ended,
+     s_expires_at) = r
+    row = RefreshRow(token_hash=token_hash, family_id=family_id, user_id=user_id,
+                     client_id=client_id, sid=sid, scope=scope, audience=audience,
+                     expires_at=expires_at, family_expires_at=family_expires_at, used=False,
+                     revoked=False)
     return Claim(
         row=row,
-        owner_public=m["c_auth_method"] == "none" and not m["c_disabled"],
-        user_disabled=None if m["u_disabled"] is None else bool(m["u_disabled"]),
-        roles=tuple(sorted((m["u_roles"] or "").split())),
-        session_ended=None if m["s_ended"] is None else bool(m["s_ended"]),
-        session_expires_at=m["s_expires_at"])
+        owner_public=c_auth_method == "none" and not c_disabled,
+        user_disabled=None if u_disabled is None else bool(u_disabled),
+        roles=tuple(sorted((u_roles or "").split())),
+        session_ended=None if s_ended is None else bool(s_ended),
+        session_expires_at=s_expires_at)

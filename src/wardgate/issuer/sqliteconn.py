@@ -8,13 +8,8 @@ every row and closes the cursor, so a statement costs one. `commit` and `rollbac
 hand-off when the connection has no open transaction, which is exactly when sqlite3 would do
 nothing (after a commit, SQLAlchemy's pool still calls rollback on every check-in).
 
-With `defer_inserts` set (by `Database.run`, for one transaction), an INSERT without RETURNING
-is not sent on its own: it is queued and runs, in order, at the start of the next hand-off,
-which is the next statement or the commit. Such an INSERT has nothing to read back: it adds
-exactly one row or raises, so the cursor reports rowcount 1 at once. A failure then surfaces
-from that next statement or from the commit, which rolls the whole transaction back first;
-a rollback drops the queue. Either way nothing is half-written. A refresh grant's successor
-token, audit event and COMMIT thus cross to the thread once, not three times.
+The refresh grant's hot path does not come here: it uses its own connections below
+SQLAlchemy (`rawsql`).
 
 SQLAlchemy stays the only user of these objects (`create_async_engine(async_creator=...)`);
 it uses only the cursor methods below. Rows are always fetched in full (the issuer's queries
@@ -33,7 +28,6 @@ from typing import Any
 import aiosqlite
 
 _Rows = tuple[list[Any], Any, int, int | None]
-_Statement = tuple[str, Any]
 
 
 class Cursor:
@@ -60,13 +54,10 @@ class Cursor:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    def _run(self, pending: list[_Statement],
-             call: Callable[[sqlite3.Cursor], object]) -> _Rows:
+    def _run(self, call: Callable[[sqlite3.Cursor], object]) -> _Rows:
         # On the connection's thread: the sqlite3 cursor lives and dies within this call.
         cur = self._conn._conn.cursor()
         try:
-            for sql, params in pending:
-                cur.execute(sql, params)
             call(cur)
             rows = cur.fetchall() if cur.description is not None else []
             return rows, cur.description, cur.rowcount, cur.lastrowid
@@ -75,17 +66,12 @@ class Cursor:
 
     async def _go(self, call: Callable[[sqlite3.Cursor], object]) -> Cursor:
         rows, self.description, self.rowcount, self.lastrowid = await self._conn._execute(
-            self._run, self._conn.take_pending(), call)
+            self._run, call)
         self._rows = deque(rows)
         return self
 
     async def execute(self, sql: str, parameters: Any = None) -> Cursor:
         params = () if parameters is None else parameters
-        if self._conn.defer_inserts and sql.startswith("INSERT") and "RETURNING" not in sql:
-            self._conn.pending.append((sql, params))
-            self._rows.clear()
-            self.description, self.rowcount, self.lastrowid = None, 1, None
-            return self
         return await self._go(lambda cur: cur.execute(sql, params))
 
     async def executemany(self, sql: str, parameters: Iterable[Any]) -> Cursor:
@@ -108,47 +94,21 @@ class Cursor:
 
 
 class Connection(aiosqlite.Connection):
-    defer_inserts = False
-    pending: list[_Statement]
-
     def cursor(self) -> Cursor:  # type: ignore[override]
         return Cursor(self)
 
-    def take_pending(self) -> list[_Statement]:
-        pending, self.pending = self.pending, []
-        return pending
-
-    def _commit_with(self, pending: list[_Statement]) -> None:
-        # On the connection's thread: the queued INSERTs, then COMMIT; any failure rolls the
-        # whole transaction back before it is raised.
-        try:
-            for sql, params in pending:
-                self._conn.execute(sql, params)
-        except BaseException:
-            self._conn.rollback()
-            raise
-        self._conn.commit()
-
     async def commit(self) -> None:
-        if self.pending:
-            await self._execute(self._commit_with, self.take_pending())
-        elif self.in_transaction:
+        if self.in_transaction:
             await super().commit()
 
     async def rollback(self) -> None:
-        self.pending = []  # never sent
         if self.in_transaction:
             await super().rollback()
-
-    async def close(self) -> None:
-        self.pending = []
-        await super().close()
 
 
 async def connect(args: Sequence[Any], kwargs: Mapping[str, Any]) -> Connection:
     """sqlite3.connect(*args, **kwargs) behind aiosqlite (for `async_creator`)."""
     conn = Connection(lambda: sqlite3.connect(*args, **kwargs), iter_chunk_size=64)
-    conn.pending = []
     conn._thread.daemon = True  # as SQLAlchemy does for the connections it makes itself
     await conn
     return conn
