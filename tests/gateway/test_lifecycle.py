@@ -106,6 +106,61 @@ def test_crashed_worker_is_restarted(upstream, gateway_factory):
     assert fetch(gw.port)[0] == 200
 
 
+def _live_workers(gw) -> list[int]:
+    out = []
+    for p in gw.worker_pids():
+        try:
+            if psutil.Process(p).status() != "zombie":
+                out.append(p)
+        except psutil.NoSuchProcess:
+            pass
+    return out
+
+
+def test_hung_worker_is_killed_and_replaced(upstream, gateway_factory):
+    # SIGSTOP freezes the worker as an endless loop in a callback would: its event loop stops
+    # beating. A client that connects meanwhile waits in the shared socket's queue and is
+    # answered by the replacement, so nothing is lost.
+    cfg = plain_config(upstream.url)
+    cfg["timeouts"] = {"watchdog_s": 1.5}
+    gw = gateway_factory(cfg)
+    [pid] = gw.worker_pids()
+    time.sleep(2.5)  # a healthy worker keeps beating: not killed
+    assert _live_workers(gw) == [pid]
+    os.kill(pid, signal.SIGSTOP)
+    got: list[int] = []
+    waiter = threading.Thread(target=lambda: got.append(fetch(gw.port, timeout=15)[0]))
+    waiter.start()
+    gw.wait_event("worker_hung", timeout=10)
+    gw.wait_event("worker_ready", count=2, timeout=15)
+    waiter.join(15)
+    assert got == [200]
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie"
+    [new] = _live_workers(gw)
+    assert new != pid
+    hung = [json.loads(line) for line in gw.stderr().splitlines()
+            if '"worker_hung"' in line]
+    assert hung and hung[0]["pid"] == pid and hung[0]["silent_s"] >= 1.5
+    # the replacement is watched too
+    os.kill(new, signal.SIGSTOP)
+    gw.wait_event("worker_hung", count=2, timeout=10)
+    gw.wait_event("worker_ready", count=3, timeout=15)
+    assert fetch(gw.port)[0] == 200
+
+
+def test_watchdog_zero_leaves_a_silent_worker_alone(upstream, gateway_factory):
+    cfg = plain_config(upstream.url)
+    cfg["timeouts"] = {"watchdog_s": 0}
+    gw = gateway_factory(cfg)
+    [pid] = gw.worker_pids()
+    os.kill(pid, signal.SIGSTOP)
+    time.sleep(2.0)
+    assert _live_workers(gw) == [pid]
+    assert '"worker_hung"' not in gw.stderr()
+    os.kill(pid, signal.SIGCONT)
+    assert fetch(gw.port)[0] == 200
+
+
 def test_several_workers_share_the_port(upstream, gateway_factory):
     cfg = plain_config(upstream.url)
     cfg["workers"] = 2

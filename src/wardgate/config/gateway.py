@@ -41,6 +41,8 @@ class Timeouts(Strict):
     body_s: float = Field(30.0, gt=0, description="max gap between request body reads")
     keepalive_s: float = Field(60.0, gt=0, description="idle client connection")
     drain_s: float = Field(20.0, ge=0, description="SIGTERM: in-flight requests get this long")
+    watchdog_s: float = Field(10.0, ge=0, description="a worker whose event loop has not "
+                              "checked in for this long is killed and restarted; 0: off")
 
 
 class AccessLogConfig(Strict):

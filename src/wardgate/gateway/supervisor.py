@@ -6,7 +6,9 @@ reload) never takes queued connections down with it: its successor accepts them.
 
 Signals: SIGHUP reloads (validate first; keep the old generation if the file is bad or the new
 workers do not become ready), SIGTERM/SIGINT drain and stop. A worker that dies is restarted,
-with back-off when it keeps dying.
+with back-off when it keeps dying. A worker that hangs (its event loop stops beating on the
+ready pipe for `timeouts.watchdog_s`) is killed, and so restarted like one that died: a wedged
+worker would otherwise keep accepting its share of the port's connections and never answer.
 """
 
 from __future__ import annotations
@@ -33,9 +35,11 @@ class Worker:
     slot: int
     generation: int
     proc: subprocess.Popen
-    ready_r: int | None
+    ready_r: int | None  # the worker's pipe: b"1" when ready, then a b"." heartbeat a second
     ready: bool = False
     started: float = field(default_factory=time.monotonic)
+    beat: float = 0.0    # monotonic time of the last byte on the pipe
+    killed: bool = False
 
 
 class Supervisor:
@@ -79,9 +83,10 @@ class Supervisor:
             for fd in readable:
                 w = waiting[fd]
                 w.ready = os.read(fd, 1) == b"1"
-                os.close(fd)
-                w.ready_r = None
+                w.beat = time.monotonic()
                 if not w.ready:
+                    os.close(fd)
+                    w.ready_r = None
                     return False
 
     def _stop(self, workers: list[Worker], sig: int = signal.SIGTERM) -> None:
@@ -141,9 +146,43 @@ class Supervisor:
     def _bind_more(self, cfg: GatewayConfig, have: int) -> list[socket.socket]:
         return [bind_listener(cfg.listen) for _ in range(cfg.workers - have)]
 
+    def check_hung(self) -> None:
+        """Read the heartbeats; kill a ready worker that has been silent for watchdog_s."""
+        limit = self.cfg.timeouts.watchdog_s
+        pipes = {w.ready_r: w for w in self.workers + self.retiring if w.ready_r is not None}
+        if not pipes:
+            return
+        readable, _, _ = select.select(list(pipes), [], [], 0)
+        now = time.monotonic()
+        for fd in readable:
+            w = pipes[fd]
+            try:
+                got = os.read(fd, 4096)
+            except OSError:
+                got = b""
+            if got:
+                if not w.ready:  # a restarted worker (nobody waits for it): "1" first
+                    w.ready = got[:1] == b"1"
+                w.beat = now
+            else:  # the worker closed its end: it is exiting; poll() will tell
+                os.close(fd)
+                w.ready_r = None
+        if not limit:
+            return
+        for w in self.workers:
+            if w.ready and not w.killed and now - w.beat > limit and w.proc.poll() is None:
+                logs.event("worker_hung", level="error", slot=w.slot, pid=w.proc.pid,
+                           silent_s=round(now - w.beat, 1))
+                w.killed = True
+                w.proc.kill()
+
     def check_children(self) -> None:
+        self.check_hung()
         for w in list(self.retiring):
             if w.proc.poll() is not None:
+                if w.ready_r is not None:
+                    os.close(w.ready_r)
+                    w.ready_r = None
                 self.retiring.remove(w)
         for i, w in enumerate(self.workers):
             code = w.proc.poll()

@@ -30,6 +30,7 @@ from wardgate.gateway.request import Request
 from wardgate.gateway.runtime import Runtime
 
 SWEEP_INTERVAL_S = 0.25
+HEARTBEAT_S = 1.0  # the event loop checks in with the supervisor's watchdog this often
 
 
 class WorkerState:
@@ -99,8 +100,10 @@ async def serve(cfg: GatewayConfig, sock: socket.socket, ready_fd: int | None = 
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, lambda: None)  # reload is the supervisor's job
     parent = os.getppid()
+    beat_at = 0.0
 
     async def sweeper() -> None:
+        nonlocal beat_at
         while True:
             await asyncio.sleep(SWEEP_INTERVAL_S)
             now = loop.time()
@@ -110,6 +113,16 @@ async def serve(cfg: GatewayConfig, sock: socket.socket, ready_fd: int | None = 
             accesslog.flush()
             if os.getppid() != parent:
                 stop.set()
+            if ready_fd is not None and now >= beat_at:
+                # Written from the loop itself: a loop stuck in a callback stops beating, and
+                # the supervisor's watchdog restarts the worker (see supervisor.check_hung).
+                beat_at = now + HEARTBEAT_S
+                try:
+                    os.write(ready_fd, b".")
+                except BlockingIOError:
+                    pass  # the supervisor is behind on reading: it knows we are alive
+                except OSError:
+                    stop.set()  # the supervisor is gone
 
     sweep_task = loop.create_task(sweeper())
     # Start-up objects (config models, modules, key sets) live as long as the worker: move them
@@ -118,8 +131,8 @@ async def serve(cfg: GatewayConfig, sock: socket.socket, ready_fd: int | None = 
     gc.freeze()
     logs.event("worker_ready", listen=cfg.listen, tls=bool(ctx))
     if ready_fd is not None:
-        os.write(ready_fd, b"1")
-        os.close(ready_fd)
+        os.write(ready_fd, b"1")  # ready; the same pipe then carries the heartbeats
+        os.set_blocking(ready_fd, False)
     await stop.wait()
 
     # Drain: stop accepting (the supervisor still holds the socket, so queued connections
@@ -138,6 +151,8 @@ async def serve(cfg: GatewayConfig, sock: socket.socket, ready_fd: int | None = 
     sweep_task.cancel()
     await runtime.stop()
     accesslog.close()
+    if ready_fd is not None:
+        os.close(ready_fd)
     logs.event("worker_stopped", aborted_connections=left)
     return 0
 
