@@ -94,6 +94,15 @@ async def login_rate(iss: IssuerProcess, seconds: float, concurrency: int) -> fl
         return sum(counts) / (time.monotonic() - start)
 
 
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process, all its threads (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+CPU_PER_REQUEST: dict[str, float] = {}  # path -> the issuer's CPU ms per answer in the last run
+
+
 def wrk_rate(iss: IssuerProcess, seconds: float, concurrency: int, path: str,
              tokens: list[str] | None = None) -> float:
     args = ["taskset", "-c", "1", "wrk", "-t1", f"-c{concurrency}", f"-d{seconds:.0f}s",
@@ -105,9 +114,15 @@ def wrk_rate(iss: IssuerProcess, seconds: float, concurrency: int, path: str,
                  iss.url, "--", str(tfile)]
     else:
         args.append(iss.url + path)
+    assert iss.proc is not None
+    cpu0 = _cpu_s(iss.proc.pid)
     out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+    cpu = _cpu_s(iss.proc.pid) - cpu0
     if "Non-2xx" in out:
         raise RuntimeError("wrk saw error answers:\n" + out)
+    done = re.search(r"(\d+) requests in", out)
+    if done and int(done.group(1)):
+        CPU_PER_REQUEST[path] = cpu / int(done.group(1)) * 1000
     return float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
 
 
@@ -228,7 +243,7 @@ def main() -> int:
     args = ap.parse_args()
     if args.in_process:
         return in_process_main(args)
-    rows = []
+    rows: list[tuple[str, float, float | None]] = []
     with tempfile.TemporaryDirectory(prefix="wg-issuer-bench-") as tmp:
         for alg in args.algorithms.split(","):
             d = Path(tmp) / alg
@@ -251,17 +266,19 @@ def main() -> int:
                                     _tokens(iss, 2 * args.concurrency))
                 else:
                     rate = asyncio.run(refresh_rate(iss, args.seconds, args.concurrency))
-                rows.append((f"refresh_token grant, {alg}", rate))
+                rows.append((f"refresh_token grant, {alg}", rate,
+                             CPU_PER_REQUEST.pop("/token", None)))
                 if alg == args.algorithms.split(",")[0]:
                     base = (wrk_rate(iss, args.seconds, args.concurrency,
                                      "/.well-known/jwks.json") if use_wrk else
                             asyncio.run(jwks_rate(iss, args.seconds, args.concurrency)))
                     rows.insert(0, ("GET /.well-known/jwks.json (baseline: no DB, no signing)",
-                                    base))
+                                    base, CPU_PER_REQUEST.pop("/.well-known/jwks.json", None)))
                     lr = asyncio.run(login_rate(iss, args.seconds, 4))
                     h = DEFAULT_HASH
                     rows.append((f"POST /login, argon2id t={h['time_cost']} "
-                                 f"m={h['memory_cost_kib']} KiB p={h['parallelism']}, {alg}", lr))
+                                 f"m={h['memory_cost_kib']} KiB p={h['parallelism']}, {alg}", lr,
+                                 None))
             finally:
                 iss.stop()
                 if args.postgres:
@@ -272,9 +289,9 @@ def main() -> int:
           f"{'PostgreSQL' if args.postgres else 'SQLite'}, "
           f"{args.seconds:.0f} s per row, "
           f"load average {load:.2f} at the end)\n")
-    print("| operation | per second |\n|---|---:|")
-    for name, rate in rows:
-        print(f"| {name} | {rate:,.0f} |")
+    print("| operation | per second | issuer CPU ms per answer |\n|---|---:|---:|")
+    for name, rate, cpu in rows:
+        print(f"| {name} | {rate:,.0f} | {'' if cpu is None else f'{cpu:.3f}'} |")
     return 0
 
 

@@ -21,7 +21,6 @@ T = TypeVar("T")
 
 # Connections of the refresh grant's own pool (`rawsql`). SQLite has one writer at a time:
 # more connections than this only wait longer for its lock.
-RAW_POOL_SQLITE = 4
 RAW_POOL_POSTGRES = 10
 
 
@@ -68,7 +67,7 @@ class Database:
             self.engine = create_async_engine(aurl, pool_size=10, max_overflow=10)
         cargs, cparams = self.engine.dialect.create_connect_args(self.engine.url)
         self.raw: rawsql.RawPool = (
-            rawsql.SqlitePool(cargs, cparams, _sqlite_pragmas, RAW_POOL_SQLITE) if self.is_sqlite
+            rawsql.SqlitePool(cargs, cparams, _sqlite_pragmas) if self.is_sqlite
             else rawsql.AsyncpgPool(cargs, cparams, RAW_POOL_POSTGRES))
         self._compiled: dict[tuple[int, tuple[str, ...] | None], rawsql.Compiled] = {}
 
@@ -109,7 +108,8 @@ class Database:
     async def claim_then(self, claim: rawsql.Compiled, params: Mapping[str, Any],
                          then: rawsql.Then[T]) -> T | None:
         """One transaction on the raw driver: claim (UPDATE ... RETURNING), then `then(row)`
-        decides and names the INSERTs, then COMMIT; all or nothing (`rawsql`)."""
+        decides and names the INSERTs, then COMMIT; all or nothing (`rawsql`). On SQLite
+        `then` runs on the connection's thread: synchronous, no I/O, shared state read only."""
         return await self.raw.claim_then(claim, params, then)
 
     async def close(self) -> None:

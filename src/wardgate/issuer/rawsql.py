@@ -1,28 +1,31 @@
 """A refresh grant's transaction below SQLAlchemy's execution layer.
 
-The statements are SQLAlchemy Core (`refresh._CLAIM`, `refresh.INSERT`, `audit.INSERT`),
-compiled once per dialect when the database opens (`Compiled`); a grant then sends the
-compiled SQL straight to the async driver connection, aiosqlite or asyncpg, in one
-transaction. What this skips per grant is SQLAlchemy's per-execution work (connection and
-transaction objects, execution contexts, parameter processing, result objects, the pool's
-checkout and reset events, the greenlet that bridges its sync core to the async driver), which
-cost more than the statements themselves.
+The statements are SQLAlchemy Core (`refresh.CLAIM`, `refresh.INSERT`, `audit.INSERT`),
+compiled once per dialect (`Compiled`, `Database.compiled`); a grant sends the compiled SQL
+straight to an async driver connection, aiosqlite or asyncpg, in one transaction. That skips
+SQLAlchemy's per-execution work (connection and transaction objects, execution contexts,
+parameter processing, result objects, the pool's checkout and reset, the greenlet bridging
+its sync core to the async driver), which cost more than the statements themselves.
 
-`RawPool.claim_then(claim, params, then)`:
+`RawPool.claim_then(claim, params, then)` is one transaction:
 
-1. BEGIN and run `claim` (an UPDATE ... RETURNING); no row: ROLLBACK, return None.
-2. `then(row)` decides, synchronously, and returns (result, writes); if it raises, ROLLBACK.
+1. BEGIN and `claim` (an UPDATE ... RETURNING); no row: ROLLBACK, return None.
+2. `then(row)` decides and returns (result, writes); if it raises, ROLLBACK and re-raise.
 3. The writes (INSERTs), then COMMIT; any failure: ROLLBACK, and the error is raised.
 
-So a grant commits everything or nothing. On SQLite each numbered step is one hand-off to the
-connection's thread (steps 1 and 3; step 2 runs on the event loop). A cancelled grant, or a
-connection whose rollback fails, is rolled back in the background (or dropped) before the
-connection is used again: a pooled connection is never inside a transaction.
+So a grant commits everything or nothing. On SQLite all three steps run in one hand-off to
+the connection's own thread (aiosqlite's), `then` included: it must be synchronous, do no
+I/O and only read shared state (it decides and signs). One connection serves the pool there:
+SQLite has one writer at a time, and a transaction that never leaves its thread holds the
+write lock for the shortest time; more connections only met that lock in SQLite's busy
+handler and cost more CPU. On PostgreSQL each step awaits asyncpg on the event loop, from a
+pool of several connections.
 
-Driver errors surface as SQLAlchemy `DBAPIError`s, as from the rest of the issuer's storage.
-The pools are small and separate from SQLAlchemy's (SQLite: its own aiosqlite connections,
-each with its thread and the same pragmas; PostgreSQL: asyncpg connections); both see every
-change other connections and processes commit, as nothing is cached.
+A cancelled grant, or one whose rollback fails, has its connection rolled back in the
+background (or dropped) before it is used again: a pooled connection is never inside a
+transaction. Driver errors surface as SQLAlchemy `DBAPIError`s, as from the rest of the
+issuer's storage. These pools are separate from SQLAlchemy's; nothing is cached in them, so
+every change that other connections and processes commit applies to the next grant.
 """
 
 from __future__ import annotations
@@ -88,9 +91,6 @@ class Compiled:
 class RawPool(ABC):
     """At most `size` driver connections, none of them inside a transaction while idle."""
 
-    #: the driver's exceptions, raised as SQLAlchemy `DBAPIError`s
-    driver_errors: tuple[type[Exception], ...] = ()
-
     def __init__(self, size: int) -> None:
         self.size = size
         self._sem = asyncio.Semaphore(size)
@@ -99,51 +99,19 @@ class RawPool(ABC):
         self._closed = False
 
     @abstractmethod
+    async def claim_then(self, claim: Compiled, params: Mapping[str, Any],
+                         then: Then[T]) -> T | None:
+        """One transaction: see the module's docstring."""
+
+    @abstractmethod
     async def _open(self) -> Any: ...
 
     @abstractmethod
     async def _close_conn(self, conn: Any) -> None: ...
 
     @abstractmethod
-    async def _claim(self, conn: Any, sql: str, args: Sequence[Any]) -> Row | None:
-        """BEGIN and the claim; without a row, the transaction is over when this returns."""
-
-    @abstractmethod
-    async def _write_commit(self, conn: Any, batch: list[tuple[str, Sequence[Any]]]) -> None:
-        ...
-
-    @abstractmethod
     async def _rollback(self, conn: Any) -> None:
         """End any open transaction on `conn` (raise if that fails)."""
-
-    async def claim_then(self, claim: Compiled, params: Mapping[str, Any],
-                         then: Then[T]) -> T | None:
-        conn = await self._acquire()
-        clean = False  # the connection is known to be outside any transaction
-        try:
-            try:
-                row = await self._claim(conn, claim.sql, claim.args(params))
-                if row is None:
-                    clean = True
-                    return None
-                result, writes = then(row)
-                await self._write_commit(conn, [(c.sql, c.args(p)) for c, p in writes])
-            except Exception as e:
-                try:
-                    await self._rollback(conn)
-                    clean = True
-                except Exception:  # noqa: S110 - the connection is reset or dropped below
-                    pass
-                if isinstance(e, self.driver_errors):
-                    raise _dbapi_error(claim.sql, e, self.driver_errors[0]) from e
-                raise
-            clean = True
-            return result
-        finally:
-            if clean:
-                self._release(conn)
-            else:  # cancelled mid-transaction, or the rollback failed
-                self._reset_later(conn)
 
     async def _acquire(self) -> Any:
         await self._sem.acquire()
@@ -153,6 +121,13 @@ class RawPool(ABC):
             self._sem.release()
             raise
 
+    def _done_with(self, conn: Any, clean: bool) -> None:
+        """Back to the pool; unless `clean`, after a rollback in the background."""
+        if clean:
+            self._release(conn)
+        else:  # cancelled mid-transaction, or the rollback failed
+            self._spawn(self._reset(conn))
+
     def _release(self, conn: Any) -> None:
         if self._closed:
             self._spawn(self._close_conn(conn))
@@ -160,17 +135,14 @@ class RawPool(ABC):
             self._idle.append(conn)
         self._sem.release()
 
-    def _reset_later(self, conn: Any) -> None:
-        """Roll `conn` back in the background, then pool it again (or drop it)."""
-        async def reset() -> None:
-            try:
-                await self._rollback(conn)
-            except BaseException:
-                self._sem.release()
-                await self._close_conn(conn)
-                raise
-            self._release(conn)
-        self._spawn(reset())
+    async def _reset(self, conn: Any) -> None:
+        try:
+            await self._rollback(conn)
+        except BaseException:
+            self._sem.release()  # dropped: the pool opens a new one when needed
+            await self._close_conn(conn)
+            raise
+        self._release(conn)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -193,34 +165,29 @@ def _dbapi_error(sql: str, exc: Exception, base: type[Exception]) -> DBAPIError:
 
 
 # -- SQLite (aiosqlite) ------------------------------------------------------------------------
-# These run on the connection's own thread. The sqlite3 connection is in autocommit mode
-# (isolation_level=None): BEGIN, COMMIT and ROLLBACK are sent explicitly.
+# The sqlite3 connection is in autocommit mode (isolation_level=None): BEGIN, COMMIT and
+# ROLLBACK are sent explicitly.
 
-def _sqlite_claim(db: sqlite3.Connection, sql: str, args: Sequence[Any]) -> Any:
+def _sqlite_transaction(db: sqlite3.Connection, claim: Compiled, args: Sequence[Any],
+                        then: Then[T]) -> tuple[T] | None:
+    """On the connection's thread: the whole transaction (None: no row, nothing written)."""
     if db.in_transaction:  # never expected: an idle pooled connection has no transaction
         db.execute("ROLLBACK")
     db.execute("BEGIN")
     try:
-        rows = db.execute(sql, args).fetchall()
-    except BaseException:
-        db.execute("ROLLBACK")
-        raise
-    if not rows:
-        db.execute("ROLLBACK")  # nothing was written
-        return None
-    return rows[0]
-
-
-def _sqlite_write_commit(db: sqlite3.Connection,
-                         batch: list[tuple[str, Sequence[Any]]]) -> None:
-    try:
-        for sql, args in batch:
-            db.execute(sql, args)
+        rows = db.execute(claim.sql, args).fetchall()
+        if not rows:
+            db.execute("ROLLBACK")
+            return None
+        result, writes = then(rows[0])
+        for c, p in writes:
+            db.execute(c.sql, c.args(p))
         db.execute("COMMIT")
     except BaseException:
         if db.in_transaction:
             db.execute("ROLLBACK")
         raise
+    return (result,)
 
 
 def _sqlite_rollback(db: sqlite3.Connection) -> None:
@@ -229,16 +196,33 @@ def _sqlite_rollback(db: sqlite3.Connection) -> None:
 
 
 class SqlitePool(RawPool):
-    """aiosqlite connections: each statement group is one hand-off to the connection's thread."""
-
-    driver_errors = (sqlite3.Error,)
+    """aiosqlite connections (each with its thread); a transaction is one hand-off."""
 
     def __init__(self, args: Sequence[Any], kwargs: Mapping[str, Any],
-                 on_connect: Callable[[sqlite3.Connection], None], size: int) -> None:
+                 on_connect: Callable[[sqlite3.Connection], None], size: int = 1) -> None:
         super().__init__(size)
         self._args = tuple(args)
         self._kwargs = {**kwargs, "isolation_level": None}
         self._on_connect = on_connect
+
+    async def claim_then(self, claim: Compiled, params: Mapping[str, Any],
+                         then: Then[T]) -> T | None:
+        conn = await self._acquire()
+        clean = False
+        try:
+            try:
+                done = await conn._execute(_sqlite_transaction, conn._conn, claim,
+                                           claim.args(params), then)
+            except Exception as e:
+                # The thread is done with the transaction: rolled back, unless that failed.
+                clean = not conn._conn.in_transaction
+                if isinstance(e, sqlite3.Error):
+                    raise _dbapi_error(claim.sql, e, sqlite3.Error) from e
+                raise
+            clean = True
+            return None if done is None else done[0]
+        finally:
+            self._done_with(conn, clean)
 
     def _connector(self) -> sqlite3.Connection:
         db = sqlite3.connect(*self._args, **self._kwargs)
@@ -256,15 +240,6 @@ class SqlitePool(RawPool):
     async def _close_conn(self, conn: aiosqlite.Connection) -> None:
         await conn.close()
 
-    async def _claim(self, conn: aiosqlite.Connection, sql: str,
-                     args: Sequence[Any]) -> Row | None:
-        row: Row | None = await conn._execute(_sqlite_claim, conn._conn, sql, args)
-        return row
-
-    async def _write_commit(self, conn: aiosqlite.Connection,
-                            batch: list[tuple[str, Sequence[Any]]]) -> None:
-        await conn._execute(_sqlite_write_commit, conn._conn, batch)
-
     async def _rollback(self, conn: aiosqlite.Connection) -> None:
         await conn._execute(_sqlite_rollback, conn._conn)
 
@@ -280,33 +255,51 @@ class AsyncpgPool(RawPool):
         super().__init__(size)
         self._args = tuple(args)
         self._kwargs = dict(kwargs)
-        self.driver_errors = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
+        self._errors = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
+
+    async def claim_then(self, claim: Compiled, params: Mapping[str, Any],
+                         then: Then[T]) -> T | None:
+        conn = await self._acquire()
+        clean = False  # the connection is known to be outside any transaction
+        try:
+            try:
+                await conn.execute("BEGIN")
+                row = await conn.fetchrow(claim.sql, *claim.args(params))
+                if row is None:
+                    await conn.execute("ROLLBACK")  # nothing was written
+                    clean = True
+                    return None
+                result, writes = then(row)
+                for c, p in writes:
+                    await conn.execute(c.sql, *c.args(p))
+                await conn.execute("COMMIT")
+            except Exception as e:
+                try:
+                    await self._rollback(conn)
+                    clean = True
+                except Exception:  # noqa: S110 - the connection is reset or dropped below
+                    pass
+                if isinstance(e, self._errors):
+                    raise _dbapi_error(claim.sql, e, self._errors[0]) from e
+                raise
+            clean = True
+            return result
+        finally:
+            self._done_with(conn, clean)
 
     async def _open(self) -> Any:
         import asyncpg
 
         try:
             return await asyncpg.connect(*self._args, **self._kwargs)
-        except self.driver_errors as e:
-            raise _dbapi_error("connect", e, self.driver_errors[0]) from e
+        except self._errors as e:
+            raise _dbapi_error("connect", e, self._errors[0]) from e
 
     async def _close_conn(self, conn: Any) -> None:
         try:
             await asyncio.wait_for(conn.close(), 5)
         except Exception:
             conn.terminate()
-
-    async def _claim(self, conn: Any, sql: str, args: Sequence[Any]) -> Row | None:
-        await conn.execute("BEGIN")
-        row: Row | None = await conn.fetchrow(sql, *args)
-        if row is None:
-            await conn.execute("ROLLBACK")  # nothing was written
-        return row
-
-    async def _write_commit(self, conn: Any, batch: list[tuple[str, Sequence[Any]]]) -> None:
-        for sql, args in batch:
-            await conn.execute(sql, *args)
-        await conn.execute("COMMIT")
 
     async def _rollback(self, conn: Any) -> None:
         if conn.is_closed():
