@@ -48,6 +48,7 @@ class Upstream:
     port: int = 0
     requests: list[Seen] = field(default_factory=list)
     connections: int = 0
+    health_status: int = 200  # what GET /healthz answers (active health check tests)
     _loop: asyncio.AbstractEventLoop | None = None
     _server: asyncio.AbstractServer | None = None
     _thread: threading.Thread | None = None
@@ -164,8 +165,8 @@ class Upstream:
             writer.write(conn.send(h11.EndOfMessage()))
             await writer.drain()
             return
-        if u.path.startswith("/status"):
-            code = int(q.get("code", "204"))
+        if u.path.startswith("/status") or u.path == "/healthz":
+            code = self.health_status if u.path == "/healthz" else int(q.get("code", "204"))
             if code not in (204, 304):
                 headers.append(("Content-Length", "0"))
             writer.write(conn.send(h11.Response(status_code=code, headers=headers)))

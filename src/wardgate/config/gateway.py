@@ -66,10 +66,34 @@ class UpstreamTimeouts(Strict):
     read_s: float = Field(30.0, gt=0, description="max wait for response head / between reads")
 
 
+class ActiveHealthConfig(Strict):
+    path: str = Field(pattern=r"^/[\x21-\x7e]*$", description="probed with GET on every target")
+    interval_s: float = Field(5.0, gt=0)
+    timeout_s: float = Field(2.0, gt=0, description="connect + answer of one probe")
+    healthy_threshold: int = Field(2, ge=1, description="passes in a row to take a target back")
+    unhealthy_threshold: int = Field(3, ge=1, description="failures in a row to take it out")
+    expect_status: list[int] = Field([200, 204], min_length=1)
+
+    @field_validator("expect_status")
+    @classmethod
+    def _statuses(cls, v: list[int]) -> list[int]:
+        for code in v:
+            if not 100 <= code <= 599:
+                raise ValueError(f"{code}: not an HTTP status")
+        return v
+
+    @model_validator(mode="after")
+    def _timeout_within_interval(self) -> ActiveHealthConfig:
+        if self.timeout_s > self.interval_s:
+            raise ValueError("timeout_s must not exceed interval_s")
+        return self
+
+
 class HealthConfig(Strict):
     max_failures: int = Field(3, ge=1, description="consecutive failures before ejection")
     ejection_s: float = Field(10.0, gt=0, description="first ejection; doubles on repeats")
     max_ejection_s: float = Field(300.0, gt=0)
+    active: ActiveHealthConfig | None = None
 
 
 class UpstreamTls(Strict):

@@ -3,6 +3,7 @@ worker at start-up; a reload starts new workers with a new Runtime."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any
 
@@ -11,6 +12,7 @@ from wardgate.gateway.cors import CorsPolicy
 from wardgate.gateway.headers import TrustedProxies
 from wardgate.gateway.pipeline import Pipeline
 from wardgate.gateway.routing import HostPattern, PathPattern, RouteEntry, Router
+from wardgate.gateway.upstream.active import ActiveChecker
 from wardgate.gateway.upstream.cluster import Cluster
 
 _PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -82,6 +84,9 @@ class Runtime:
         self.pipeline = Pipeline(self)
         self.registry: Any = None
         self._compile_auth()
+        self.checkers = [ActiveChecker(self.clusters[u.name], u.health.active)
+                         for u in cfg.upstreams if u.health.active is not None]
+        self._tasks: list[asyncio.Task[None]] = []
 
     def _compile_auth(self) -> None:
         if not any(rc.auth != "none" for rc in self.config.routes):
@@ -100,8 +105,13 @@ class Runtime:
     async def start(self) -> None:
         if self.registry is not None:
             await self.registry.start()
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(c.run()) for c in self.checkers]
 
     async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        self._tasks = []
         if self.registry is not None:
             await self.registry.stop()
         for c in self.clusters.values():

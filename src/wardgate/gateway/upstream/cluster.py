@@ -1,4 +1,5 @@
-"""An upstream: its targets, each with a pool of idle keep-alive connections and passive health."""
+"""An upstream: its targets, each with a pool of idle keep-alive connections and passive health
+(plus `up`, which active health checks clear, see active.py)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from wardgate.gateway.upstream.health import PassiveHealth
 class Target:
     __slots__ = (
         "url", "host", "port", "authority", "ssl", "server_hostname", "weight", "active",
-        "health", "idle", "open", "max_idle", "idle_timeout", "connect_timeout", "_loop",
+        "health", "idle", "open", "max_idle", "idle_timeout", "connect_timeout", "_loop", "up",
     )
 
     def __init__(self, url: str, weight: int, cfg: UpstreamConfig, ctx: ssl.SSLContext | None) -> None:
@@ -31,6 +32,7 @@ class Target:
         self.server_hostname = (cfg.tls.server_name or self.host) if tls else None
         self.weight = weight
         self.active = 0
+        self.up = True  # False while active health checks fail it
         self.health = PassiveHealth(cfg.health.max_failures, cfg.health.ejection_s,
                                     cfg.health.max_ejection_s)
         self.idle: list[UpstreamConnection] = []   # LIFO: the warmest connection first
@@ -114,8 +116,8 @@ class Cluster:
         targets = self.targets
         if len(targets) == 1:
             t = targets[0]
-            return t if t is not exclude and t.health.ejected_until <= now else None
-        healthy = [t for t in targets if t.health.ejected_until <= now]
+            return t if t is not exclude and t.health.ejected_until <= now and t.up else None
+        healthy = [t for t in targets if t.health.ejected_until <= now and t.up]
         return self.balancer.pick(healthy, exclude)  # type: ignore[return-value]
 
     def sweep(self, now: float) -> None:
