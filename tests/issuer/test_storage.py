@@ -357,6 +357,43 @@ async def test_claim_then_serves_many_concurrent_grants(db: Database) -> None:
     assert sorted(used) == [False] * 12 + [True] * 12 and events == ["refresh"] * 12
 
 
+async def test_claim_then_one_failing_transaction_leaves_the_others(
+        db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Concurrent grants (on SQLite: one batch, one hand-off) are separate transactions."""
+    batches: list[int] = []
+    run_batch = rawsql._sqlite_batch
+
+    def counted(conn: object, batch: list[object]) -> object:
+        batches.append(len(batch))
+        return run_batch(conn, batch)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(rawsql, "_sqlite_batch", counted)
+    toks = [await _family(db) for _ in range(5)]
+    _, _, clash = refresh.successor(user_id=None, client_id="c", sid=None, scope="[]",
+                                    audience="api", now=NOW, idle_s=100, absolute_s=1000)
+    clash["token_hash"] = sessions.digest(toks[3])
+
+    def decide(i: int) -> rawsql.Then[int]:
+        def then(_row: rawsql.Row) -> tuple[int, rawsql.Writes]:
+            if i == 1:
+                raise InvalidGrant("refused")
+            return i, _writes(db, clash) if i == 3 else _writes(db)
+        return then
+
+    results = await asyncio.gather(
+        *(db.claim_then(*_claim_args(db, t), decide(i)) for i, t in enumerate(toks)),
+        return_exceptions=True)
+    assert results[0] == 0 and results[2] == 2 and results[4] == 4
+    assert isinstance(results[1], InvalidGrant) and isinstance(results[3], DBAPIError)
+    async with db.begin() as conn:
+        used = dict((await conn.execute(
+            select(refresh_tokens.c.token_hash, refresh_tokens.c.used))).all())
+        events = [e["event"] for e in await audit.recent(conn)]
+    assert [used[sessions.digest(t)] for t in toks] == [True, False, True, False, True]
+    assert events == ["refresh"] * 3
+    assert batches == ([5] if db.is_sqlite else [])
+
+
 async def test_refresh_grant_has_one_winner_and_reuse_revokes_the_family(
         db: Database, tmp_path: Path) -> None:
     """The token endpoint's refresh path (claim, rotation, reuse) on both databases."""
