@@ -428,3 +428,11 @@ async def test_refresh_grant_has_one_winner_and_reuse_revokes_the_family(
         assert len(revoked) == 2 and all(revoked)
     finally:
         await iss.stop()
+
+
+def test_asyncpg_pool_takes_sqlalchemys_connect_arguments() -> None:
+    """The URL's adapter-only options map to asyncpg.connect's own (or are dropped)."""
+    db = Database("postgresql://u:p@127.0.0.1:5432/wg?prepared_statement_cache_size=7")
+    assert isinstance(db.raw, rawsql.AsyncpgPool)
+    assert db.raw._kwargs == {"host": "127.0.0.1", "port": 5432, "user": "u",
+                              "password": "p", "database": "wg", "statement_cache_size": 7}

@@ -194,11 +194,12 @@ class SqlitePool(RawPool):
 
     async def claim_then(self, claim: Compiled, params: Mapping[str, Any],
                          then: Then[T]) -> T | None:
+        args = claim.args(params)
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[tuple[T] | None] = loop.create_future()
         if not self._pending:
             loop.call_soon(self._flush)  # after the callbacks ready now: their grants too
-        self._pending.append((fut, claim, claim.args(params), then))
+        self._pending.append((fut, claim, args, then))
         try:
             done = await fut  # cancelled: the thread still finishes the transaction (all)
         except sqlite3.Error as e:
@@ -276,6 +277,11 @@ class AsyncpgPool(RawPool):
         self._idle: list[Any] = []
         self._args = tuple(args)
         self._kwargs = dict(kwargs)
+        # Options of SQLAlchemy's asyncpg adapter, not of asyncpg.connect.
+        self._kwargs.pop("prepared_statement_name_func", None)
+        cache = self._kwargs.pop("prepared_statement_cache_size", None)
+        if cache is not None:
+            self._kwargs["statement_cache_size"] = int(cache)
         self._errors = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
 
     async def claim_then(self, claim: Compiled, params: Mapping[str, Any],
