@@ -206,3 +206,42 @@ def test_refresh_may_narrow_but_never_widen_scope(issuer: IssuerProcess) -> None
         full = http.post("/token", data={"grant_type": "refresh_token",
                                          "refresh_token": narrow.json()["refresh_token"]})
         assert issuer.verify(full.json()["access_token"])["scope"] == "orders:read orders:write"
+
+
+def test_changes_from_another_process_apply_to_the_very_next_refresh(
+        issuer: IssuerProcess) -> None:
+    """Roles, an ended session and a disabled user, changed here (another process, as the CLI
+    does) between two grants: the next grant sees each change, nothing is cached."""
+    from wardgate.issuer import admin, sessions
+
+    issuer.add_user("hugo", "pw-hugo", ["reader"])
+    with issuer.client() as http:
+        rt = issuer.login(http, "hugo", "pw-hugo").json()["refresh_token"]
+
+        def grant() -> httpx.Response:
+            return http.post("/token", data={"grant_type": "refresh_token", "refresh_token": rt})
+
+        r = grant()
+        assert r.status_code == 200 and issuer.verify(r.json()["access_token"])["roles"] == [
+            "reader"]
+        rt = r.json()["refresh_token"]
+        asyncio.run(admin.set_roles(issuer.cfg, "hugo", ["admin"]))
+        r = grant()
+        assert r.status_code == 200 and issuer.verify(r.json()["access_token"])["roles"] == [
+            "admin"]
+        rt = r.json()["refresh_token"]
+        sid = issuer.verify(r.json()["access_token"])["sid"]
+
+        async def end_session() -> None:
+            db = await open_database(issuer.cfg.database_url)
+            try:
+                async with db.begin() as conn:
+                    await sessions.end(conn, sid)
+            finally:
+                await db.close()
+
+        asyncio.run(end_session())
+        assert grant().json()["error"] == "invalid_grant"
+        rt = issuer.login(http, "hugo", "pw-hugo").json()["refresh_token"]
+        asyncio.run(admin.set_disabled(issuer.cfg, "hugo"))
+        assert grant().json()["error"] == "invalid_grant"
