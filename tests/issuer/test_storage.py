@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import stat
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -320,10 +321,10 @@ async def test_claim_then_rolls_the_claim_back_when_the_decision_refuses(db: Dat
     assert await _state(db) == ([True], ["probe"])
 
 
-async def test_claim_then_cancelled_mid_transaction_is_all_or_nothing(db: Database) -> None:
-    """A grant cancelled while its transaction runs: on SQLite the connection's thread
-    finishes it (all), on PostgreSQL it is rolled back (nothing); either way the connection
-    is outside any transaction before it is used again."""
+async def test_claim_then_cancelled_is_all_or_nothing(db: Database) -> None:
+    """A cancelled grant: rolled back on PostgreSQL (nothing); on SQLite dropped before its
+    batch leaves (nothing) or finished by the connection's thread (all). Either way the
+    connection is outside any transaction before it is used again."""
     tok = await _family(db)
     claim, params = _claim_args(db, tok)
     # A pooled connection first, so that the claim itself is what the cancellation meets.
@@ -333,13 +334,37 @@ async def test_claim_then_cancelled_mid_transaction_is_all_or_nothing(db: Databa
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert db.raw._tasks  # the connection is being rolled back in the background
+    assert db.is_sqlite or db.raw._tasks  # PostgreSQL: rolled back in the background
     await asyncio.gather(*db.raw._tasks)
-    assert await _state(db) == (([True], ["refresh"]) if db.is_sqlite else ([False], []))
+    assert await _state(db) == ([False], [])
     async with db.begin() as conn:  # no lock left behind (SQLite would wait 5 s, then fail)
         await audit.record(conn, NOW, "probe")
-    assert await db.claim_then(claim, params, lambda _row: (1, [])) == (None if db.is_sqlite
-                                                                         else 1)
+    assert await db.claim_then(claim, params, lambda _row: (1, [])) == 1
+
+
+async def test_sqlite_grant_cancelled_after_its_batch_left_is_finished(tmp_path: Path) -> None:
+    """On SQLite the decision runs on the connection's thread: hold it there, cancel the
+    grant, let it go on: the transaction commits whole (all, never half)."""
+    db = await open_database(f"sqlite:///{tmp_path / 'issuer.db'}")
+    try:
+        tok = await _family(db)
+        started, go = threading.Event(), threading.Event()
+
+        def then(_row: rawsql.Row) -> tuple[int, rawsql.Writes]:
+            started.set()
+            go.wait(10)
+            return 1, _writes(db)
+
+        task = asyncio.ensure_future(db.claim_then(*_claim_args(db, tok), then))
+        assert await asyncio.to_thread(started.wait, 10)
+        task.cancel()
+        go.set()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await asyncio.gather(*db.raw._tasks)
+        assert await _state(db) == ([True], ["refresh"])
+    finally:
+        await db.close()
 
 
 async def test_claim_then_serves_many_concurrent_grants(db: Database) -> None:

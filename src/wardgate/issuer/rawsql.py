@@ -22,7 +22,8 @@ one job and run one after another, each with its own BEGIN and COMMIT or ROLLBAC
 one writer at a time anyway; a transaction that never leaves its thread holds the write lock
 for the shortest time; and one hand-off per batch instead of two per grant saves most of the
 thread wake-ups and context switches, which had cost about as much CPU as SQLite itself.
-A cancelled grant's transaction is still finished by the thread (all, not nothing).
+A grant cancelled before its batch leaves is dropped (nothing); once the batch has left,
+the thread still finishes its transaction (all).
 
 PostgreSQL (`AsyncpgPool`): each step awaits asyncpg on the event loop, from a pool of
 several connections. A cancelled grant, or one whose rollback fails, has its connection
@@ -201,14 +202,17 @@ class SqlitePool(RawPool):
             loop.call_soon(self._flush)  # after the callbacks ready now: their grants too
         self._pending.append((fut, claim, args, then))
         try:
-            done = await fut  # cancelled: the thread still finishes the transaction (all)
+            done = await fut  # cancelled: dropped, or finished by the thread (all)
         except sqlite3.Error as e:
             raise _dbapi_error(claim.sql, e, sqlite3.Error) from e
         return None if done is None else done[0]
 
     def _flush(self) -> None:
-        batch, self._pending = self._pending, []
-        self._spawn(self._run(batch))
+        # A grant cancelled before its batch leaves is dropped: it writes nothing.
+        batch = [p for p in self._pending if not p[0].done()]
+        self._pending = []
+        if batch:
+            self._spawn(self._run(batch))
 
     async def _run(self, batch: list[_Pending]) -> None:
         try:
