@@ -31,7 +31,10 @@ from wardgate.config.auth import FORBIDDEN_TYP, ProviderConfig
 
 Clock = Callable[[], float]
 _TEN_YEARS = 10 * 366 * 86400.0
-_BLANK: tuple[Any, ...] = (None, "", [], {})  # joserfc's check_value: a claim with an option may not be blank
+# joserfc's check_value: a claim with an option may not be blank, i.e. `in (None, "", [], {})`;
+# for JSON values that is None, or an empty str, list or dict (0 and false are not blank)
+_BLANK_TYPES = frozenset({str, list, dict})
+_ABSENT = object()
 _HEADER_REASON = {"crit": "crit", "b64": "b64"}  # the rest of FORBIDDEN_HEADERS: embedded_key
 
 
@@ -197,7 +200,8 @@ class ProviderVerifier:
         """
         get = claims.get
         for name in self._essential:
-            if get(name) in _BLANK:
+            value = get(name)
+            if value is None or not value and type(value) in _BLANK_TYPES:
                 return None
         iss = get("iss")
         if type(iss) is not str or iss != self._issuer:
@@ -222,15 +226,17 @@ class ProviderVerifier:
             return None
         if exp <= now - self._leeway:
             return None
+        latest = now + self._leeway
         for name in ("nbf", "iat"):
-            if name in claims:
-                value = claims[name]
+            value = get(name, _ABSENT)
+            if value is not _ABSENT:
                 if not (type(value) is int or type(value) is float and math.isfinite(value)):
                     return None
-                if value > now + self._leeway:
+                if value > latest:
                     return None
         for name in ("sub", "jti"):
-            if name in claims and type(claims[name]) is not str:
+            value = get(name, _ABSENT)
+            if value is not _ABSENT and type(value) is not str:
                 return None
         return exp
 
