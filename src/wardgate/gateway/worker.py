@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import ctypes
 import gc
 import os
@@ -48,6 +49,21 @@ class WorkerState:
         if self.accesslog.enabled:
             ms = (self.loop.time() - req.start) * 1000 if req.start else 0.0
             self.accesslog.record(req, status, bytes_in, bytes_out, target, error, ms)
+
+
+def sweep(state: WorkerState, now: float) -> None:
+    """Enforce every connection's deadlines. A connection whose check fails is aborted and
+    logged, never allowed to end the sweep: the others' timeouts must still fire (and the
+    sweeper's heartbeat go on)."""
+    for conn in list(state.connections):
+        try:
+            conn.check_timeouts(now)
+        except Exception as exc:  # noqa: BLE001 - a bug in one connection, not the worker's end
+            logs.event("connection_failed", level="error", where="check_timeouts",
+                       error=f"{type(exc).__name__}: {exc}")
+            state.connections.discard(conn)
+            with contextlib.suppress(Exception):
+                conn.transport.abort()
 
 
 def server_ssl_context(cfg: GatewayConfig) -> ssl.SSLContext | None:
@@ -107,8 +123,7 @@ async def serve(cfg: GatewayConfig, sock: socket.socket, ready_fd: int | None = 
         while True:
             await asyncio.sleep(SWEEP_INTERVAL_S)
             now = loop.time()
-            for conn in list(state.connections):
-                conn.check_timeouts(now)
+            sweep(state, now)
             runtime.sweep(now)
             accesslog.flush()
             if os.getppid() != parent:
