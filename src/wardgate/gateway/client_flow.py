@@ -178,17 +178,20 @@ class RequestFlow:
             if not self.paused and not self.closed:
                 self.transport.resume_reading()
 
-    def pause_writing(self) -> None:
+    def _source(self) -> Any:
+        """What feeds this client's output: the tunnel's upstream, or the active exchange's."""
         up = self.tunnel
         if up is None and self.active is not None and self.active.exchange is not None:
             up = self.active.exchange.conn
+        return up
+
+    def pause_writing(self) -> None:
+        up = self._source()
         if up is not None:
             up.pause_reading()
 
     def resume_writing(self) -> None:
-        up = self.tunnel
-        if up is None and self.active is not None and self.active.exchange is not None:
-            up = self.active.exchange.conn
+        up = self._source()
         if up is not None:
             up.resume_reading()
 

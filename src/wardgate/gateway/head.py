@@ -106,8 +106,7 @@ def refresh_fields(last_raw: list[tuple[bytes, bytes]], last: list[tuple[bytes, 
     The caller checks the lists have the same length; read_fields' result for `last` holds."""
     out = None
     grown = 0
-    i = 0
-    for pair, old in zip(fields, last_raw, strict=True):
+    for i, (pair, old) in enumerate(zip(fields, last_raw, strict=True)):
         if pair != old:
             if pair[0] != old[0]:
                 return None
@@ -119,7 +118,6 @@ def refresh_fields(last_raw: list[tuple[bytes, bytes]], last: list[tuple[bytes, 
             value = pair[1]
             out[i] = (low, value.rstrip(b" \t"))
             grown += len(value) - len(old[1])
-        i += 1
     return None if out is None else (out, grown)
 
 

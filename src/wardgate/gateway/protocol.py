@@ -296,35 +296,32 @@ class ClientProtocol(RequestFlow, Output, asyncio.Protocol):
         try:
             read_request_line(req, version, parser.get_method(), self.url, foreign)
             memo = self.fields_memo
-            if memo is not None and memo[0] == fields and memo[1] == version:
-                # The same fields as the last request: the same checks passed, the same facts.
-                # The list is shared: nothing changes a request's fields after parsing.
-                if memo[4] + len(self.url) > self.max_head:  # only the target can differ
+            lowered = None
+            if memo is not None and memo[1] == version:
+                if memo[0] == fields:
+                    lowered, size = memo[2], memo[4]
+                elif len(memo[0]) == len(fields):
+                    fresh = refresh_fields(memo[0], memo[2], fields)
+                    if fresh is not None:
+                        lowered, size = fresh[0], memo[4] + fresh[1]
+                        self.fields_memo = (fields, version, lowered, memo[3], size)
+            if lowered is not None:
+                # The last request's field names, with new values (if any) only outside the
+                # fields read_fields reads (a new token each time): the same checks passed,
+                # the same facts. The list is shared: nothing changes a request's fields
+                # after parsing. Only the target and those values can change the size.
+                if size + len(self.url) > self.max_head:
                     raise HeadersTooLarge("request head too large", close=True)
-                req.headers = memo[2]
+                req.headers = lowered
                 (req.host_header, req.host, req.content_length, req.chunked,
-                 req.expect_continue, req.upgrade, req.request_id) = memo[3]  # see HeadFacts
+                 req.expect_continue, req.upgrade, req.request_id) = memo[3]  # type: ignore[index]  # see HeadFacts
             else:
-                fresh = memo is not None and memo[1] == version and len(memo[0]) == len(fields) \
-                    and refresh_fields(memo[0], memo[2], fields)
-                if fresh:
-                    # The same names, new values outside the fields read_fields reads (a new
-                    # token each time): the same checks passed, the same facts.
-                    size = memo[4] + fresh[1]  # type: ignore[index]
-                    if size + len(self.url) > self.max_head:
-                        raise HeadersTooLarge("request head too large", close=True)
-                    req.headers = fresh[0]  # type: ignore[index]
-                    facts = memo[3]  # type: ignore[index]
-                    (req.host_header, req.host, req.content_length, req.chunked,
-                     req.expect_continue, req.upgrade, req.request_id) = facts
-                else:
-                    size = self._head_size()
-                    if size > self.max_head:
-                        raise HeadersTooLarge("request head too large", close=True)
-                    req.headers = [(n.lower(), v.rstrip(b" \t")) for n, v in fields]
-                    facts = read_fields(req)
-                    size -= len(self.url)
-                self.fields_memo = (fields, version, req.headers, facts, size)
+                size = self._head_size()
+                if size > self.max_head:
+                    raise HeadersTooLarge("request head too large", close=True)
+                req.headers = [(n.lower(), v.rstrip(b" \t")) for n, v in fields]
+                self.fields_memo = (fields, version, req.headers, read_fields(req),
+                                    size - len(self.url))
         except GatewayError as err:
             raise self._fail(err) from None
         req.client_ip = self.client_ip

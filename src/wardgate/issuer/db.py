@@ -65,16 +65,16 @@ class Database:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         else:
             self.engine = create_async_engine(aurl, pool_size=10, max_overflow=10)
-        cargs, cparams = self.engine.dialect.create_connect_args(self.engine.url)
+        # The driver's connect arguments exactly as SQLAlchemy derives them from the URL.
+        self._connect_args = cargs, cparams = self.engine.dialect.create_connect_args(
+            self.engine.url)
         self.raw: rawsql.RawPool = (
             rawsql.SqlitePool(cargs, cparams, _sqlite_pragmas) if self.is_sqlite
             else rawsql.AsyncpgPool(cargs, cparams, RAW_POOL_POSTGRES))
         self._compiled: dict[tuple[int, tuple[str, ...] | None], rawsql.Compiled] = {}
 
     async def _sqlite_connect(self) -> sqliteconn.Connection:
-        # sqlite3.connect's arguments exactly as SQLAlchemy derives them from the URL.
-        cargs, cparams = self.engine.dialect.create_connect_args(self.engine.url)
-        return await sqliteconn.connect(cargs, cparams)
+        return await sqliteconn.connect(*self._connect_args)
 
     async def migrate(self) -> None:
         """Create missing tables; record the schema version (first start creates the file)."""
