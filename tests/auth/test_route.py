@@ -340,8 +340,8 @@ async def test_cache_hit_then_expiry(env: Env, rsa_key: Any) -> None:
     route = env.route({"providers": ["main"]})
     t = tok(rsa_key, exp=int(NOW) + 60)
     cache = env.registry.cache
-    await route.authenticate(request(token=t))
-    await route.authenticate(request(token=t))
+    for _ in range(3):  # verified, verified and admitted (the doorkeeper), then a hit
+        await route.authenticate(request(token=t))
     assert cache.hits == 1 and len(cache) == 1
     env.clock.now = NOW + 61  # past exp: the entry dies; within leeway re-verification passes
     await route.authenticate(request(token=t))
@@ -378,10 +378,39 @@ async def test_cache_is_bounded_lru(env: Env, rsa_key: Any) -> None:
     route = env.route({"providers": ["main"]})
     tokens = [tok(rsa_key, sub=f"u{i}") for i in range(5)]
     for t in tokens:
-        await route.authenticate(request(token=t))
+        for _ in range(2):  # a token is admitted on its second verification
+            await route.authenticate(request(token=t))
     assert len(env.registry.cache) == 3
     assert env.registry.cache.get(tokens[0], NOW) is None
     assert env.registry.cache.get(tokens[4], NOW) is not None
+
+
+async def test_one_off_tokens_do_not_evict_the_working_set(env: Env, rsa_key: Any) -> None:
+    """Admission (the doorkeeper): a token is cached on its second verification within a window
+    of max_entries verifications, so a stream of tokens each used once, as a scan, a flood of
+    new devices or an attacker's stock of valid tokens, leaves the cached ones in place."""
+    cache = env.registry.cache
+    cache.max_entries = 4
+    route = env.route({"providers": ["main"]})
+    hot = [tok(rsa_key, sub=f"hot{i}") for i in range(3)]
+    for t in hot:
+        await route.authenticate(request(token=t))
+        assert len(cache) == 0 or cache.get(t, NOW) is None  # once: verified, not cached
+        await route.authenticate(request(token=t))
+        assert cache.get(t, NOW) is not None  # twice: cached
+    for i in range(20):
+        await route.authenticate(request(token=tok(rsa_key, sub=f"once{i}")))
+    assert len(cache) == 3 and all(cache.get(t, NOW) is not None for t in hot)
+    assert cache.rejected == 23
+    # the window: after max_entries other first sightings a token counts as new again
+    late = tok(rsa_key, sub="late")
+    await route.authenticate(request(token=late))
+    for i in range(4):
+        await route.authenticate(request(token=tok(rsa_key, sub=f"gap{i}")))
+    await route.authenticate(request(token=late))
+    assert cache.get(late, NOW) is None
+    await route.authenticate(request(token=late))
+    assert cache.get(late, NOW) is not None
 
 
 async def test_revocation_hook_applies_to_cache_hits(env: Env, rsa_key: Any) -> None:
@@ -445,6 +474,7 @@ async def test_check_decides_without_awaiting(env: Env, rsa_key: Any, rsa_other:
     route = env.route(POLICY)
     req = request(token=tok(rsa_key, scope="orders:read"))
     assert route.check(req) is True and req.auth_outcome == "ok"
+    assert route.check(req) is True and env.registry.cache.hits == 0  # admitted now
     assert route.check(req) is True and env.registry.cache.hits == 1
     with pytest.raises(InvalidToken):
         route.check(request(token=tok(rsa_other)))

@@ -14,13 +14,19 @@ from wardgate.auth.identity import Identity
 
 
 class TokenCache:
-    __slots__ = ("_entries", "max_entries", "hits", "misses")
+    __slots__ = ("_entries", "max_entries", "hits", "misses", "_seen", "rejected")
 
     def __init__(self, max_entries: int = 10_000) -> None:
         self._entries: OrderedDict[bytes, Identity] = OrderedDict()
         self.max_entries = max_entries
         self.hits = 0
         self.misses = 0
+        # The doorkeeper (TinyLFU's admission filter): hashes of tokens verified once and not
+        # cached. A token is cached on its second verification within the window, so a stream
+        # of one-off tokens neither pushes the working set out nor pays an insert, an eviction
+        # and the garbage collector's walk of long-lived entries for each token.
+        self._seen: set[int] = set()
+        self.rejected = 0
 
     def get(self, token: bytes, now: float) -> Identity | None:
         ident = self._entries.get(token)
@@ -42,6 +48,18 @@ class TokenCache:
             return
         if token in entries:
             entries.move_to_end(token)  # a new key is appended last already
+        else:
+            seen = self._seen
+            h = hash(token)  # bytes keep their hash: the lookup in get() computed it already
+            if h not in seen:
+                # first sighting: remember it for a window of max_entries verifications;
+                # a collision only admits a token early, it never serves a wrong entry
+                if len(seen) >= self.max_entries:
+                    seen.clear()
+                seen.add(h)
+                self.rejected += 1
+                return
+            seen.discard(h)
         entries[token] = ident
         while len(entries) > self.max_entries:
             entries.popitem(last=False)  # the least recently used: O(1), nothing copied
@@ -55,6 +73,7 @@ class TokenCache:
 
     def clear(self) -> None:
         self._entries.clear()
+        self._seen.clear()
 
     def __len__(self) -> int:
         return len(self._entries)
