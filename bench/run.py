@@ -327,8 +327,8 @@ def main(argv: list[str] | None = None) -> int:
                 if scenario == "jwt-distinct":
                     sent[target.name] = offset + result.requests
                     if sent[target.name] > args.tokens:
-                        notes.append(f"token pool ({args.tokens:,}) cycled: a verified-token "
-                                     "cache smaller than the pool still never hits")
+                        notes.append(f"token pool ({args.tokens:,}) cycled: no token repeats "
+                                     "within the verified-token cache's admission window")
                 if result.err_status:
                     notes.append("non-2xx answers")
                 proxy_core = int(targets.PROXY_CPU)
