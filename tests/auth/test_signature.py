@@ -6,6 +6,7 @@ other paddings and hashes, 0 and n-1) both must say the same thing."""
 from __future__ import annotations
 
 import functools
+import hashlib
 from typing import Any
 
 import pytest
@@ -89,6 +90,68 @@ def test_fixed_invalid_signatures_are_refused_by_both(alg: str, bits: int) -> No
         assert lean == lib, name
         assert lean is not True, name
     assert _lean(key, msg + b".", good) is False
+
+
+_DIGEST_INFO = {"RS256": ("sha256", "3031300d060960864801650304020105000420"),
+                "RS384": ("sha384", "3041300d060960864801650304020205000430"),
+                "RS512": ("sha512", "3051300d060960864801650304020305000440")}
+
+
+def _raw_sign(bits: int, em: bytes) -> bytes:
+    """The bare RSA private operation over an encoded message of our choosing: signatures whose
+    padding or DigestInfo is wrong in exactly one way."""
+    priv = _private(bits).private_numbers()
+    n = priv.public_numbers.n
+    return pow(int.from_bytes(em, "big"), priv.d, n).to_bytes(bits // 8, "big")
+
+
+def _em(bits: int, data: bytes, block: bytes = b"\x00\x01", fill: int = 0xFF) -> bytes:
+    return block + bytes([fill]) * (bits // 8 - len(data) - 3) + b"\x00" + data
+
+
+@pytest.mark.parametrize(("alg", "bits"), CASES)
+def test_crafted_encodings_are_refused_by_both(alg: str, bits: int) -> None:
+    """RFC 8017 §8.2.2 encode-and-compare: each encoded message is one small step away from
+    the valid one. The control (the valid encoding, raw-signed) must pass."""
+    key = _key(alg, bits)
+    msg = b"header.payload"
+    name, prefix_hex = _DIGEST_INFO[alg]
+    digest = hashlib.new(name, msg).digest()
+    info = bytes.fromhex(prefix_hex) + digest
+    no_null = bytes.fromhex(prefix_hex.replace("0d0609", "0b0609").replace("0500", ""))
+    no_null = bytes([no_null[0], no_null[1] - 2]) + no_null[2:] + digest
+    garbage = bytearray(_em(bits, info))
+    garbage[20] = 0x7F
+    ems = {
+        "valid (control)": _em(bits, info),
+        "DigestInfo without NULL parameters": _em(bits, no_null),
+        "DigestInfo with a trailing byte": _em(bits, info + b"\x00"),
+        "digest alone, no DigestInfo": _em(bits, digest),
+        "block type 2": _em(bits, info, block=b"\x00\x02"),
+        "a non-FF padding byte": bytes(garbage),
+        "padding of zeros": _em(bits, info, fill=0x00),
+        "junk before the DigestInfo": _em(bits, b"\x01" * 20 + info),
+    }
+    for label, em in ems.items():
+        sig = _raw_sign(bits, em)
+        lean, lib = _lean(key, msg, sig), _library(key, msg, sig)
+        assert lean == lib, label
+        assert lean is (label == "valid (control)"), label
+
+
+def test_a_signature_without_its_leading_zero_octet_is_refused() -> None:
+    """RFC 8017 §8.2.2 step 1: exactly k octets. The bare public operation would read a
+    signature shorter by its leading zero octets as the same number: a second spelling."""
+    key = _key("RS256", 2048)
+    for i in range(5000):
+        msg = b"header.payload%d" % i
+        sig = _sign("RS256", 2048, msg)
+        if sig[0] == 0:
+            break
+    else:
+        pytest.fail("no signature with a leading zero octet in 5000 tries")
+    assert _lean(key, msg, sig) is True
+    assert _lean(key, msg, sig[1:]) is False and _library(key, msg, sig[1:]) is not True
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
