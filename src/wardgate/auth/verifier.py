@@ -97,7 +97,9 @@ class ProviderVerifier:
         self._claims = _ClaimsRegistry(now=clock, leeway=cfg.leeway_s, **options)
         # for claims_ok: every claim with an option is essential, see there
         assert all(option.get("essential") for option in options.values())
-        self._essential = tuple(options)
+        # iss (equal to our non-empty issuer) and exp (a number) pass the blank test whenever
+        # they pass their own checks below, so only the others need it
+        self._essential = tuple(name for name in options if name not in ("iss", "exp"))
         self._issuer = cfg.issuer
         self._audiences = frozenset(cfg.audiences)
         # header segment -> (alg, kid) of headers that passed check_header: the check is a pure
@@ -227,17 +229,20 @@ class ProviderVerifier:
         if exp <= now - self._leeway:
             return None
         latest = now + self._leeway
-        for name in ("nbf", "iat"):
-            value = get(name, _ABSENT)
-            if value is not _ABSENT:
-                if not (type(value) is int or type(value) is float and math.isfinite(value)):
-                    return None
-                if value > latest:
-                    return None
-        for name in ("sub", "jti"):
-            value = get(name, _ABSENT)
-            if value is not _ABSENT and type(value) is not str:
-                return None
+        nbf = get("nbf", _ABSENT)
+        if nbf is not _ABSENT and (not (type(nbf) is int or type(nbf) is float
+                                        and math.isfinite(nbf)) or nbf > latest):
+            return None
+        iat = get("iat", _ABSENT)
+        if iat is not _ABSENT and (not (type(iat) is int or type(iat) is float
+                                        and math.isfinite(iat)) or iat > latest):
+            return None
+        sub = get("sub", _ABSENT)
+        if sub is not _ABSENT and type(sub) is not str:
+            return None
+        jti = get("jti", _ABSENT)
+        if jti is not _ABSENT and type(jti) is not str:
+            return None
         return exp
 
     def library_check(self, claims: dict[str, Any]) -> None:
