@@ -61,6 +61,24 @@ def test_inspect_accepts_on_matching_route(rsa_key: Any, config: Path,
     assert "ACCEPT on route tenant" in out and "x-user-id: alice" in out
 
 
+def test_inspect_prints_the_logged_sub_hash_only_under_the_configured_key(
+        rsa_key: Any, config: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import hashlib
+    import hmac
+
+    args = ["token", "inspect", _token(rsa_key), "--config", str(config), "--path", "/t/acme"]
+    assert main(args) == 0
+    assert "sub hash keyed per gateway run" in capsys.readouterr().out
+    doc = yaml.safe_load(config.read_text())
+    doc["access_log"] = {"sub_hash_key_env": "WG_TEST_SUB_KEY"}
+    config.write_text(yaml.safe_dump(doc))
+    monkeypatch.setenv("WG_TEST_SUB_KEY", "k" * 20)
+    assert main(args) == 0
+    expected = hmac.new(b"k" * 20, b"main\0alice", hashlib.sha256).hexdigest()[:16]
+    assert f"sub hash {expected}" in capsys.readouterr().out
+
+
 def test_inspect_says_why_not(rsa_key: Any, rsa_other: Any, config: Path,
                               capsys: pytest.CaptureFixture[str]) -> None:
     cases = [

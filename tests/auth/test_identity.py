@@ -32,3 +32,19 @@ def test_memo_is_bounded_and_skips_long_strings() -> None:
     assert len(long) > identity._SETS_MAX_LEN
     assert len(_ident(scope=long).scopes) == 200
     assert long not in identity._SETS
+
+
+def test_sub_hash_is_an_hmac_under_the_set_key() -> None:
+    import hashlib
+    import hmac
+
+    saved = identity._SUB_KEY
+    try:
+        identity.set_sub_hash_key(b"k" * 32)
+        ident = Identity("corp", {"sub": "alice"}, b"", (), None, 0.0)
+        assert ident.sub_hash == hmac.new(b"k" * 32, b"corp\0alice", hashlib.sha256).hexdigest()[:16]
+        identity.set_sub_hash_key(b"j" * 32)
+        assert Identity("corp", {"sub": "alice"}, b"", (), None, 0.0).sub_hash != ident.sub_hash
+        assert Identity("corp", {}, b"", (), None, 0.0).sub_hash == "-"
+    finally:
+        identity.set_sub_hash_key(saved)

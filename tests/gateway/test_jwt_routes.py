@@ -232,3 +232,50 @@ def test_one_connection_switching_tokens_and_routes_gets_each_identity(jwt_gatew
                                                   "alice", None]
     assert [h.get("x-user-roles") for h in seen[:4]] == ["user", "user", "admin", "admin"]
     assert not any("authorization" in h for h in seen)
+
+
+def _orders_config(tmp_path, signing_key, upstream) -> dict:
+    return jwks_config(tmp_path, signing_key, upstream, [
+        {"name": "orders", "match": {"path_prefix": "/orders"}, "upstream": "up",
+         "auth": {"providers": ["main"], "require": {"scopes": ["orders:read"]}}}])
+
+
+def test_sub_hash_is_keyed_and_one_per_run_across_workers_and_reloads(
+        upstream, gateway_factory, signing_key, tmp_path):
+    """The logged sub_hash is an HMAC under one random key per `wardgate run`: the same caller
+    has the same hash in every worker and after a reload, and nobody without the key can
+    confirm a guessed sub by hashing it."""
+    import hashlib
+    import signal
+
+    cfg = _orders_config(tmp_path, signing_key, upstream)
+    cfg["workers"] = 2
+    gw = gateway_factory(cfg)
+    token = mint(signing_key)
+    for _ in range(40):  # fresh connections: SO_REUSEPORT spreads them over both workers
+        assert call(gw.port, "/orders", token)[0] == 200
+    before = {line["sub_hash"] for line in gw.access_log(wait_for=40)}
+    assert len(before) == 1
+    assert before != {hashlib.sha256(b"main\0alice").hexdigest()[:16]}  # not the bare hash
+    gw.signal(signal.SIGHUP)
+    gw.wait_event("reloaded")
+    for _ in range(10):
+        assert call(gw.port, "/orders", token)[0] == 200
+    assert {line["sub_hash"] for line in gw.access_log(wait_for=50)} == before
+
+
+def test_configured_sub_hash_key_gives_a_stable_hash(upstream, gateway_factory, signing_key,
+                                                     tmp_path, monkeypatch):
+    """access_log.sub_hash_key_env: the hash is HMAC-SHA256(key, provider NUL sub), the same in
+    every run, so logs of several runs or machines can be joined by whoever holds the key."""
+    import hashlib
+    import hmac
+
+    key = "a-log-correlation-key-of-32-bytes"
+    monkeypatch.setenv("WG_TEST_SUB_KEY", key)
+    gw = gateway_factory(_orders_config(tmp_path, signing_key, upstream), start=False)
+    gw.config["access_log"]["sub_hash_key_env"] = "WG_TEST_SUB_KEY"
+    gw.start()
+    assert call(gw.port, "/orders", mint(signing_key))[0] == 200
+    expected = hmac.new(key.encode(), b"main\0alice", hashlib.sha256).hexdigest()[:16]
+    assert gw.access_log(wait_for=1)[-1]["sub_hash"] == expected

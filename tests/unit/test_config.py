@@ -92,3 +92,19 @@ providers:
 """
     rt = Runtime(load_gateway(str(write(tmp_path, text))))
     assert rt.registry.cache.max_entries == 5
+
+
+@pytest.mark.parametrize("value", [None, "", "short"])
+def test_sub_hash_key_env_must_hold_a_real_key(tmp_path, monkeypatch, value):
+    from wardgate.config.gateway import AccessLogConfig
+
+    if value is None:
+        monkeypatch.delenv("WG_TEST_SUB_KEY", raising=False)
+    else:
+        monkeypatch.setenv("WG_TEST_SUB_KEY", value)
+    with pytest.raises(ValueError, match="WG_TEST_SUB_KEY must hold at least 16 bytes"):
+        AccessLogConfig.model_validate({"sub_hash_key_env": "WG_TEST_SUB_KEY"})
+    monkeypatch.setenv("WG_TEST_SUB_KEY", "k" * 16)
+    assert AccessLogConfig.model_validate(
+        {"sub_hash_key_env": "WG_TEST_SUB_KEY"}).sub_hash_key() == b"k" * 16
+    assert AccessLogConfig().sub_hash_key() is None

@@ -17,6 +17,7 @@ from typing import Any
 
 from wardgate.auth import compact
 from wardgate.auth.errors import Rejected
+from wardgate.auth.identity import set_sub_hash_key
 from wardgate.auth.registry import ProviderRegistry
 from wardgate.auth.route import compile_route_auth
 from wardgate.auth.sources import KeyLoadError
@@ -93,7 +94,13 @@ async def _judge(cfg: GatewayConfig, route: RouteConfig, params: dict[str, str],
             return 1
         auth.forward(req)
         ident = req.identity
-        print(f"ACCEPT on route {route.name}: provider {ident.provider}, sub hash {ident.sub_hash}")
+        key = cfg.access_log.sub_hash_key()
+        if key is not None:
+            set_sub_hash_key(key)  # the gateway's own: the hash its access log shows
+            sub = f"sub hash {ident.sub_hash}"
+        else:
+            sub = "sub hash keyed per gateway run (set access_log.sub_hash_key_env to compare)"
+        print(f"ACCEPT on route {route.name}: provider {ident.provider}, {sub}")
         for name, value in req.headers:
             print(f"  upstream header {name.decode()}: {value.decode(errors='replace')}")
         return 0

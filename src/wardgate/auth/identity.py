@@ -6,13 +6,25 @@ once per verified token and kept on the Identity, so a cache hit costs no parsin
 
 from __future__ import annotations
 
-import hashlib
+import hmac
 import json
+import secrets
 from typing import Any
 
 from wardgate.auth.keys import VerificationKey
 
 _MISSING = object()
+
+# The key of Identity.sub_hash. An unkeyed hash of a user id or an e-mail address is undone by
+# hashing a list of candidates; a keyed one only by whoever holds the key. Random per process
+# unless set: `wardgate run` gives all its workers one key (access_log.sub_hash_key_env, or a
+# random one per run), so one caller has one hash across workers and reloads.
+_SUB_KEY = secrets.token_bytes(32)
+
+
+def set_sub_hash_key(key: bytes) -> None:
+    global _SUB_KEY
+    _SUB_KEY = key
 
 
 def claim_at(claims: dict[str, Any], path: tuple[str, ...]) -> Any:
@@ -128,7 +140,8 @@ class Identity:
     def sub_hash(self) -> str:
         if self._sub_hash is None:
             sub = self.sub
-            self._sub_hash = (hashlib.sha256(f"{self.provider}\0{sub}".encode()).hexdigest()[:16]
+            self._sub_hash = (hmac.new(_SUB_KEY, f"{self.provider}\0{sub}".encode(),
+                                       "sha256").hexdigest()[:16]
                               if sub is not None else "-")
         return self._sub_hash
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 from typing import Literal
 from urllib.parse import urlsplit
@@ -45,10 +46,30 @@ class Timeouts(Strict):
                               "checked in for this long is killed and restarted; 0: off")
 
 
+SUB_HASH_KEY_MIN_BYTES = 16
+
+
 class AccessLogConfig(Strict):
     enabled: bool = True
     path: str = "-"  # "-" is stdout
     include_query: bool = False
+    sub_hash_key_env: str | None = Field(
+        None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="environment variable holding the HMAC key of the logged sub_hash; unset: "
+                    "a random key per `wardgate run` (hashes comparable within one run)")
+
+    @model_validator(mode="after")
+    def _key_present(self) -> AccessLogConfig:
+        name = self.sub_hash_key_env
+        if name is not None and len(os.environ.get(name, "").encode()) < SUB_HASH_KEY_MIN_BYTES:
+            raise ValueError(f"environment variable {name} must hold at least "
+                             f"{SUB_HASH_KEY_MIN_BYTES} bytes (the sub_hash key)")
+        return self
+
+    def sub_hash_key(self) -> bytes | None:
+        """The configured key, None when each `wardgate run` makes its own."""
+        name = self.sub_hash_key_env
+        return os.environ[name].encode() if name is not None else None
 
 
 class TargetConfig(Strict):

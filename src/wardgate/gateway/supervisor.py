@@ -14,6 +14,7 @@ worker would otherwise keep accepting its share of the port's connections and ne
 from __future__ import annotations
 
 import os
+import secrets
 import select
 import signal
 import socket
@@ -25,7 +26,7 @@ from dataclasses import dataclass, field
 from wardgate import logs
 from wardgate.config import ConfigError, GatewayConfig, load_gateway
 from wardgate.config.check import print_issues
-from wardgate.gateway.worker import bind_listener
+from wardgate.gateway.worker import RUN_KEY_ENV, bind_listener
 
 READY_TIMEOUT_S = 30.0
 
@@ -52,6 +53,9 @@ class Supervisor:
         self.retiring: list[Worker] = []     # draining previous generations
         self.restarts: dict[int, float] = {}  # slot -> back-off seconds
         self.flags: set[str] = set()
+        # the access log's sub_hash key for every worker of this run, reloads included, unless
+        # the config names one (access_log.sub_hash_key_env; the workers read that themselves)
+        self.run_key = secrets.token_bytes(32)
 
     # -- sockets and workers -----------------------------------------------------------------
     def _bind(self, cfg: GatewayConfig) -> list[socket.socket]:
@@ -64,6 +68,7 @@ class Supervisor:
             [sys.executable, "-m", "wardgate.gateway.worker", "--config", self.path,
              "--fd", str(fd), "--ready-fd", str(w)],
             pass_fds=(fd, w),
+            env={**os.environ, RUN_KEY_ENV: self.run_key.hex()},
         )
         os.close(w)
         return Worker(slot, self.generation, proc, r)

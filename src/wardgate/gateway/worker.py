@@ -21,6 +21,7 @@ import sys
 import uvloop
 
 from wardgate import logs
+from wardgate.auth.identity import set_sub_hash_key
 from wardgate.config import ConfigError, GatewayConfig, load_gateway
 from wardgate.config.common import parse_hostport
 from wardgate.gateway import output
@@ -172,6 +173,17 @@ async def serve(cfg: GatewayConfig, sock: socket.socket, ready_fd: int | None = 
     return 0
 
 
+#: the supervisor's per-run sub_hash key (hex), passed to its workers in the environment
+RUN_KEY_ENV = "WARDGATE_RUN_SUB_HASH_KEY"
+
+
+def _sub_hash_key(cfg: GatewayConfig) -> None:
+    run_key = os.environ.pop(RUN_KEY_ENV, None)
+    key = cfg.access_log.sub_hash_key() or (bytes.fromhex(run_key) if run_key else None)
+    if key is not None:
+        set_sub_hash_key(key)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="wardgate-worker")
     ap.add_argument("--config", required=True)
@@ -184,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         logs.event("worker_config_invalid", level="error", errors=[str(i) for i in exc.issues])
         return 2
+    _sub_hash_key(cfg)
     sock = socket.socket(fileno=args.fd)
     try:
         return uvloop.run(serve(cfg, sock, args.ready_fd))
