@@ -49,11 +49,15 @@ async def test_header_shapes_accepted(auth: ServiceAuth, jwks: JwksServer, key: 
         assert (await authenticate(auth, headers)).sub == "42"
 
 
-async def test_second_call_is_served_from_cache(auth: ServiceAuth, jwks: JwksServer,
-                                                key: SigningKey) -> None:
+async def test_a_reused_token_is_served_from_cache(auth: ServiceAuth, jwks: JwksServer,
+                                                   key: SigningKey) -> None:
+    # cached on its second verification (the cache's doorkeeper), served from it afterwards
     token = key.mint(claims(jwks.issuer))
     first = await authenticate(auth, bearer(token))
-    assert await authenticate(auth, bearer(token)) is first
+    second = await authenticate(auth, bearer(token))
+    assert second is not first
+    assert await authenticate(auth, bearer(token)) is second
+    assert await authenticate(auth, bearer(token)) is second
 
 
 async def test_missing_token_is_401_without_error(auth: ServiceAuth) -> None:
