@@ -229,20 +229,15 @@ class ProviderVerifier:
         if exp <= now - self._leeway:
             return None
         latest = now + self._leeway
-        nbf = get("nbf", _ABSENT)
-        if nbf is not _ABSENT and (not (type(nbf) is int or type(nbf) is float
-                                        and math.isfinite(nbf)) or nbf > latest):
-            return None
-        iat = get("iat", _ABSENT)
-        if iat is not _ABSENT and (not (type(iat) is int or type(iat) is float
-                                        and math.isfinite(iat)) or iat > latest):
-            return None
-        sub = get("sub", _ABSENT)
-        if sub is not _ABSENT and type(sub) is not str:
-            return None
-        jti = get("jti", _ABSENT)
-        if jti is not _ABSENT and type(jti) is not str:
-            return None
+        for name in ("nbf", "iat"):  # NumericDates, if present, not in the future
+            value = get(name, _ABSENT)
+            if value is not _ABSENT and (not (type(value) is int or type(value) is float
+                                              and math.isfinite(value)) or value > latest):
+                return None
+        for name in ("sub", "jti"):  # strings, if present
+            value = get(name, _ABSENT)
+            if value is not _ABSENT and type(value) is not str:
+                return None
         return exp
 
     def library_check(self, claims: dict[str, Any]) -> None:
