@@ -1,6 +1,7 @@
 # Two commands do everything on a fresh machine: `make run` and `make test`.
 SHELL := /bin/bash
-PY ?= python3
+# Empty: scripts/pick-python.sh chooses (the distribution's optimised build first).
+PY ?=
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -8,7 +9,8 @@ STAMP := $(VENV)/.installed
 .PHONY: run test lint unit bench sysdeps clean
 
 $(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	test -x $(BIN)/python || { py='$(PY)'; [ -n "$$py" ] || py=$$(scripts/pick-python.sh) || exit 1; \
+	  echo "creating $(VENV) with $$py"; "$$py" -m venv $(VENV); }
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP)

@@ -55,6 +55,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="also send 1M requests to wardgate's plain route, sampling worker RSS")
     p.add_argument("--rss-requests", type=int, default=1_000_000)
     p.add_argument("--keep", action="store_true", help="keep the temp dir (configs, logs)")
+    p.add_argument("--alt-python", metavar="PATH",
+                   help="also measure 'wardgate-alt': the same code and packages run by another "
+                        "CPython 3.11 (for example an interpreter built without PGO/LTO), side "
+                        "by side with the venv's")
     p.add_argument("--wait-quiet", type=float, default=0, metavar="SECONDS",
                    help="first wait up to this long for both cores to be under 12%% busy")
     args = p.parse_args(argv)
@@ -82,7 +86,15 @@ def _first_line(argv: list[str]) -> str:
     return text.splitlines()[0] if text else "?"
 
 
-def environment() -> dict[str, object]:
+def _interpreter(python: str) -> str:
+    """Version and build of a Python: 'static' when libpython is linked in (as distributions
+    ship it, with PGO and LTO), 'shared' when it is loaded as libpython.so."""
+    code = ("import sys; print(sys.version.split()[0], sys.executable, "
+            "'shared' if 'libpython' in open('/proc/self/maps').read() else 'static')")
+    return _first_line([python, "-c", code])
+
+
+def environment(alt_python: str | None = None) -> dict[str, object]:
     cpu = "?"
     with open("/proc/cpuinfo") as f:
         for line in f:
@@ -96,7 +108,8 @@ def environment() -> dict[str, object]:
         "cpu": cpu,
         "cores": os.cpu_count(),
         "kernel": platform.release(),
-        "python": platform.python_version(),
+        "python": _interpreter(sys.executable),
+        "alt_python": _interpreter(alt_python) if alt_python else "-",
         "nginx": _first_line(["nginx", "-v"]),
         "haproxy": _first_line(["haproxy", "-v"]),
         "wrk": _first_line(["wrk", "-v"]),
@@ -245,9 +258,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.wait_quiet > 0:
         wait_quiet(args.wait_quiet)
-    env = environment()
+    env = environment(args.alt_python)
     print("# wardgate bench", env["date_utc"])
-    for key in ("host", "cpu", "cores", "kernel", "python", "nginx", "haproxy", "wrk",
+    for key in ("host", "cpu", "cores", "kernel", "python", "alt_python", "nginx", "haproxy", "wrk",
                 "wardgate_git", "loadavg_at_start", "command"):
         print(f"- {key}: {env[key]}")
     print(f"- wrk -t1 -c{args.connections} -d{args.duration:g}s --latency; {args.rounds} round(s); "
@@ -290,6 +303,11 @@ def main(argv: list[str] | None = None) -> int:
         for name, access_log in (("wardgate", False), ("wardgate-accesslog", True)):
             starters[name] = (lambda a=access_log: targets.start_wardgate(
                 procs, workdir, upstream.port, keys if auth_ok else None, access_log=a))
+        if args.alt_python:
+            starters["wardgate-alt"] = lambda: targets.start_wardgate(
+                procs, workdir, upstream.port, keys if auth_ok else None, name="wardgate-alt",
+                python=args.alt_python)
+            args.only.append("wardgate-alt")
         if jwt_wanted and not auth_ok and "wardgate" in args.only:
             unavailable["wardgate-jwt"] = auth_why
         for name in args.only:
