@@ -135,6 +135,20 @@ class RouteAuth:
                                     scope=" ".join(denied) or None)
         req.auth_outcome = "ok"
 
+    def still_valid(self, ident: Identity) -> bool:
+        """Whether an Identity this route allowed for a connection's last request is still
+        good for the same request again (the caller checks it is the same: same fields, query,
+        method and path parameters, so the same token and the same policy decision). Only
+        what changes with time is checked again: expiry, the key's presence, revocation."""
+        key = ident.key
+        if self._clock() >= ident.exp or (key is not None and not key.alive):
+            return False
+        revoked = self._registry.revocation
+        if revoked is not None and revoked(ident):
+            return False  # the full path answers it (and logs the reason)
+        self._cache.hits += 1
+        return True
+
     def _verify(self, req: Request, token: bytes, refetched: bool) -> Identity:
         try:
             provider, parts = self._verifier.parse(token)

@@ -50,11 +50,22 @@ class Pipeline:
                 return
             auth = route.auth
             if auth is not None:
-                if not auth.check(req):
-                    # The token names a key not fetched yet: only this path awaits.
-                    client.loop.create_task(self._authorize_then_forward(client, p, route, matched))
-                    return
-                self._auth_forward(client, req, route)
+                m = client.auth_memo
+                if m is not None and m[0] is route and m[1] is req.headers and m[2] is not None \
+                        and m[6] == req.method and m[3] == req.query and m[7] == req.params \
+                        and auth.still_valid(m[2]):
+                    # The connection's last allowed request again, token and all: the same
+                    # decision, unless time, a key removal or a revocation changed it.
+                    req.identity = m[2]
+                    req.auth_outcome = "ok"
+                    req.headers, req.query = m[4], m[5]
+                else:
+                    if not auth.check(req):
+                        # The token names a key not fetched yet: only this path awaits.
+                        client.loop.create_task(
+                            self._authorize_then_forward(client, p, route, matched))
+                        return
+                    self._auth_forward(client, req, route)
             self._forward(client, p, route, matched)
         except GatewayError as err:
             client.request_failed(p, err)
@@ -72,18 +83,23 @@ class Pipeline:
 
     @staticmethod
     def _auth_forward(client: ClientProtocol, req: Request, route: CompiledRoute) -> None:
-        """RouteAuth.forward (strip the token and spoofed identity, add the identity headers),
-        remembered per connection: it is a pure function of the fields, the query, the route
-        and the Identity, and a client repeating its fields and token gets the same cached
-        Identity object back from the verified-token cache."""
+        """After the route allowed the request: RouteAuth.forward (strip the token and spoofed
+        identity, add the identity headers), remembered per connection with the request's
+        method and path parameters. forward is a pure function of the fields, the query, the
+        route and the Identity, and a client repeating its fields and token gets the same
+        cached Identity object back from the verified-token cache; dispatch reuses the whole
+        decision for a repeat of the request (the fields memo gives it the same list)."""
         m = client.auth_memo
         headers, query, ident = req.headers, req.query, req.identity
         if m is not None and m[0] is route and m[1] is headers and m[2] is ident \
                 and m[3] == query:
             req.headers, req.query = m[4], m[5]
+            if m[6] != req.method or m[7] != req.params:
+                client.auth_memo = m[:6] + (req.method, req.params)
             return
         route.auth.forward(req)  # type: ignore[union-attr]
-        client.auth_memo = (route, headers, ident, query, req.headers, req.query)
+        client.auth_memo = (route, headers, ident, query, req.headers, req.query, req.method,
+                            req.params)
 
     def _forward(self, client: ClientProtocol, p: Pending, route: CompiledRoute, matched: int) -> None:
         req = p.req

@@ -84,7 +84,7 @@ class ClientProtocol(RequestFlow, Output, asyncio.Protocol):
         self.trailers = 0
         self.fields_memo: tuple[list[tuple[bytes, bytes]], str, list[tuple[bytes, bytes]],
                                 HeadFacts, int] | None = None  # ..., the fields' size
-        # The last RouteAuth.forward result for this client (pipeline._auth_forward).
+        # The last allowed auth decision and RouteAuth.forward result (pipeline._auth_forward).
         self.auth_memo: tuple[Any, ...] | None = None
         # The last upstream header block built for this client (pipeline._forward).
         self.rest_memo: tuple[list[tuple[bytes, bytes]], Any, bytes] | None = None
