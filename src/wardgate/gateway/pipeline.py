@@ -51,14 +51,12 @@ class Pipeline:
             auth = route.auth
             if auth is not None:
                 m = client.auth_memo
-                if m is not None and m[0] is route and m[1] is req.headers and m[2] is not None \
-                        and m[6] == req.method and m[3] == req.query and m[7] == req.params \
-                        and auth.still_valid(m[2]):
-                    # The connection's last allowed request again, token and all: the same
-                    # decision, unless time, a key removal or a revocation changed it.
-                    req.identity = m[2]
-                    req.auth_outcome = "ok"
-                    req.headers, req.query = m[4], m[5]
+                if m is not None and m[0] is route and m[1] is req.headers \
+                        and m[2] == req.method and m[3] == req.query and m[4] == req.params \
+                        and (m[5] is None or auth.still_valid(m[5])):
+                    # The connection's last allowed request again, credentials and all: the
+                    # same decision, unless time, a key removal or a revocation changed it.
+                    req.identity, req.auth_outcome, req.headers, req.query = m[5:]
                 else:
                     if not auth.check(req):
                         # The token names a key not fetched yet: only this path awaits.
@@ -84,22 +82,15 @@ class Pipeline:
     @staticmethod
     def _auth_forward(client: ClientProtocol, req: Request, route: CompiledRoute) -> None:
         """After the route allowed the request: RouteAuth.forward (strip the token and spoofed
-        identity, add the identity headers), remembered per connection with the request's
-        method and path parameters. forward is a pure function of the fields, the query, the
-        route and the Identity, and a client repeating its fields and token gets the same
-        cached Identity object back from the verified-token cache; dispatch reuses the whole
-        decision for a repeat of the request (the fields memo gives it the same list)."""
-        m = client.auth_memo
-        headers, query, ident = req.headers, req.query, req.identity
-        if m is not None and m[0] is route and m[1] is headers and m[2] is ident \
-                and m[3] == query:
-            req.headers, req.query = m[4], m[5]
-            if m[6] != req.method or m[7] != req.params:
-                client.auth_memo = m[:6] + (req.method, req.params)
-            return
+        identity, add the identity headers), and the decision remembered for the connection.
+
+        Everything the decision and forward read is in the memo's key: the route, the fields
+        (the same list object only when the client repeated its fields byte for byte), the
+        method, the query and the path parameters; dispatch reuses it for an equal request."""
+        headers, query = req.headers, req.query
         route.auth.forward(req)  # type: ignore[union-attr]
-        client.auth_memo = (route, headers, ident, query, req.headers, req.query, req.method,
-                            req.params)
+        client.auth_memo = (route, headers, req.method, query, req.params,
+                            req.identity, req.auth_outcome, req.headers, req.query)
 
     def _forward(self, client: ClientProtocol, p: Pending, route: CompiledRoute, matched: int) -> None:
         req = p.req

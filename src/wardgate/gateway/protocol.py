@@ -84,7 +84,8 @@ class ClientProtocol(RequestFlow, Output, asyncio.Protocol):
         self.trailers = 0
         self.fields_memo: tuple[list[tuple[bytes, bytes]], str, list[tuple[bytes, bytes]],
                                 HeadFacts, int] | None = None  # ..., the fields' size
-        # The last allowed auth decision and RouteAuth.forward result (pipeline._auth_forward).
+        # The last request a route allowed on this connection (pipeline._auth_forward): (route,
+        # fields, method, query, params) then (identity, outcome, forwarded fields and query).
         self.auth_memo: tuple[Any, ...] | None = None
         # The last upstream header block built for this client (pipeline._forward).
         self.rest_memo: tuple[list[tuple[bytes, bytes]], Any, bytes] | None = None
