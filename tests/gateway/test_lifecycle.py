@@ -6,6 +6,7 @@ import http.client
 import json
 import os
 import signal
+import socket
 import threading
 import time
 
@@ -90,6 +91,24 @@ def test_sigterm_drains_in_flight_requests(upstream, gateway_factory):
     assert gw.proc.wait(10) == 0
     with pytest.raises(OSError):
         fetch(gw.port, timeout=1)
+
+
+def test_drain_answers_a_connection_accepted_before_it_sent_a_byte(upstream, gateway_factory):
+    # The client connected (the worker accepted) and its request is on the way when the drain
+    # begins, as on every reload under load: the request must be answered, not the socket shut.
+    gw = gateway_factory(plain_config(upstream.url))
+    sock = socket.create_connection(("127.0.0.1", gw.port), timeout=10)
+    time.sleep(0.3)  # accepted by the worker
+    gw.signal(signal.SIGTERM)
+    time.sleep(0.3)  # draining
+    sock.sendall(b"GET /echo HTTP/1.1\r\nHost: gw\r\n\r\n")
+    answer = b""
+    while chunk := sock.recv(65536):
+        answer += chunk
+    sock.close()
+    head = answer.split(b"\r\n\r\n", 1)[0].lower()
+    assert head.startswith(b"http/1.1 200 ") and b"connection: close" in head
+    assert gw.proc.wait(10) == 0
 
 
 def test_crashed_worker_is_restarted(upstream, gateway_factory):

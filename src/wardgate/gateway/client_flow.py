@@ -46,6 +46,7 @@ class RequestFlow:
     after_upgrade: list[bytes] | None
     seen_any: bool
     in_head: bool
+    prev: bytes
     close: Callable[[], None]          # ClientProtocol.close
     send: Callable[[bytes], None]      # output.Output.send
     drop_output: Callable[[], None]    # output.Output.drop_output
@@ -215,7 +216,12 @@ class RequestFlow:
         self._reject(RequestTimeout("request not received in time", close=True))
 
     def drain(self) -> None:
-        """Stop keeping the connection alive; close it now if it is idle."""
+        """Stop keeping the connection alive; close it now if it is idle between requests.
+
+        A connection that has not sent a byte yet (`prev` is the last read) was accepted just
+        before the drain began and its first request is on the way: that one is answered,
+        with `Connection: close`. The header timeout bounds the wait (check_timeouts)."""
         self.accepting = False
-        if self.active is None and not self.queue and self.tunnel is None and not self.seen_any:
+        if self.active is None and not self.queue and self.tunnel is None and not self.seen_any \
+                and self.prev:
             self.close()
