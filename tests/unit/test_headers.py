@@ -59,6 +59,17 @@ def test_request_ids_unique_and_inbound_validated():
     assert ids.next(b"bad value\r\n") != b"bad value\r\n"
 
 
+def test_request_ids_stay_unique_and_well_formed_across_many_thousands():
+    # The counter's low digits are preformatted per 4,096: the boundaries must not repeat an id.
+    ids = RequestIds()
+    seen = [ids.fresh() for _ in range(3 * 4096 + 10)]
+    assert len(set(seen)) == len(seen)
+    assert all(ids.next(i) == i for i in seen[4090:4100])  # each a valid inbound id too
+    prefix = seen[0].split(b"-")[0]
+    assert [int(i.split(b"-")[1], 16) for i in seen[4094:4098]] == [4095, 4096, 4097, 4098]
+    assert all(i.startswith(prefix + b"-") for i in seen)
+
+
 def test_trusted_proxies_cidrs():
     t = TrustedProxies(["10.0.0.0/8", "::1"])
     assert "10.1.2.3" in t and "::1" in t

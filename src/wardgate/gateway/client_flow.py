@@ -13,7 +13,7 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from wardgate.errors import GatewayError, RequestTimeout, render
-from wardgate.gateway.request import Pending, Request
+from wardgate.gateway.request import Request
 
 if TYPE_CHECKING:
     import asyncio
@@ -34,8 +34,8 @@ class RequestFlow:
     client_ip: str
     closed: bool
     accepting: bool
-    queue: deque[Pending]
-    active: Pending | None
+    queue: deque[Request]
+    active: Request | None
     cur: Request | None
     poisoned: GatewayError | None
     deadline: float
@@ -60,7 +60,7 @@ class RequestFlow:
         if self.queue:
             self.pause_reading_for(PAUSE_PIPELINE)
 
-    def _finish_request(self, p: Pending, keep_alive: bool) -> None:
+    def _finish_request(self, p: Request, keep_alive: bool) -> None:
         self.active = None
         if self.poisoned is not None:
             if keep_alive and p.body_done and self.queue and self.accepting:
@@ -69,7 +69,7 @@ class RequestFlow:
             self.cur = None
             self._reject(self.poisoned)
             return
-        if not p.body_done or not keep_alive or not self.accepting or p.req.upgrade is not None:
+        if not p.body_done or not keep_alive or not self.accepting or p.upgrade is not None:
             self.close()
             return
         if self.queue:
@@ -82,11 +82,11 @@ class RequestFlow:
         self.seen_any = False
 
     def exchange_done(self, ex: Exchange, keep_alive: bool) -> None:
-        p = ex.pending
+        p = ex.req
         if self.log_enabled:
-            self.state.log(p.req, ex.status, p.body_bytes, ex.bytes_out, ex.target_url, None)
+            self.state.log(p, ex.status, p.body_bytes, ex.bytes_out, ex.target_url, None)
         if keep_alive and self.poisoned is None and not self.queue and p.body_done \
-                and self.accepting and p.req.upgrade is None:
+                and self.accepting and p.upgrade is None:
             # The common case of _finish_request: idle keep-alive, waiting for the next head.
             self.active = None
             if self.paused & PAUSE_PIPELINE:
@@ -97,13 +97,13 @@ class RequestFlow:
         self._finish_request(p, keep_alive)
 
     def exchange_failed(self, ex: Exchange, err: GatewayError) -> None:
-        self.request_failed(ex.pending, err, ex.target_url)
+        self.request_failed(ex.req, err, ex.target_url)
 
-    def request_failed(self, p: Pending, err: GatewayError, target: str = "-") -> None:
+    def request_failed(self, p: Request, err: GatewayError, target: str = "-") -> None:
         """Answer a request with an error (the single renderer is wardgate.errors.render)."""
         if self.closed:
             return
-        req = p.req
+        req = p
         keep = req.keep_alive and not err.close and p.body_done and self.accepting
         route = req.route
         extra = None
@@ -117,15 +117,15 @@ class RequestFlow:
         self.state.log(req, err.status, p.body_bytes, 0, target, err.code)
         self._finish_request(p, keep)
 
-    def respond(self, p: Pending, data: bytes, status: int, keep: bool) -> None:
+    def respond(self, p: Request, data: bytes, status: int, keep: bool) -> None:
         """Write a locally generated response (CORS preflight and the like)."""
         self.send(data)
-        self.state.log(p.req, status, p.body_bytes, 0, "-", None)
+        self.state.log(p, status, p.body_bytes, 0, "-", None)
         self._finish_request(p, keep)
 
     def abort_exchange(self, ex: Exchange, reason: str) -> None:
         """The response already started and cannot be completed: cut the connection."""
-        self.state.log(ex.pending.req, ex.status, ex.pending.body_bytes, ex.bytes_out,
+        self.state.log(ex.req, ex.status, ex.req.body_bytes, ex.bytes_out,
                        ex.target_url, "upstream_aborted")
         self.active = None
         if not self.closed:
@@ -150,7 +150,7 @@ class RequestFlow:
 
     # -- tunnel (after a 101 from the upstream) ------------------------------------------------
     def become_tunnel(self, ex: Exchange, upstream: Any, rest: bytes) -> None:
-        self.state.log(ex.pending.req, 101, 0, 0, ex.target_url, None)
+        self.state.log(ex.req, 101, 0, 0, ex.target_url, None)
         self.active = None
         self.deadline = 0.0
         self.tunnel = upstream

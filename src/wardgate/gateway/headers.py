@@ -36,14 +36,19 @@ def connection_tokens(headers: Iterable[tuple[bytes, bytes]]) -> frozenset[bytes
     return frozenset(out)
 
 
-class RequestIds:
-    """Cheap unique request ids: a random per-process prefix plus a counter."""
+# The counter's last three hex digits, preformatted: an id is one concatenation, not a format.
+_LOW_DIGITS = tuple(b"%03x" % i for i in range(4096))
 
-    __slots__ = ("_n", "_prefix")
+
+class RequestIds:
+    """Cheap unique request ids: a random per-process prefix plus a counter in hex."""
+
+    __slots__ = ("_n", "_prefix", "_block")
 
     def __init__(self) -> None:
         self._prefix = os.urandom(6).hex().encode()
         self._n = 0
+        self._block = self._prefix + b"-0"  # the prefix and the counter's digits above the last 3
 
     def next(self, inbound: bytes | None) -> bytes:
         """The inbound id when it is well-formed, else a fresh one."""
@@ -52,8 +57,11 @@ class RequestIds:
         return self.fresh()
 
     def fresh(self) -> bytes:
-        self._n += 1
-        return b"%s-%x" % (self._prefix, self._n)
+        n = self._n = self._n + 1
+        low = n & 0xFFF
+        if not low:
+            self._block = b"%s-%x" % (self._prefix, n >> 12)
+        return self._block + _LOW_DIGITS[low]
 
 
 def _forwarded_node(ip: str) -> str:

@@ -21,7 +21,7 @@ from wardgate.gateway.proxy import Exchange
 
 if TYPE_CHECKING:
     from wardgate.gateway.protocol import ClientProtocol
-    from wardgate.gateway.request import Pending, Request
+    from wardgate.gateway.request import Request
     from wardgate.gateway.runtime import CompiledRoute, Runtime
 
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -32,21 +32,20 @@ class Pipeline:
     def __init__(self, runtime: Runtime) -> None:
         self.rt = runtime
 
-    def dispatch(self, client: ClientProtocol, p: Pending) -> None:
-        req = p.req
+    def dispatch(self, client: ClientProtocol, req: Request) -> None:
         try:
             route, params, matched = self.rt.router.match(req.host, req.path, req.method)
             req.route = route
             req.params = params
-            p.limit = route.max_body
-            if (req.content_length or 0) > route.max_body or p.body_bytes > route.max_body:
+            req.limit = route.max_body
+            if (req.content_length or 0) > route.max_body or req.body_bytes > route.max_body:
                 raise PayloadTooLarge("request body too large for this route", close=True)
             if req.upgrade is not None and not route.websocket:
                 raise BadRequest("WebSocket is not enabled on this route", close=True,
                                  code="websocket_disabled")
             if route.cors is not None and req.method == "OPTIONS" \
                     and req.header(b"access-control-request-method") is not None:
-                client.respond(p, *route.cors.preflight(req))
+                client.respond(req, *route.cors.preflight(req))
                 return
             auth = route.auth
             if auth is not None:
@@ -61,23 +60,23 @@ class Pipeline:
                     if not auth.check(req):
                         # The token names a key not fetched yet: only this path awaits.
                         client.loop.create_task(
-                            self._authorize_then_forward(client, p, route, matched))
+                            self._authorize_then_forward(client, req, route, matched))
                         return
                     self._auth_forward(client, req, route)
-            self._forward(client, p, route, matched)
+            self._forward(client, req, route, matched)
         except GatewayError as err:
-            client.request_failed(p, err)
+            client.request_failed(req, err)
 
-    async def _authorize_then_forward(self, client: ClientProtocol, p: Pending,
+    async def _authorize_then_forward(self, client: ClientProtocol, req: Request,
                                       route: CompiledRoute, matched: int) -> None:
         try:
-            await route.auth.authenticate(p.req)  # type: ignore[union-attr]
+            await route.auth.authenticate(req)  # type: ignore[union-attr]
             if client.closed:
                 return
-            self._auth_forward(client, p.req, route)
-            self._forward(client, p, route, matched)
+            self._auth_forward(client, req, route)
+            self._forward(client, req, route, matched)
         except GatewayError as err:
-            client.request_failed(p, err)
+            client.request_failed(req, err)
 
     @staticmethod
     def _auth_forward(client: ClientProtocol, req: Request, route: CompiledRoute) -> None:
@@ -92,8 +91,7 @@ class Pipeline:
         client.auth_memo = (route, headers, req.method, query, req.params,
                             req.identity, req.auth_outcome, req.headers, req.query)
 
-    def _forward(self, client: ClientProtocol, p: Pending, route: CompiledRoute, matched: int) -> None:
-        req = p.req
+    def _forward(self, client: ClientProtocol, req: Request, route: CompiledRoute, matched: int) -> None:
         path = req.path if route.path_as_is else route.upstream_path(req.path, req.params, matched)
         target = path.encode()
         if req.query:
@@ -116,13 +114,11 @@ class Pipeline:
             lines.append(b"X-Request-Id: ")
             block = b"\r\n".join(lines)
             client.rest_memo = (headers, route, block)
-        chunked = req.chunked
-        rest = block + req.request_id + b"\r\n\r\n"
         start = _METHOD_BYTES[req.method] + target + b" HTTP/1.1\r\n"
-        host = req.host_header if route.preserve_host else None
-        ex = Exchange(client, p, route.cluster, start, host, rest, chunked)
-        p.exchange = ex  # the exchange takes over the request body (it buffers until connected)
+        host = b"Host: " + req.host_header + b"\r\n" if route.preserve_host else None
+        ex = Exchange(client, req, route.cluster, start, host, block, req.chunked)
+        req.exchange = ex  # the exchange takes over the request body (it buffers until connected)
         # RFC 9110 §10.1.1 / §15.2: ignore the expectation from 1.0 clients, never send them 1xx.
-        if req.expect_continue and req.version == "1.1" and not p.body_done and not p.body_bytes:
+        if req.expect_continue and req.version == "1.1" and not req.body_done and not req.body_bytes:
             client.send(_CONTINUE)
         ex.start()

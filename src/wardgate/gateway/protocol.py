@@ -30,7 +30,7 @@ from wardgate.gateway.head import (
     refresh_fields,
 )
 from wardgate.gateway.output import Output
-from wardgate.gateway.request import Pending, Request
+from wardgate.gateway.request import Request
 
 if TYPE_CHECKING:
     from wardgate.gateway.worker import WorkerState
@@ -62,10 +62,10 @@ class ClientProtocol(RequestFlow, Output, asyncio.Protocol):
         self.client_ip = ""
         self.closed = False
         self.accepting = True
-        self.queue: deque[Pending] = deque()
-        self.active: Pending | None = None
-        self.cur: Request | None = None
-        self.cur_pending: Pending | None = None
+        self.queue: deque[Request] = deque()   # requests whose head is complete, not served yet
+        self.active: Request | None = None     # the one being served
+        self.cur: Request | None = None        # the one being parsed
+        self.cur_pending: Request | None = None  # the last whose head was complete (its body)
         self.url = b""
         self.in_head = True
         self.head_bytes = 0
@@ -114,7 +114,7 @@ class ClientProtocol(RequestFlow, Output, asyncio.Protocol):
         p = self.active
         if p is not None and p.exchange is not None:
             p.exchange.abort()
-            self.state.log(p.req, 499, p.body_bytes, p.exchange.bytes_out, p.exchange.target_url,
+            self.state.log(p, 499, p.body_bytes, p.exchange.bytes_out, p.exchange.target_url,
                            "client_closed")
         self.active = None
         self.queue.clear()
@@ -123,7 +123,7 @@ class ClientProtocol(RequestFlow, Output, asyncio.Protocol):
         """The client shut down its sending side: answer what it sent, then close."""
         if self.active is not None or self.queue:
             for q in ([self.active] if self.active else []) + list(self.queue):
-                q.req.keep_alive = False
+                q.keep_alive = False
             return True  # keep the transport open for writing the answers
         return False
 
@@ -148,7 +148,13 @@ class ClientProtocol(RequestFlow, Output, asyncio.Protocol):
             self._feed_capped(parser, data)  # a large head, or a burst of pipelined requests
             return
         try:
-            self._feed(parser, data)
+            # _feed, inlined: this is the path of every ordinary read.
+            self.head_began = False
+            self.chunk = data
+            parser.feed_data(data)
+            self.prev = data
+            if self.head_open:
+                self._count_head(len(data))
         except HttpParserUpgrade as exc:
             self._on_upgrade(data[exc.args[0]:])
         except (HttpParserError, GatewayError) as exc:
@@ -230,10 +236,10 @@ class ClientProtocol(RequestFlow, Output, asyncio.Protocol):
         """llhttp saw Upgrade or CONNECT: stop parsing for good (facts §5)."""
         self.parser = None
         p = self.queue[-1] if self.queue else None
-        if p is None or p.req.method == "CONNECT":
+        if p is None or p.method == "CONNECT":
             self._reject(BadRequest("CONNECT is not supported", close=True, code="connect"))
             return
-        req = p.req
+        req = p
         p.body_done = True
         if req.chunked or req.content_length:
             # The body was not consumed by the parser (facts §5); re-framing it is not worth
@@ -332,11 +338,11 @@ class ClientProtocol(RequestFlow, Output, asyncio.Protocol):
             req.upgrade = None
         rid = req.request_id
         req.request_id = self.ids.next(rid) if rid else self.ids.fresh()
-        p = Pending(req, self.max_body_any)
-        self.cur_pending = p
-        if req.content_length is not None and req.content_length > p.limit:
+        req.limit = self.max_body_any
+        self.cur_pending = req
+        if req.content_length is not None and req.content_length > req.limit:
             raise self._fail(PayloadTooLarge("request body too large", close=True))
-        self.queue.append(p)
+        self.queue.append(req)
         if len(self.queue) > self.max_pipelined:
             raise self._fail(BadRequest("too many pipelined requests", close=True,
                                         code="pipeline_overflow"))
@@ -358,9 +364,12 @@ class ClientProtocol(RequestFlow, Output, asyncio.Protocol):
         else:
             self.buffer_body(p, body)
 
-    def buffer_body(self, p: Pending, body: bytes) -> None:
+    def buffer_body(self, p: Request, body: bytes) -> None:
         """Hold body bytes until an upstream connection takes them; pause reading past a cap."""
-        p.body.append(body)
+        if p.body is None:
+            p.body = [body]
+        else:
+            p.body.append(body)
         p.buffered += len(body)
         if p.buffered > _MAX_BUFFERED_BODY:
             self.pause_reading_for(PAUSE_BUFFER)
@@ -373,9 +382,7 @@ class ClientProtocol(RequestFlow, Output, asyncio.Protocol):
         self.in_head = True
         self.head_bytes = 0
         # Nothing of a next head yet: if one begins in this read, on_message_begin says so.
-        self.head_began = False
-        self.fields = []
-        self.url = b""
+        self.head_began = False  # (fields and url are reset by the next on_message_begin)
         self.trailers = 0
         if p is not None:
             p.body_done = True

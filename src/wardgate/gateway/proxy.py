@@ -16,12 +16,13 @@ from wardgate.gateway.upstream.connection import FRAME_CHUNKED, FRAME_CLOSE, FRA
 
 if TYPE_CHECKING:
     from wardgate.gateway.protocol import ClientProtocol
-    from wardgate.gateway.request import Pending
+    from wardgate.gateway.request import Request
     from wardgate.gateway.upstream.cluster import Cluster, Target
     from wardgate.gateway.upstream.connection import UpstreamConnection
 
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 _CRLF = b"\r\n"
+_HEAD_END = b"\r\n\r\n"
 _LAST_CHUNK = b"0\r\n\r\n"
 _KEEP_ALIVE_END = b"\r\nConnection: keep-alive\r\n\r\n"
 _CLOSE_END = b"\r\nConnection: close\r\n\r\n"
@@ -46,15 +47,18 @@ class Exchange:
     finished = False
     flushed = False      # some of the response has been written to the client
 
-    def __init__(self, client: ClientProtocol, pending: Pending, cluster: Cluster,
-                 start_line: bytes, host: bytes | None, rest: bytes, chunked_up: bool) -> None:
+    def __init__(self, client: ClientProtocol, req: Request, cluster: Cluster,
+                 start_line: bytes, host_line: bytes | None, fields: bytes,
+                 chunked_up: bool) -> None:
+        """The upstream request head is `start_line`, the Host line (`host_line`, or the
+        target's when None), `fields` (field lines joined by CRLF, the last "X-Request-Id: "),
+        the request id and the blank line: joined once, when a connection is in hand."""
         self.client = client
-        self.pending = pending
-        self.req = req = pending.req
+        self.req = req
         self.cluster = cluster
         self.start_line = start_line
-        self.host = host          # None: use the target's authority (preserve_host off)
-        self.rest = rest
+        self.host_line = host_line
+        self.fields = fields
         self.chunked_up = chunked_up
         self.head_request = req.method == "HEAD"
         self.wants_upgrade = req.upgrade is not None
@@ -100,12 +104,12 @@ class Exchange:
     def _attach(self, conn: UpstreamConnection, now: float) -> None:
         self.conn = conn
         conn.begin(self)
-        p = self.pending
-        host = self.host or conn.target.authority
+        p = self.req
+        host = self.host_line or conn.target.host_line
         buffered = p.body
         if buffered:
-            parts = [self.start_line, b"Host: ", host, _CRLF, self.rest]
-            p.body = []
+            parts = [self.start_line, host, self.fields, p.request_id, _HEAD_END]
+            p.body = None
             p.buffered = 0
             if self.chunked_up:
                 for chunk in buffered:
@@ -116,7 +120,7 @@ class Exchange:
             conn.send_many(parts)
             self.client.body_flushed()
         else:
-            conn.send(self.start_line + b"Host: " + host + _CRLF + self.rest)
+            conn.send(b"".join((self.start_line, host, self.fields, p.request_id, _HEAD_END)))
         if p.body_done:
             if self.chunked_up:
                 conn.send(_LAST_CHUNK)
@@ -128,7 +132,7 @@ class Exchange:
     def request_body(self, data: bytes) -> None:
         conn = self.conn
         if conn is None:  # still connecting: buffer, bounded by pausing the client
-            self.client.buffer_body(self.pending, data)
+            self.client.buffer_body(self.req, data)
             return
         self.sent_body = True
         if self.chunked_up:
@@ -206,7 +210,7 @@ class Exchange:
         target = self.target
         if target is not None:
             target.active -= 1
-        self.pending.exchange = None
+        self.req.exchange = None
         self.client.exchange_done(self, not self.close_after)
 
     def on_upgrade(self, conn: UpstreamConnection, status: int, headers: list[tuple[bytes, bytes]],
@@ -291,7 +295,7 @@ class Exchange:
             self.finished = True
             if self.target is not None:
                 self.target.active -= 1
-            self.pending.exchange = None
+            self.req.exchange = None
 
     def abort(self) -> None:
         """The client went away: drop the upstream connection, it may be mid-message."""

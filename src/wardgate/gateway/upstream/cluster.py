@@ -15,7 +15,7 @@ from wardgate.gateway.upstream.health import PassiveHealth
 
 class Target:
     __slots__ = (
-        "url", "host", "port", "authority", "ssl", "server_hostname", "weight", "active",
+        "url", "host", "port", "authority", "host_line", "ssl", "server_hostname", "weight", "active",
         "health", "idle", "open", "max_idle", "idle_timeout", "connect_timeout", "_loop", "up",
     )
 
@@ -28,6 +28,7 @@ class Target:
         default = (tls and self.port == 443) or (not tls and self.port == 80)
         host = f"[{self.host}]" if ":" in self.host else self.host
         self.authority = (host if default else f"{host}:{self.port}").encode()
+        self.host_line = b"Host: " + self.authority + b"\r\n"
         self.ssl = ctx if tls else None
         self.server_hostname = (cfg.tls.server_name or self.host) if tls else None
         self.weight = weight
