@@ -27,6 +27,9 @@ PAUSE_PIPELINE, PAUSE_UPSTREAM, PAUSE_BUFFER = 1, 2, 4  # why reading is paused 
 
 
 class RequestFlow:
+    # The state this side changes; the rest of ClientProtocol's attributes are its own slots.
+    __slots__ = ("accepting", "active", "after_upgrade", "closed", "cur", "deadline", "paused",
+                 "seen_any")
     state: WorkerState
     rt: Runtime
     loop: asyncio.AbstractEventLoop

@@ -40,6 +40,17 @@ _MAX_BUFFERED_BODY = 256 * 1024
 
 # RequestFlow first: its pause_writing/resume_writing must win over asyncio.Protocol's no-ops.
 class ClientProtocol(RequestFlow, Output, asyncio.Protocol):
+    # Slotted (see request.py): with ~50 attributes a dict-based instance exceeds CPython's
+    # shared-key limit (30) and every attribute access would go through a dict lookup.
+    # (RequestFlow holds the slots its side assigns.)
+    __slots__ = (
+        "state", "rt", "loop", "scheme", "max_head", "max_headers", "max_url", "max_pipelined",
+        "header_s", "body_s", "keepalive_s", "log_enabled", "ids", "max_body_any", "transport",
+        "wbuf", "parser", "client_ip", "queue", "cur_pending", "url", "in_head", "head_bytes",
+        "head_open", "error", "poisoned", "tunnel", "head_began", "fields", "trailers",
+        "fields_memo", "auth_memo", "rest_memo", "prev", "chunk",
+    )
+
     def __init__(self, state: WorkerState, scheme: str) -> None:
         self.state = state
         self.rt = state.runtime

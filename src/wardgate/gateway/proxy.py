@@ -31,21 +31,14 @@ STATUS_STARTS = {code: line[:-2] for code, line in STATUS_LINES.items()}
 
 
 class Exchange:
-    # No __slots__: the class-level defaults below cost nothing per request, and __init__
-    # sets only what differs between requests (one is built for every proxied request).
-    target: Target | None = None
-    conn: UpstreamConnection | None = None
-    request_complete = False
-    sent_body = False
-    tried: Target | None = None
-    response_started = False
-    chunked_down = False
-    close_after = False
-    status = 0
-    bytes_out = 0
-    deadline = 0.0
-    finished = False
-    flushed = False      # some of the response has been written to the client
+    # Slotted, every field set in __init__: see request.py for why (attribute access on a
+    # class without slots can fall back to a dict when many instances exist at once).
+    __slots__ = (
+        "client", "req", "cluster", "start_line", "host_line", "fields", "chunked_up",
+        "head_request", "wants_upgrade", "out", "read_timeout", "loop", "target", "conn",
+        "request_complete", "sent_body", "tried", "response_started", "chunked_down",
+        "close_after", "status", "bytes_out", "deadline", "finished", "flushed",
+    )
 
     def __init__(self, client: ClientProtocol, req: Request, cluster: Cluster,
                  start_line: bytes, host_line: bytes | None, fields: bytes,
@@ -65,6 +58,19 @@ class Exchange:
         self.out: list[bytes] = []
         self.read_timeout = cluster.read_timeout
         self.loop = client.loop
+        self.target: Target | None = None
+        self.conn: UpstreamConnection | None = None
+        self.request_complete = False
+        self.sent_body = False
+        self.tried: Target | None = None
+        self.response_started = False
+        self.chunked_down = False
+        self.close_after = False
+        self.status = 0
+        self.bytes_out = 0
+        self.deadline = 0.0
+        self.finished = False
+        self.flushed = False      # some of the response has been written to the client
 
     # -- choosing a target and a connection ---------------------------------------------------
     def start(self, exclude: Target | None = None) -> None:
