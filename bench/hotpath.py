@@ -6,7 +6,12 @@ answer fed to that connection's `data_received`, the response written to the cli
 left out is exactly the kernel (syscalls, loopback delivery) and the event loop's own work, so
 this is the part of a request that wardgate's Python code decides.
 
-    .venv/bin/python bench/hotpath.py [--requests 200000] [--route plain|jwt] [--profile]
+    .venv/bin/python bench/hotpath.py [--requests 200000] [--route plain|jwt|jwt-distinct]
+                                      [--connections 64] [--profile]
+
+By default 64 connections are served in turn, as under make bench's `wrk -c64`: that is what
+the interpreter sees live (many objects of each kind alive at once; with one connection, a
+class whose instances fell back to a dict under load measured as fast as a slotted one).
 
 It also runs a minimal reference (httptools parse + one header join each way, no checks) so
 the figure can be read against the floor of any httptools-based proxy.
@@ -81,7 +86,8 @@ class FakeTransport:
         self.closing = True
 
 
-def build(route: str) -> tuple[ClientProtocol, UpstreamConnection, bytes]:
+def build(route: str, connections: int = 1
+          ) -> tuple[list[ClientProtocol], list[UpstreamConnection], bytes]:
     tmp = Path(tempfile.mkdtemp(prefix="wardgate-hotpath-"))
     cfg = {
         "listen": "127.0.0.1:8080", "workers": 1, "access_log": {"enabled": False},
@@ -107,15 +113,19 @@ def build(route: str) -> tuple[ClientProtocol, UpstreamConnection, bytes]:
     rt = Runtime(gcfg)
     loop.run_until_complete(rt.start())
     state = WorkerState(rt, loop, AccessLog("-", False, enabled=False))
-    client = ClientProtocol(state, "http")
-    client.connection_made(FakeTransport())
+    clients, conns = [], []
     target = rt.clusters["up"].targets[0]
     target._loop = loop
-    conn = UpstreamConnection(target)
-    conn.connection_made(FakeTransport())
-    target.open.add(conn)
-    target.idle.append(conn)
-    return client, conn, request
+    for _ in range(connections):
+        client = ClientProtocol(state, "http")
+        client.connection_made(FakeTransport())
+        clients.append(client)
+        conn = UpstreamConnection(target)  # one pooled upstream connection per client
+        conn.connection_made(FakeTransport())
+        target.open.add(conn)
+        target.idle.append(conn)
+        conns.append(conn)
+    return clients, conns, request
 
 
 def distinct_requests(count: int) -> list[bytes]:
@@ -133,28 +143,46 @@ class _Iteration:
         pass
 
 
-def run_wardgate(n: int, route: str) -> float:
-    client, conn, request = build("jwt" if route == "jwt-distinct" else route)
+def run_wardgate(n: int, route: str, connections: int = 1) -> float:
+    """CPU µs per request. With several connections, each round is what one event-loop
+    iteration of the worker sees under `wrk -c<connections>`: a request read on every
+    connection, then every upstream answer; so `n` is rounded up to whole rounds."""
+    clients, conns, request = build("jwt" if route == "jwt-distinct" else route, connections)
     output.BATCH.bind(_Iteration())  # type: ignore[arg-type]
     flush = output.BATCH.flush
     # jwt-distinct: a pool twice the verified-token cache, cycled: every request a miss
     pool = distinct_requests(20_000) if route == "jwt-distinct" else [request]
-    ct, ut = client.transport, conn.transport
-    feed, answer = client.data_received, conn.data_received
-    for i in range(2000):  # warm-up, and a check that the path really completes
-        feed(pool[i % len(pool)])
-        flush()
-        answer(RESPONSE)
-        flush()
-    assert ut.writes == 2000 and ct.writes == 2000, (ut.writes, ct.writes)
     size = len(pool)
+    if connections == 1:
+        feed, answer = clients[0].data_received, conns[0].data_received
+
+        def rounds(count: int, first: int) -> None:
+            for i in range(first, first + count):
+                feed(pool[i % size])
+                flush()
+                answer(RESPONSE)
+                flush()
+    else:
+        def rounds(count: int, i: int) -> None:
+            for _ in range(count):
+                for client in clients:
+                    client.data_received(pool[i % size])
+                    i += 1
+                flush()
+                for client in clients:
+                    # The pooled connection this client's exchange took (the pool is LIFO).
+                    client.active.exchange.conn.data_received(RESPONSE)  # type: ignore[union-attr]
+                flush()
+
+    warm = -(-2000 // connections)
+    rounds(warm, 0)  # warm-up, and a check that the path really completes
+    done = warm * connections
+    assert sum(c.transport.writes for c in conns) == done, "upstream writes"
+    assert sum(c.transport.writes for c in clients) == done, "client writes"
+    count = -(-n // connections)
     t0 = time.process_time()
-    for i in range(n):
-        feed(pool[i % size])
-        flush()
-        answer(RESPONSE)
-        flush()
-    return (time.process_time() - t0) / n * 1e6
+    rounds(count, done)
+    return (time.process_time() - t0) / (count * connections) * 1e6
 
 
 class _RefUp:
@@ -214,20 +242,25 @@ def main(argv: list[str] | None = None) -> int:
                     help="jwt: one token repeated; jwt-distinct: 20,000 tokens cycled (every one "
                          "a cache miss); both need `make bench`'s cached key set and tokens")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--connections", type=int, default=64,
+                    help="client connections served in turn, as wrk -c64 does in make bench "
+                         "(1: one connection, request after request)")
     ap.add_argument("--profile", action="store_true")
     args = ap.parse_args(argv)
     gc.freeze()
     if args.profile:
         prof = cProfile.Profile()
         prof.enable()
-        run_wardgate(args.requests, args.route)
+        run_wardgate(args.requests, args.route, args.connections)
         prof.disable()
         pstats.Stats(prof).sort_stats("tottime").print_stats(25)
         return 0
     ref = min(run_reference(args.requests) for _ in range(args.repeat))
-    wg = min(run_wardgate(args.requests, args.route) for _ in range(args.repeat))
+    wg = min(run_wardgate(args.requests, args.route, args.connections)
+             for _ in range(args.repeat))
     print(f"reference (httptools, no checks): {ref:.2f} us/request")
-    print(f"wardgate {args.route}: {wg:.2f} us/request ({wg / ref:.1f}x the reference)")
+    print(f"wardgate {args.route}, {args.connections} connection(s): {wg:.2f} us/request "
+          f"({wg / ref:.1f}x the reference)")
     return 0
 
 
