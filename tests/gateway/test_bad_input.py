@@ -55,8 +55,12 @@ MALFORMED = {
 }
 PARTIAL_CHUNKED = (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3e8\r\n"
                    + RAW_BODY[:1000] + b"\r\n")
-SCRIPT: dict[str, tuple[bytes, bool]] = {  # path -> (what the raw upstream sends, close after)
+# path -> (what the raw upstream sends, close after); a tuple of parts is sent 50 ms apart
+SCRIPT: dict[str, tuple[bytes | tuple[bytes, ...], bool]] = {
     "/raw/ok": (OK, False),
+    "/raw/ok-other-body": (OK[:-2] + b"no", False),  # the same head, another body
+    "/raw/ok-split": ((OK[:-2], OK[-2:]), False),     # the same head, the body in a second read
+    "/raw/ok-short": (OK[:-1], True),                  # the same head, a body cut short
     # The whole answer in one write: the gateway's first read holds the head and a large body.
     "/raw/big-first-read": (b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % (3 * len(RAW_BODY))
                             + RAW_BODY * 3, False),
@@ -98,7 +102,10 @@ class RawHandler(socketserver.BaseRequestHandler):
                 answer, close = SCRIPT[target]
                 if method == "HEAD":
                     answer = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"
-                self.request.sendall(answer)
+                for i, part in enumerate(answer if isinstance(answer, tuple) else (answer,)):
+                    if i:
+                        time.sleep(0.05)
+                    self.request.sendall(part)
                 if close:
                     return
 
@@ -372,6 +379,38 @@ def test_changing_upstream_heads_on_one_connection_are_each_rewritten(gw, raw):
     assert "x-hop" not in resps[4].headers and b"secret" not in c.buf
     assert all(r.headers.get("connection") == "keep-alive" for r in resps)
     assert len({n for n, _, _ in raw.seen}) == 1, "the upstream connection was not reused"
+
+
+def test_repeated_upstream_heads_relay_each_body_and_still_catch_extra_bytes(gw, raw):
+    # A whole response in one read with the last response's head is relayed without llhttp
+    # (upstream/connection.py): its body must be its own, and anything that is not exactly
+    # one such response must take the parser's path (split reads, extra bytes, a short body).
+    paths = ["/raw/ok", "/raw/ok", "/raw/ok-other-body", "/raw/ok", "/raw/ok-split",
+             "/raw/ok", "/raw/extra-response", "/raw/ok", "/raw/ok"]
+    c = Conn(gw.port)
+    resps = []
+    for path in paths:  # one at a time: each answer is read before the next request goes up
+        c.send(get(path))
+        resps = c.responses(len(resps) + 1)
+    c.close()
+    assert [(r.status, r.body) for r in resps] == [
+        (200, b"ok"), (200, b"ok"), (200, b"no"), (200, b"ok"), (200, b"ok"), (200, b"ok"),
+        (200, b"ok"), (200, b"ok"), (200, b"ok")]
+    assert b"evil" not in c.buf
+    conns = [n for n, _, _ in raw.seen]
+    assert len(set(conns[:7])) == 1, "the upstream connection was not reused"
+    assert conns[7] != conns[6], "a connection that sent an extra response was reused"
+    assert conns[8] == conns[7]
+    # A body cut short after a repeated head: never passed off as complete.
+    c = Conn(gw.port)
+    c.send(get("/raw/ok"))
+    c.responses(1)
+    c.send(get("/raw/ok-short"))
+    closed = c.read_until_closed()
+    resps = [r for r in parse_responses(c.buf) if r.status >= 200]
+    c.close()
+    assert len(resps) == 2 and closed, (resps, closed)
+    assert resps[1].status == 502 or not resps[1].complete, resps[1]
 
 
 @pytest.mark.parametrize("path", ["/raw/until-close", "/raw/http10-until-close"])

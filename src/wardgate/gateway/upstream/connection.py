@@ -33,7 +33,7 @@ class UpstreamConnection(asyncio.Protocol, Output):
     __slots__ = (
         "target", "transport", "wbuf", "parser", "exchange", "uses", "idle_since", "closed",
         "_headers", "_raw", "_pos", "_interim", "_complete", "_dirty", "_framing", "_status",
-        "_tunnel", "_memo_in", "_memo_out",
+        "_tunnel", "_memo_in", "_memo_out", "_memo_head", "_memo_status", "_memo_length",
         "_paused", "_ignore", "_head_bytes",
     )
 
@@ -52,6 +52,11 @@ class UpstreamConnection(asyncio.Protocol, Output):
         # The last head given to response_block_fast and its result (a pure function).
         self._memo_in = b""
         self._memo_out: tuple[bytes, bytes | None] | None = None
+        # The last whole keep-alive response head (status line to blank line) with a
+        # Content-Length, as llhttp accepted it at the start of a message; its status and length.
+        self._memo_head = b""
+        self._memo_status = 0
+        self._memo_length = 0
         self._interim = False
         self._complete = False
         self._dirty = False       # the connection can no longer be trusted for reuse
@@ -90,6 +95,11 @@ class UpstreamConnection(asyncio.Protocol, Output):
             if not data:
                 return
         elif not self._status:
+            if not self._raw and data.startswith(self._memo_head) and self._memo_head \
+                    and len(data) == len(self._memo_head) + self._memo_length \
+                    and not ex.head_request:
+                self._repeat_response(ex, data)
+                return
             self._head_bytes += len(data)
             self._raw = self._raw + data if self._raw else data
         try:
@@ -192,9 +202,12 @@ class UpstreamConnection(asyncio.Protocol, Output):
             if fast is not None:
                 self._memo_in, self._memo_out = block, fast
         if fast is not None:
-            block, length = fast
+            out, length = fast
             self._framing = FRAME_LENGTH if length is not None else FRAME_CLOSE
-            ex.on_response_head(status, block, self._framing, length, True)
+            if length is not None and pos == 0 and not self._dirty and raw.startswith(b"HTTP/1.1 "):
+                self._memo_head, self._memo_status = raw[:end + 4], status
+                self._memo_length = int(length)
+            ex.on_response_head(status, out, self._framing, length, True)
             return
         head = response_head(field_pairs(block))
         if no_body:
@@ -216,6 +229,22 @@ class UpstreamConnection(asyncio.Protocol, Output):
         if ex.head_request:
             # The parser cannot be told a HEAD response has no body: end it here (facts §6).
             self._complete = True
+
+    def _repeat_response(self, ex: Any, data: bytes) -> None:
+        """A whole response, alone in this read, whose head is byte for byte the last one
+        llhttp accepted at the start of a message on this connection (often: the same head
+        within the same second), and whose body is exactly its Content-Length. llhttp would
+        parse it the same way and end at the start of the next message, where it already is;
+        so the last head's rewrite and framing are reused, and the body is the rest of the read."""
+        n = len(self._memo_head)
+        self._status = status = self._memo_status
+        self._framing = FRAME_LENGTH
+        out, length = self._memo_out  # type: ignore[misc]  # set with _memo_head
+        ex.on_response_head(status, out, FRAME_LENGTH, length, True)
+        if self._memo_length:
+            ex.on_response_body(data[n:])
+        self._complete = True
+        self._finish(ex)
 
     def on_body(self, body: bytes) -> None:
         if self._ignore:
