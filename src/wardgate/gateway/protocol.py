@@ -286,13 +286,11 @@ class ClientProtocol(RequestFlow, Output, asyncio.Protocol):
             raise self._fail(UriTooLong("request target too long", close=True))
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        # Raw pairs only: lower-casing, stripping and the size check happen once per head in
-        # on_headers_complete (and not at all when the client repeats its last fields).
+        # Raw pairs only: lower-casing, stripping, the count and the size check happen once
+        # per head in on_headers_complete (and not at all when the client repeats its last
+        # fields). The list cannot grow past the head's byte cap (data_received) meanwhile.
         if self.in_head:
-            fields = self.fields
-            if len(fields) >= self.max_headers:
-                raise self._fail(HeadersTooLarge("too many header fields", close=True))
-            fields.append((name, value))
+            self.fields.append((name, value))
         else:  # a trailer: counted, never merged into the request headers (facts §1)
             self.trailers += 1
             if self.trailers > self.max_headers:
@@ -337,6 +335,8 @@ class ClientProtocol(RequestFlow, Output, asyncio.Protocol):
                 size = self._head_size()
                 if size > self.max_head:
                     raise HeadersTooLarge("request head too large", close=True)
+                if len(fields) > self.max_headers:
+                    raise HeadersTooLarge("too many header fields", close=True)
                 req.headers = [(n.lower(), v.rstrip(b" \t")) for n, v in fields]
                 self.fields_memo = (fields, version, req.headers, read_fields(req),
                                     size - len(self.url))

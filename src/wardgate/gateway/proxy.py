@@ -24,6 +24,7 @@ IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 _CRLF = b"\r\n"
 _HEAD_END = b"\r\n\r\n"
 _LAST_CHUNK = b"0\r\n\r\n"
+_REQUEST_ID_LINE = b"\r\nX-Request-Id: "
 _KEEP_ALIVE_END = b"\r\nConnection: keep-alive\r\n\r\n"
 _CLOSE_END = b"\r\nConnection: close\r\n\r\n"
 # "HTTP/1.1 200 OK" without its CRLF: every field line brings its own leading CRLF.
@@ -167,26 +168,25 @@ class Exchange:
         if health.failures or health.ejections:
             health.success()
         req = self.req
-        parts = [STATUS_STARTS[status], block]
+        framing_line = b""
         if framing == FRAME_LENGTH or self.head_request:
             if length is not None and not length_in_block:
                 # A HEAD answer keeps the length of the GET it stands for.
-                parts.append(b"\r\nContent-Length: " + length)
+                framing_line = b"\r\nContent-Length: " + length
         elif framing == FRAME_CHUNKED or framing == FRAME_CLOSE:
             if req.version == "1.1":
-                parts.append(b"\r\nTransfer-Encoding: chunked")
+                framing_line = b"\r\nTransfer-Encoding: chunked"
                 self.chunked_down = True
             else:
                 self.close_after = True
         keep = req.keep_alive and not self.close_after and self.client.accepting
         self.close_after = not keep
-        parts.append(b"\r\nX-Request-Id: " + req.request_id)
         cors = req.route.cors
-        if cors is not None:
-            for line in cors.response_lines(req):
-                parts.append(_CRLF + line)
-        parts.append(_KEEP_ALIVE_END if keep else _CLOSE_END)
-        self.out.append(b"".join(parts))
+        cors_lines = b"" if cors is None else b"".join(
+            [_CRLF + line for line in cors.response_lines(req)])
+        self.out.append(b"".join((STATUS_STARTS[status], block, framing_line, _REQUEST_ID_LINE,
+                                  req.request_id, cors_lines,
+                                  _KEEP_ALIVE_END if keep else _CLOSE_END)))
 
     def on_response_body(self, data: bytes) -> None:
         self.bytes_out += len(data)

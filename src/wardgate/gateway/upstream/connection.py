@@ -33,7 +33,7 @@ class UpstreamConnection(asyncio.Protocol, Output):
     __slots__ = (
         "target", "transport", "wbuf", "parser", "exchange", "uses", "idle_since", "closed",
         "_headers", "_raw", "_pos", "_interim", "_complete", "_dirty", "_framing", "_status",
-        "_tunnel", "_memo_in", "_memo_out", "_memo_head", "_memo_status", "_memo_length",
+        "_tunnel", "_memo_in", "_memo_out", "_memo_head", "_memo_status", "_memo_length", "_memo_total",
         "_paused", "_ignore", "_head_bytes",
     )
 
@@ -57,6 +57,7 @@ class UpstreamConnection(asyncio.Protocol, Output):
         self._memo_head = b""
         self._memo_status = 0
         self._memo_length = 0
+        self._memo_total = 0      # the whole response's size (0: no memo)
         self._interim = False
         self._complete = False
         self._dirty = False       # the connection can no longer be trusted for reuse
@@ -81,6 +82,10 @@ class UpstreamConnection(asyncio.Protocol, Output):
             # Bytes while idle in the pool: the upstream is out of sync; never reuse it.
             self.close()
             return
+        if not self._status and not self._raw and len(data) == self._memo_total \
+                and data.startswith(self._memo_head) and not ex.head_request:
+            self._repeat_response(ex, data)
+            return
         if not self._status and self._head_bytes + len(data) > MAX_RESPONSE_HEAD:
             # Bound the response head before llhttp buffers it (facts §3 applies here too):
             # feed only what a head may still take; the rest once the head is complete.
@@ -95,11 +100,6 @@ class UpstreamConnection(asyncio.Protocol, Output):
             if not data:
                 return
         elif not self._status:
-            if not self._raw and data.startswith(self._memo_head) and self._memo_head \
-                    and len(data) == len(self._memo_head) + self._memo_length \
-                    and not ex.head_request:
-                self._repeat_response(ex, data)
-                return
             self._head_bytes += len(data)
             self._raw = self._raw + data if self._raw else data
         try:
@@ -207,6 +207,7 @@ class UpstreamConnection(asyncio.Protocol, Output):
             if length is not None and pos == 0 and not self._dirty and raw.startswith(b"HTTP/1.1 "):
                 self._memo_head, self._memo_status = raw[:end + 4], status
                 self._memo_length = int(length)
+                self._memo_total = end + 4 + self._memo_length
             ex.on_response_head(status, out, self._framing, length, True)
             return
         head = response_head(field_pairs(block))
@@ -236,7 +237,7 @@ class UpstreamConnection(asyncio.Protocol, Output):
         within the same second), and whose body is exactly its Content-Length. llhttp would
         parse it the same way and end at the start of the next message, where it already is;
         so the last head's rewrite and framing are reused, and the body is the rest of the read."""
-        n = len(self._memo_head)
+        n = self._memo_total - self._memo_length
         self._status = status = self._memo_status
         self._framing = FRAME_LENGTH
         out, length = self._memo_out  # type: ignore[misc]  # set with _memo_head
