@@ -159,13 +159,7 @@ class ClientProtocol(RequestFlow, Output, asyncio.Protocol):
             self._feed_capped(parser, data)  # a large head, or a burst of pipelined requests
             return
         try:
-            # _feed, inlined: this is the path of every ordinary read.
-            self.head_began = False
-            self.chunk = data
-            parser.feed_data(data)
-            self.prev = data
-            if self.head_open:
-                self._count_head(len(data))
+            self._feed(parser, data)
         except HttpParserUpgrade as exc:
             self._on_upgrade(data[exc.args[0]:])
         except (HttpParserError, GatewayError) as exc:
