@@ -61,6 +61,12 @@ SCRIPT: dict[str, tuple[bytes | tuple[bytes, ...], bool]] = {
     "/raw/ok-other-body": (OK[:-2] + b"no", False),  # the same head, another body
     "/raw/ok-split": ((OK[:-2], OK[-2:]), False),     # the same head, the body in a second read
     "/raw/ok-short": (OK[:-1], True),                  # the same head, a body cut short
+    # Other heads the parser reads while the last repeatable one stays remembered: after an
+    # interim response, and an HTTP/1.0 keep-alive answer.
+    "/raw/continue-more-fields": (b"HTTP/1.1 100 Continue\r\n\r\n" + OK[:17] + b"X-Extra: 1\r\n"
+                                  + OK[17:], False),
+    "/raw/http10-keep-alive-more-fields": (b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\n"
+                                           b"X-Extra: 1\r\nContent-Length: 2\r\n\r\nok", False),
     # The whole answer in one write: the gateway's first read holds the head and a large body.
     "/raw/big-first-read": (b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % (3 * len(RAW_BODY))
                             + RAW_BODY * 3, False),
@@ -378,6 +384,22 @@ def test_changing_upstream_heads_on_one_connection_are_each_rewritten(gw, raw):
     assert [r.headers.get("x-extra") for r in resps] == [None, None, "1", None, None, None]
     assert "x-hop" not in resps[4].headers and b"secret" not in c.buf
     assert all(r.headers.get("connection") == "keep-alive" for r in resps)
+    assert len({n for n, _, _ in raw.seen}) == 1, "the upstream connection was not reused"
+
+
+@pytest.mark.parametrize("other", ["/raw/continue-more-fields",
+                                   "/raw/http10-keep-alive-more-fields"])
+def test_a_repeated_head_gets_its_own_rewrite_after_other_heads(gw, raw, other):
+    # The head read in between (not itself repeatable) must not lend its fields to the next
+    # repetition of the earlier head.
+    c = Conn(gw.port)
+    resps = []
+    for path in ["/raw/ok", other, "/raw/ok"]:
+        c.send(get(path))
+        resps = c.responses(len(resps) + 1)
+    c.close()
+    assert [(r.status, r.body) for r in resps] == [(200, b"ok")] * 3
+    assert [r.headers.get("x-extra") for r in resps] == [None, "1", None]
     assert len({n for n, _, _ in raw.seen}) == 1, "the upstream connection was not reused"
 
 

@@ -33,7 +33,7 @@ class UpstreamConnection(asyncio.Protocol, Output):
     __slots__ = (
         "target", "transport", "wbuf", "parser", "exchange", "uses", "idle_since", "closed",
         "_headers", "_raw", "_pos", "_interim", "_complete", "_dirty", "_framing", "_status",
-        "_tunnel", "_memo_in", "_memo_out", "_memo_head", "_memo_status", "_memo_length", "_memo_total",
+        "_tunnel", "_memo_in", "_memo_out", "_repeat_head", "_repeat_total", "_repeat",
         "_paused", "_ignore", "_head_bytes",
     )
 
@@ -52,12 +52,13 @@ class UpstreamConnection(asyncio.Protocol, Output):
         # The last head given to response_block_fast and its result (a pure function).
         self._memo_in = b""
         self._memo_out: tuple[bytes, bytes | None] | None = None
-        # The last whole keep-alive response head (status line to blank line) with a
-        # Content-Length, as llhttp accepted it at the start of a message; its status and length.
-        self._memo_head = b""
-        self._memo_status = 0
-        self._memo_length = 0
-        self._memo_total = 0      # the whole response's size (0: no memo)
+        # The last keep-alive HTTP/1.1 response head (status line to blank line) with a
+        # Content-Length that llhttp accepted at the start of a message, the whole response's
+        # size (0: none yet), and what that head was read as: (status, rewrite, length). Kept
+        # together and apart from _memo_in/_memo_out, which other heads replace meanwhile.
+        self._repeat_head = b""
+        self._repeat_total = 0
+        self._repeat: tuple[int, bytes, bytes] | None = None
         self._interim = False
         self._complete = False
         self._dirty = False       # the connection can no longer be trusted for reuse
@@ -82,8 +83,8 @@ class UpstreamConnection(asyncio.Protocol, Output):
             # Bytes while idle in the pool: the upstream is out of sync; never reuse it.
             self.close()
             return
-        if not self._status and not self._raw and len(data) == self._memo_total \
-                and data.startswith(self._memo_head) and not ex.head_request:
+        if not self._status and not self._raw and len(data) == self._repeat_total \
+                and data.startswith(self._repeat_head) and not ex.head_request:
             self._repeat_response(ex, data)
             return
         if not self._status and self._head_bytes + len(data) > MAX_RESPONSE_HEAD:
@@ -205,9 +206,9 @@ class UpstreamConnection(asyncio.Protocol, Output):
             out, length = fast
             self._framing = FRAME_LENGTH if length is not None else FRAME_CLOSE
             if length is not None and pos == 0 and not self._dirty and raw.startswith(b"HTTP/1.1 "):
-                self._memo_head, self._memo_status = raw[:end + 4], status
-                self._memo_length = int(length)
-                self._memo_total = end + 4 + self._memo_length
+                self._repeat_head = raw[:end + 4]
+                self._repeat_total = end + 4 + int(length)
+                self._repeat = (status, out, length)
             ex.on_response_head(status, out, self._framing, length, True)
             return
         head = response_head(field_pairs(block))
@@ -232,17 +233,17 @@ class UpstreamConnection(asyncio.Protocol, Output):
             self._complete = True
 
     def _repeat_response(self, ex: Any, data: bytes) -> None:
-        """A whole response, alone in this read, whose head is byte for byte the last one
-        llhttp accepted at the start of a message on this connection (often: the same head
-        within the same second), and whose body is exactly its Content-Length. llhttp would
-        parse it the same way and end at the start of the next message, where it already is;
-        so the last head's rewrite and framing are reused, and the body is the rest of the read."""
-        n = self._memo_total - self._memo_length
-        self._status = status = self._memo_status
+        """A whole response, alone in this read, whose head is byte for byte the last
+        repeatable one llhttp accepted at the start of a message on this connection (often:
+        the same head within the same second), and whose body is exactly its Content-Length.
+        llhttp would parse it the same way and end at the start of the next message, where it
+        already is; so that head's rewrite and framing are reused, and the body is the rest of
+        the read."""
+        n = len(self._repeat_head)
+        self._status, out, length = self._repeat  # type: ignore[misc]  # set with the head
         self._framing = FRAME_LENGTH
-        out, length = self._memo_out  # type: ignore[misc]  # set with _memo_head
-        ex.on_response_head(status, out, FRAME_LENGTH, length, True)
-        if self._memo_length:
+        ex.on_response_head(self._status, out, FRAME_LENGTH, length, True)
+        if len(data) > n:
             ex.on_response_body(data[n:])
         self._complete = True
         self._finish(ex)
