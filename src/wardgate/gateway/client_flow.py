@@ -102,12 +102,11 @@ class RequestFlow:
     def exchange_failed(self, ex: Exchange, err: GatewayError) -> None:
         self.request_failed(ex.req, err, ex.target_url)
 
-    def request_failed(self, p: Request, err: GatewayError, target: str = "-") -> None:
+    def request_failed(self, req: Request, err: GatewayError, target: str = "-") -> None:
         """Answer a request with an error (the single renderer is wardgate.errors.render)."""
         if self.closed:
             return
-        req = p
-        keep = req.keep_alive and not err.close and p.body_done and self.accepting
+        keep = req.keep_alive and not err.close and req.body_done and self.accepting
         route = req.route
         extra = None
         if route is not None:
@@ -117,8 +116,8 @@ class RequestFlow:
                 extra = route.cors.response_headers(req)
         self.send(render(err, request_id=req.request_id, server=self.rt.server,
                          keep_alive=keep, head_only=req.method == "HEAD", extra=extra))
-        self.state.log(req, err.status, p.body_bytes, 0, target, err.code)
-        self._finish_request(p, keep)
+        self.state.log(req, err.status, req.body_bytes, 0, target, err.code)
+        self._finish_request(req, keep)
 
     def respond(self, p: Request, data: bytes, status: int, keep: bool) -> None:
         """Write a locally generated response (CORS preflight and the like)."""

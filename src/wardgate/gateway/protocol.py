@@ -240,12 +240,11 @@ class ClientProtocol(RequestFlow, Output, asyncio.Protocol):
     def _on_upgrade(self, rest: bytes) -> None:
         """llhttp saw Upgrade or CONNECT: stop parsing for good (facts §5)."""
         self.parser = None
-        p = self.queue[-1] if self.queue else None
-        if p is None or p.method == "CONNECT":
+        req = self.queue[-1] if self.queue else None
+        if req is None or req.method == "CONNECT":
             self._reject(BadRequest("CONNECT is not supported", close=True, code="connect"))
             return
-        req = p
-        p.body_done = True
+        req.body_done = True
         if req.chunked or req.content_length:
             # The body was not consumed by the parser (facts §5); re-framing it is not worth
             # the smuggling risk.
