@@ -90,12 +90,14 @@ class HttpVersionNotSupported(ClientError):
 class RateLimited(ClientError):
     status, title, code = 429, "Too Many Requests", "rate_limited"
 
-    def __init__(self, retry_after_s: int, detail: str = "rate limit exceeded") -> None:
+    def __init__(self, retry_after_s: int, detail: str = "rate limit exceeded", *,
+                 fields: list[tuple[bytes, bytes]] | None = None) -> None:
         super().__init__(detail)
-        self.retry_after_s = max(1, int(retry_after_s))
+        self.retry_after_s = max(1, int(retry_after_s))  # RFC 9110 §10.2.3: whole seconds
+        self.fields = fields or []  # RateLimit-Policy / RateLimit of the refusing limit
 
     def extra_headers(self) -> list[tuple[bytes, bytes]]:
-        return [(b"Retry-After", str(self.retry_after_s).encode())]
+        return [(b"Retry-After", b"%d" % self.retry_after_s), *self.fields]
 
 
 def _quote(value: str) -> str:

@@ -12,6 +12,7 @@ from pydantic import Field, field_validator, model_validator
 
 from wardgate.config.auth import AuthPolicy, ProviderConfig
 from wardgate.config.common import ByteSize, ExistingFile, HostPort, Strict
+from wardgate.config.limits import RateLimitConfig, StateConfig
 
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE")
 _PARAM = re.compile(r"^\{([A-Za-z_][A-Za-z0-9_]*)\}$")
@@ -222,6 +223,7 @@ class RouteConfig(Strict):
     websocket: bool = True
     cors: CorsConfig | None = None
     preserve_host: bool = False
+    rate_limits: list[RateLimitConfig] = []
 
     @model_validator(mode="after")
     def _checks(self) -> RouteConfig:
@@ -238,11 +240,10 @@ class RouteConfig(Strict):
             used = set(re.findall(r"\{([A-Za-z_][A-Za-z0-9_]*)\}", self.rewrite))
             if used - known:
                 raise ValueError(f"rewrite uses unknown parameter(s) {sorted(used - known)}")
+        names = [limit.name for limit in self.rate_limits]
+        if len(set(names)) != len(names):
+            raise ValueError(f"duplicate rate limit name(s): {sorted({n for n in names if names.count(n) > 1})}")
         return self
-
-
-class StateConfig(Strict):
-    redis_url: str | None = None
 
 
 class GatewayConfig(Strict):
@@ -284,6 +285,11 @@ class GatewayConfig(Strict):
         for r in self.routes:
             if r.upstream not in ups:
                 errors.append(f"route {r.name!r}: unknown upstream {r.upstream!r}")
+            if not self.state.urls():
+                for limit in r.rate_limits:
+                    if limit.scope == "global":
+                        errors.append(f"route {r.name!r}: rate limit {limit.name!r} is global "
+                                      "but state.redis_url is not set")
             if isinstance(r.auth, AuthPolicy):
                 for p in r.auth.provider_names():
                     if p not in provs:

@@ -66,6 +66,8 @@ class AccessLog:
         extra = _identity_fields(ident) if ident is not None else ""
         if error is not None:
             extra += ',"error":' + _str(error)
+            if req.rate_limit is not None:
+                extra += ',"rate_limit":' + _str(req.rate_limit)
         line = (f'{{"time":"{self._now()}","request_id":{rid},"client":{_str(req.client_ip)},'
                 f'"method":{_str(req.method or "-")},"path":{_str(path)},"route":{name},'
                 f'"target":{_str(target)},"status":{status},"bytes_in":{bytes_in},'

@@ -76,6 +76,9 @@ class TrustedProxies:
         self._nets = tuple(ipaddress.ip_network(c, strict=False) for c in cidrs)
         self._cache: dict[str, bool] = {}
 
+    def __bool__(self) -> bool:
+        return bool(self._nets)
+
     def __contains__(self, ip: str) -> bool:
         hit = self._cache.get(ip)
         if hit is None:

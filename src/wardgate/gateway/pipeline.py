@@ -1,13 +1,15 @@
 """The request pipeline, top to bottom, in one place.
 
     parse (protocol.py) → match route → body limit → CORS preflight → authenticate + authorize
-    (wardgate.auth, only on routes that are not `auth: none`) → rewrite path and headers
+    (wardgate.auth, only on routes that are not `auth: none`) → rate limit (wardgate.limits,
+    only on routes with `rate_limits`) → rewrite path and headers
     (strip hop-by-hop and spoofed identity, add Forwarded/X-Forwarded-*/Via/X-Request-Id and
     the identity) → pick a healthy target → forward over a pooled connection (proxy.py) →
     stream the answer back → access log.
 
 Requests run synchronously from parse to the upstream write, auth included; only a token whose
-key must first be fetched, and a new upstream connection, pay for a task.
+key must first be fetched, and a new upstream connection, pay for a task. A global rate limit
+waits for its Redis reply through a callback (no task, no future).
 """
 
 from __future__ import annotations
@@ -63,9 +65,35 @@ class Pipeline:
                             self._authorize_then_forward(client, req, route, matched))
                         return
                     self._auth_forward(client, req, route)
-            self._forward(client, req, route, matched)
+            if route.limiter is None:
+                self._forward(client, req, route, matched)
+            else:
+                self._limit_then_forward(client, req, route, matched)
         except GatewayError as err:
             client.request_failed(req, err)
+
+    def _limit_then_forward(self, client: ClientProtocol, req: Request, route: CompiledRoute,
+                            matched: int) -> None:
+        """The rate-limit step (wardgate.limits): local limits decide now; a route with a
+        global limit forwards when Redis has answered (or its store-error policy applied)."""
+        lim = route.limiter
+        if not lim.remote:
+            lim.apply(req, client.loop.time())  # raises RateLimited
+            self._forward(client, req, route, matched)
+            return
+        lim.start(req, client.loop.time(),
+                  lambda err: self._resume(client, req, route, matched, err))
+
+    def _resume(self, client: ClientProtocol, req: Request, route: CompiledRoute, matched: int,
+                err: GatewayError | None) -> None:
+        if client.closed:
+            return
+        try:
+            if err is not None:
+                raise err
+            self._forward(client, req, route, matched)
+        except GatewayError as exc:
+            client.request_failed(req, exc)
 
     async def _authorize_then_forward(self, client: ClientProtocol, req: Request,
                                       route: CompiledRoute, matched: int) -> None:
@@ -74,7 +102,10 @@ class Pipeline:
             if client.closed:
                 return
             self._auth_forward(client, req, route)
-            self._forward(client, req, route, matched)
+            if route.limiter is None:
+                self._forward(client, req, route, matched)
+            else:
+                self._limit_then_forward(client, req, route, matched)
         except GatewayError as err:
             client.request_failed(req, err)
 

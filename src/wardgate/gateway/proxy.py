@@ -185,7 +185,7 @@ class Exchange:
         cors_lines = b"" if cors is None else b"".join(
             [_CRLF + line for line in cors.response_lines(req)])
         self.out.append(b"".join((STATUS_STARTS[status], block, framing_line, _REQUEST_ID_LINE,
-                                  req.request_id, cors_lines,
+                                  req.request_id, cors_lines, req.resp_fields,
                                   _KEEP_ALIVE_END if keep else _CLOSE_END)))
 
     def on_response_body(self, data: bytes) -> None:

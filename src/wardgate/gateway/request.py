@@ -19,7 +19,8 @@ class Request:
         "method", "raw_target", "path", "query", "version", "headers", "host", "host_header",
         "client_ip", "scheme", "keep_alive", "content_length", "chunked", "expect_continue",
         "upgrade", "request_id", "start", "route", "params", "identity", "auth_outcome",
-        "body", "buffered", "body_done", "body_bytes", "limit", "exchange",
+        "body", "buffered", "body_done", "body_bytes", "limit", "exchange", "resp_fields",
+        "rate_limit",
     )
 
     def __init__(self) -> None:
@@ -46,6 +47,8 @@ class Request:
         self.params: dict[str, str] = {}  # {param} captures from the path
         self.identity: Any = None        # set by the auth filter (wardgate.auth)
         self.auth_outcome: str = "-"     # reason code for the access log
+        self.resp_fields = b""           # extra response field lines (b"\r\nName: value" each)
+        self.rate_limit: str | None = None  # the limit that refused it, for the access log
         # -- the body as it arrives, and the exchange forwarding the request --------------------
         self.body: list[bytes] | None = None  # body bytes held until an upstream connection takes them
         self.buffered = 0                # their size

@@ -21,7 +21,7 @@ _PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 class CompiledRoute:
     __slots__ = (
         "name", "cluster", "max_body", "auth", "cors", "strip_headers", "preserve_host",
-        "websocket", "realm", "_strip", "_rewrite", "_prefix", "path_as_is",
+        "websocket", "realm", "_strip", "_rewrite", "_prefix", "path_as_is", "limiter",
     )
 
     def __init__(self, cfg: RouteConfig, cluster: Cluster, default_max_body: int, server: bytes) -> None:
@@ -35,6 +35,7 @@ class CompiledRoute:
         self.preserve_host = cfg.preserve_host
         self.websocket = cfg.websocket
         self.realm = cfg.name
+        self.limiter: Any = None  # wardgate.limits.RouteLimiter, when the route has rate_limits
         self._strip = cfg.strip_prefix
         self._rewrite = cfg.rewrite
         self._prefix = cfg.match.path_prefix is not None
@@ -84,9 +85,13 @@ class Runtime:
         self.pipeline = Pipeline(self)
         self.registry: Any = None
         self._compile_auth()
+        self.state: Any = None  # wardgate.state.StateClient, when a route has a global limit
+        self._limiters: list[Any] = []
+        self._compile_limits()
         self.checkers = [ActiveChecker(self.clusters[u.name], u.health.active)
                          for u in cfg.upstreams if u.health.active is not None]
         self._tasks: list[asyncio.Task[None]] = []
+        self._limits_swept = 0.0
 
     def _compile_auth(self) -> None:
         if not any(rc.auth != "none" for rc in self.config.routes):
@@ -102,7 +107,24 @@ class Runtime:
                 # ones; stripping again here would remove what it added.
                 route.strip_headers = frozenset()
 
+    def _compile_limits(self) -> None:
+        if not any(rc.rate_limits for rc in self.config.routes):
+            return
+        from wardgate.limits import RouteLimiter
+
+        if any(lim.scope == "global" for rc in self.config.routes for lim in rc.rate_limits):
+            from wardgate.state import client_from_config
+
+            self.state = client_from_config(self.config.state)
+        for rc, route in zip(self.config.routes, self.routes, strict=True):
+            if rc.rate_limits:
+                route.limiter = RouteLimiter(list(rc.rate_limits), rc.name, self.trusted,
+                                             self.state)
+        self._limiters = [r.limiter for r in self.routes if r.limiter is not None]
+
     async def start(self) -> None:
+        if self.state is not None:
+            await self.state.start()  # connects in the background; never waits for Redis
         if self.registry is not None:
             await self.registry.start()
         loop = asyncio.get_running_loop()
@@ -114,9 +136,15 @@ class Runtime:
         self._tasks = []
         if self.registry is not None:
             await self.registry.stop()
+        if self.state is not None:
+            await self.state.stop()
         for c in self.clusters.values():
             c.close()
 
     def sweep(self, now: float) -> None:
         for c in self.clusters.values():
             c.sweep(now)
+        if self._limiters and now >= self._limits_swept + 5.0:
+            self._limits_swept = now  # rested keys forgotten every few seconds, not each sweep
+            for lim in self._limiters:
+                lim.sweep(now)

@@ -1,0 +1,102 @@
+"""GCRA, the generic cell rate algorithm, without I/O: one timestamp per key (the theoretical
+arrival time, TAT), exact, no window edges.
+
+A limit of N per period with burst B has an emission interval T = period / N and a tolerance
+tau = B * T. A request at `now` is allowed when max(TAT, now) - now <= tau; it then moves TAT
+to max(TAT, now) + T. So B + 1 requests pass at once from a rested key, then one every T.
+A key whose TAT is in the past is indistinguishable from a new one, which is what lets idle
+keys be forgotten (and expire in Redis) without changing any decision.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+_EPS = 1e-9
+
+
+class Decision(NamedTuple):
+    allowed: bool
+    remaining: int       # requests that would pass right now, after this one
+    retry_after: float   # seconds until a refused request would pass (0 when allowed)
+    reset_after: float   # seconds until the key is fully rested (TAT reached)
+
+
+class Gcra:
+    __slots__ = ("interval", "tolerance", "count", "period")
+
+    def __init__(self, count: int, period_s: float, burst: int) -> None:
+        if count < 1 or period_s <= 0 or burst < 0:
+            raise ValueError("count >= 1, period > 0, burst >= 0")
+        self.count = count
+        self.period = period_s
+        self.interval = period_s / count
+        self.tolerance = self.interval * burst
+
+    def decide(self, tat: float, now: float) -> tuple[Decision, float]:
+        """The decision for a request at `now` on a key with `tat` (0 for a new key), and the
+        TAT to store (unchanged when refused)."""
+        if tat < now:
+            tat = now
+        ahead = tat - now
+        if ahead > self.tolerance + _EPS:
+            return Decision(False, 0, ahead - self.tolerance, ahead), tat
+        new_tat = tat + self.interval
+        used = new_tat - now
+        remaining = int(math.floor((self.tolerance + self.interval - used) / self.interval + _EPS))
+        return Decision(True, max(remaining, 0), 0.0, used), new_tat
+
+
+class LocalBuckets:
+    """The TATs of one local limit in one worker, memory bounded by `max_keys`.
+
+    When full, keys already rested are dropped first (that changes no decision); if the table
+    is still full of live keys (a flood of distinct keys), the oldest-inserted eighth goes,
+    which can only let those keys through earlier, never refuse anyone wrongly."""
+
+    __slots__ = ("gcra", "max_keys", "tats")
+
+    def __init__(self, gcra: Gcra, max_keys: int) -> None:
+        self.gcra = gcra
+        self.max_keys = max_keys
+        self.tats: dict[str, float] = {}
+
+    def peek(self, key: str, now: float) -> tuple[Decision, float]:
+        return self.gcra.decide(self.tats.get(key, 0.0), now)
+
+    def commit(self, key: str, tat: float, now: float) -> None:
+        tats = self.tats
+        if key not in tats and len(tats) >= self.max_keys:
+            self._make_room(now)
+        tats[key] = tat
+
+    def take(self, key: str, now: float) -> Decision:
+        decision, tat = self.peek(key, now)
+        if decision.allowed:
+            self.commit(key, tat, now)
+        return decision
+
+    def _make_room(self, now: float) -> None:
+        tats = self.tats
+        rested = [k for k, t in tats.items() if t <= now]
+        for k in rested:
+            del tats[k]
+        if len(tats) >= self.max_keys:
+            for k in list(tats)[: max(1, self.max_keys // 8)]:
+                del tats[k]
+
+    def sweep(self, now: float, budget: int = 2048) -> None:
+        """Forget up to `budget` rested keys (called by the worker's sweeper), so memory
+        follows the live keys even when the table never fills."""
+        tats = self.tats
+        if not tats:
+            return
+        gone = []
+        for k, t in tats.items():
+            if t <= now:
+                gone.append(k)
+                if len(gone) >= budget:
+                    break
+        for k in gone:
+            del tats[k]

@@ -1,0 +1,175 @@
+"""A route's rate limits as one pipeline step, compiled once per route.
+
+Local limits are decided in the worker at once; global ones by one Redis script call each,
+pipelined with every other decision of the same loop turn, and only routes that have a global
+limit ever wait for one. A request must pass every limit: the local ones are checked first
+(all of them, and counted only when all pass), then the global ones.
+
+Every answer of a limited route carries the IETF `RateLimit-Policy` and `RateLimit` fields
+(draft-ietf-httpapi-ratelimit-headers, Structured Fields) of its most restrictive limit: the
+one with the least quota left, or the one that refused.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from wardgate.errors import GatewayError, RateLimited, ServiceUnavailable
+from wardgate.limits import remote
+from wardgate.limits.gcra import Decision, Gcra, LocalBuckets
+from wardgate.limits.keys import KeyFn, compile_key
+
+if TYPE_CHECKING:
+    from wardgate.config.limits import RateLimitConfig
+    from wardgate.gateway.headers import TrustedProxies
+    from wardgate.gateway.request import Request
+    from wardgate.state import StateClient
+
+Resume = Callable[[GatewayError | None], None]
+
+
+class Limit:
+    __slots__ = ("name", "key", "gcra", "buckets", "bound", "deny_on_error", "policy",
+                 "field_head", "route")
+
+    def __init__(self, cfg: RateLimitConfig, route: str, trusted: TrustedProxies) -> None:
+        self.name = cfg.name
+        self.route = route
+        self.key: KeyFn = compile_key(cfg.key, route, trusted)
+        count, period = cfg.count_period()
+        self.gcra = Gcra(count, period, cfg.burst)
+        self.buckets = LocalBuckets(self.gcra, cfg.max_keys) if cfg.scope == "local" else None
+        self.bound = remote.bind(self.gcra) if cfg.scope == "global" else None
+        self.deny_on_error = cfg.on_store_error == "deny"
+        # draft-ietf-httpapi-ratelimit-headers §3: the policy is a String item with q and w
+        self.policy = b'"%s";q=%d;w=%d' % (cfg.name.encode(), count, period)
+        self.field_head = b'"%s";r=' % cfg.name.encode()
+
+    def fields(self, d: Decision) -> list[tuple[bytes, bytes]]:
+        # t: whole seconds; for a refusal the wait, so Retry-After and t agree (§6)
+        t = math.ceil(d.retry_after if not d.allowed else d.reset_after)
+        return [(b"RateLimit-Policy", self.policy),
+                (b"RateLimit", self.field_head + b"%d;t=%d" % (d.remaining, t))]
+
+
+def _lines(fields: list[tuple[bytes, bytes]]) -> bytes:
+    return b"".join([b"\r\n" + n + b": " + v for n, v in fields])
+
+
+class RouteLimiter:
+    __slots__ = ("local", "remote", "client")
+
+    def __init__(self, configs: list[RateLimitConfig], route: str, trusted: TrustedProxies,
+                 client: StateClient | None) -> None:
+        limits = [Limit(c, route, trusted) for c in configs]
+        self.local = [lim for lim in limits if lim.buckets is not None]
+        self.remote = [lim for lim in limits if lim.bound is not None]
+        if self.remote and client is None:
+            raise ValueError("global rate limits need state.redis_url")  # also checked at load
+        self.client = client
+        if client is not None and self.remote:
+            client.register(remote.SCRIPT)
+
+    # -- local ---------------------------------------------------------------------------------
+    def check(self, req: Request, now: float) -> tuple[Limit, Decision] | None:
+        """Decide the local limits (all or none counted); raise RateLimited on a refusal.
+        Returns the most restrictive (limit, decision), or None without local limits."""
+        local = self.local
+        if len(local) == 1:
+            lim = local[0]
+            key = lim.key(req)
+            d, tat = lim.buckets.peek(key, now)  # type: ignore[union-attr]
+            if not d.allowed:
+                raise _refusal(req, lim, d)
+            lim.buckets.commit(key, tat, now)  # type: ignore[union-attr]
+            return lim, d
+        best: tuple[Limit, Decision] | None = None
+        staged = []
+        for lim in local:
+            key = lim.key(req)
+            d, tat = lim.buckets.peek(key, now)  # type: ignore[union-attr]
+            if not d.allowed:
+                raise _refusal(req, lim, d)
+            staged.append((lim, key, tat))
+            if best is None or d.remaining < best[1].remaining:
+                best = (lim, d)
+        for lim, key, tat in staged:
+            lim.buckets.commit(key, tat, now)  # type: ignore[union-attr]
+        return best
+
+    def apply(self, req: Request, now: float) -> None:
+        """The whole step for a route with local limits only."""
+        best = self.check(req, now)
+        if best is not None:
+            req.resp_fields = _lines(best[0].fields(best[1]))
+
+    # -- global --------------------------------------------------------------------------------
+    def start(self, req: Request, now: float, resume: Resume) -> None:
+        """Local limits now, then the global ones; `resume(None)` to forward the request,
+        `resume(err)` to answer it. Raises RateLimited when a local limit refuses."""
+        best = self.check(req, now) if self.local else None
+        _Decisions(self, req, best, resume).send()
+
+    def sweep(self, now: float) -> None:
+        for lim in self.local:
+            lim.buckets.sweep(now)  # type: ignore[union-attr]
+
+
+def _refusal(req: Request, lim: Limit, d: Decision) -> RateLimited:
+    req.rate_limit = lim.name
+    return RateLimited(math.ceil(d.retry_after), f"rate limit {lim.name!r} exceeded",
+                       fields=lim.fields(d))
+
+
+class _Decisions:
+    """The global decisions of one request, gathered as their replies come in."""
+
+    __slots__ = ("limiter", "req", "best", "resume", "waiting", "refused", "store_failed")
+
+    def __init__(self, limiter: RouteLimiter, req: Request, best: tuple[Limit, Decision] | None,
+                 resume: Resume) -> None:
+        self.limiter = limiter
+        self.req = req
+        self.best = best
+        self.resume = resume
+        self.waiting = len(limiter.remote)
+        self.refused: tuple[Limit, Decision] | None = None
+        self.store_failed: Limit | None = None
+
+    def send(self) -> None:
+        client = self.limiter.client
+        req = self.req
+        for lim in self.limiter.remote:
+            key = remote.bucket_key(lim.route, lim.name, lim.key(req))
+            client.run(lim.bound, key, lambda reply, lim=lim: self.reply(lim, reply))  # type: ignore[union-attr,misc,arg-type]
+
+    def reply(self, lim: Limit, reply: Any) -> None:
+        d = remote.parse_reply(reply)
+        if d is None:
+            if lim.deny_on_error and self.store_failed is None:
+                self.store_failed = lim
+        elif not d.allowed:
+            r = self.refused
+            if r is None or d.retry_after > r[1].retry_after:
+                self.refused = (lim, d)
+        else:
+            b = self.best
+            if b is None or d.remaining < b[1].remaining:
+                self.best = (lim, d)
+        self.waiting -= 1
+        if self.waiting:
+            return
+        req = self.req
+        if self.refused is not None:
+            lim, d = self.refused
+            self.resume(_refusal(req, lim, d))
+        elif self.store_failed is not None:
+            req.rate_limit = self.store_failed.name
+            self.resume(ServiceUnavailable("rate limit state unavailable",
+                                           code="ratelimit_store_unavailable", retry_after_s=1))
+        else:
+            if self.best is not None:
+                req.resp_fields = _lines(self.best[0].fields(self.best[1]))
+            self.resume(None)

@@ -1,0 +1,38 @@
+"""Shared state on Redis (or Redis Cluster): one client layer used by every feature that
+must agree across worker processes and machines (global rate limits today).
+
+    nodes.py       addresses from `state.redis_url`, Cluster key slots (no I/O)
+    resp.py        the wire protocol (no I/O)
+    script.py      Lua scripts by SHA1, with the body as fallback
+    connection.py  one pipelined connection (asyncio protocol, callbacks, deadlines)
+    client.py      pools, reconnects with back-off, Cluster redirects
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from wardgate.state.client import StateClient
+from wardgate.state.connection import StoreError
+from wardgate.state.nodes import parse_url
+from wardgate.state.script import BoundScript, Script
+
+if TYPE_CHECKING:
+    from wardgate.config.gateway import StateConfig
+
+__all__ = ["BoundScript", "Script", "StateClient", "StoreError", "client_from_config"]
+
+
+def client_from_config(cfg: StateConfig) -> StateClient | None:
+    """The client for `state:`, or None when no Redis is configured."""
+    urls = cfg.urls()
+    if not urls:
+        return None
+    nodes = [parse_url(u, cluster=cfg.cluster) for u in urls]
+    if cfg.password_env is not None:
+        import os
+
+        password = os.environ[cfg.password_env]
+        nodes = [type(n)(n.host, n.port, n.tls, n.username, password, n.db) for n in nodes]
+    return StateClient(nodes, cluster=cfg.cluster, timeout_s=cfg.timeout_ms / 1000,
+                       pool_size=cfg.pool_size, ca_file=cfg.tls_ca_file)
