@@ -18,9 +18,10 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/wardgate demo
 
-# System packages the tests start for real (postgresql, chromium).
+# System packages the tests start for real (postgresql, redis, chromium).
 sysdeps:
-	@scripts/ensure-apt.sh postgresql:/usr/lib/postgresql chromium:chromium
+	@scripts/ensure-apt.sh postgresql:/usr/lib/postgresql chromium:chromium \
+	  redis-server:redis-server redis-tools:redis-cli
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

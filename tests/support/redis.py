@@ -33,9 +33,19 @@ def _ask(port: int, *args: str, timeout: float = 1.0) -> bytes:
         return data
 
 
+def _low_free_port() -> int:
+    """A free port below 55536: Redis refuses higher ones in cluster mode (port + 10000)."""
+    for _ in range(200):
+        port = free_port()
+        if port <= 55535:
+            return port
+    raise RuntimeError("no free port below 55536")
+
+
 class RedisServer:
     def __init__(self, workdir: Path, *, cluster: bool = False, port: int | None = None) -> None:
-        self.port = port or free_port()
+        self.port = port or _low_free_port()
+        self.bus_port = _low_free_port() if cluster else 0
         self.dir = workdir / f"redis-{self.port}"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.cluster = cluster
@@ -51,7 +61,8 @@ class RedisServer:
                 "--save", "", "--appendonly", "no", "--dir", str(self.dir),
                 "--logfile", str(self.dir / "redis.log"), "--protected-mode", "yes"]
         if self.cluster:
-            args += ["--cluster-enabled", "yes", "--cluster-config-file",
+            args += ["--cluster-enabled", "yes", "--cluster-port", str(self.bus_port),
+                     "--cluster-config-file",
                      str(self.dir / "nodes.conf"), "--cluster-node-timeout", "2000"]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                      start_new_session=True)

@@ -11,6 +11,7 @@ keys be forgotten (and expire in Redis) without changing any decision.
 from __future__ import annotations
 
 import math
+from itertools import islice
 from typing import NamedTuple
 
 _EPS = 1e-9
@@ -83,7 +84,7 @@ class LocalBuckets:
         for k in rested:
             del tats[k]
         if len(tats) >= self.max_keys:
-            for k in list(tats)[: max(1, self.max_keys // 8)]:
+            for k in list(islice(tats, max(1, self.max_keys // 8))):
                 del tats[k]
 
     def sweep(self, now: float, budget: int = 2048) -> None:

@@ -200,7 +200,7 @@ class StateClient:
             if conn is None:
                 cb(DOWN)
                 return
-            conn.call(bound.command(key), cb, self.loop.time() + self.timeout_s, bound.script, key)
+            conn.call(bound.command(key), cb, self.loop.time() + self.timeout_s, bound, key)
             return
         _Redirecting(self, bound, key, cb).send(self._slot(key), None, False)
 
@@ -286,7 +286,7 @@ class _Redirecting:
         deadline = c.loop.time() + c.timeout_s
         if asking:
             conn.call(b"*1\r\n$6\r\nASKING\r\n", None, deadline)
-        conn.call(self.bound.command(self.key), self.done, deadline, self.bound.script, self.key)
+        conn.call(self.bound.command(self.key), self.done, deadline, self.bound, self.key)
 
     def done(self, reply: Any) -> None:
         if type(reply) is ReplyError:

@@ -40,6 +40,7 @@ class RedisConnection(asyncio.Protocol):
         self.out: list[bytes] = []
         self.flush_scheduled = False
         self.timer: asyncio.TimerHandle | None = None
+        self.timer_at = 0.0
         self.on_lost = on_lost
         self.stuck_s = stuck_s  # a reply this late: the connection is presumed dead
         self.ready = False      # handshake replies all in
@@ -96,6 +97,11 @@ class RedisConnection(asyncio.Protocol):
             self.flush_scheduled = True
             self.loop.call_soon(self._flush)
         if self.timer is None:
+            self.timer_at = deadline
+            self.timer = self.loop.call_at(deadline, self._expire)
+        elif deadline < self.timer_at:  # a shorter deadline than the one armed (start-up calls)
+            self.timer.cancel()
+            self.timer_at = deadline
             self.timer = self.loop.call_at(deadline, self._expire)
 
     def _flush(self) -> None:
@@ -110,10 +116,8 @@ class RedisConnection(asyncio.Protocol):
         now = self.loop.time()
         pending = self.pending
         for entry in pending:
-            if entry[0] > now:
-                break
             cb = entry[1]
-            if cb is not None:
+            if cb is not None and entry[0] <= now:
                 entry[1] = None
                 entry[2] = None  # its NOSCRIPT, if any, is not retried either
                 try:
@@ -123,12 +127,14 @@ class RedisConnection(asyncio.Protocol):
         if pending and now - pending[0][0] > self.stuck_s:
             self.abort()  # replies this late: the server hangs or the path is gone
             return
-        for entry in pending:
-            if entry[1] is not None:
-                self.timer = self.loop.call_at(entry[0], self._expire)
-                return
-        if pending:  # only dead entries left: look again once they are presumed lost
-            self.timer = self.loop.call_at(pending[0][0] + self.stuck_s + 0.001, self._expire)
+        live = [entry[0] for entry in pending if entry[1] is not None]
+        if live:
+            self.timer_at = min(live)
+        elif pending:  # only dead entries left: look again once they are presumed lost
+            self.timer_at = pending[0][0] + self.stuck_s + 0.001
+        else:
+            return
+        self.timer = self.loop.call_at(self.timer_at, self._expire)
 
     def abort(self) -> None:
         if self.transport is not None and not self.closed:
