@@ -35,8 +35,9 @@ test: sysdeps $(STAMP) lint
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 
 bench: $(STAMP)
-	@scripts/ensure-apt.sh nginx:nginx haproxy:haproxy wrk:wrk
+	@scripts/ensure-apt.sh nginx:nginx haproxy:haproxy wrk:wrk redis-server:redis-server
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/limits_bench.py
 	$(BIN)/python bench/hotpath.py --route plain
 	$(BIN)/python bench/hotpath.py --route jwt
 	$(BIN)/python bench/hotpath.py --route jwt-distinct --requests 40000

@@ -14,6 +14,7 @@ waits for its Redis reply through a callback (no task, no future).
 
 from __future__ import annotations
 
+from time import monotonic
 from typing import TYPE_CHECKING
 
 from wardgate.errors import BadRequest, GatewayError, PayloadTooLarge
@@ -77,11 +78,13 @@ class Pipeline:
         """The rate-limit step (wardgate.limits): local limits decide now; a route with a
         global limit forwards when Redis has answered (or its store-error policy applied)."""
         lim = route.limiter
+        # time.monotonic, not loop.time(): uvloop's loop time is cached per iteration at 1 ms,
+        # which would cap a burst-0 limit at one request per millisecond
         if not lim.remote:
-            lim.apply(req, client.loop.time())  # raises RateLimited
+            lim.apply(req, monotonic())  # raises RateLimited
             self._forward(client, req, route, matched)
             return
-        lim.start(req, client.loop.time(),
+        lim.start(req, monotonic(),
                   lambda err: self._resume(client, req, route, matched, err))
 
     def _resume(self, client: ClientProtocol, req: Request, route: CompiledRoute, matched: int,

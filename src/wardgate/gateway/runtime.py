@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from typing import Any
 
 from wardgate.config.gateway import GatewayConfig, RouteConfig
@@ -146,5 +147,6 @@ class Runtime:
             c.sweep(now)
         if self._limiters and now >= self._limits_swept + 5.0:
             self._limits_swept = now  # rested keys forgotten every few seconds, not each sweep
+            clock = time.monotonic()  # the limiters' clock (see pipeline._limit_then_forward)
             for lim in self._limiters:
-                lim.sweep(now)
+                lim.sweep(clock)
