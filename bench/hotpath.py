@@ -86,7 +86,7 @@ class FakeTransport:
         self.closing = True
 
 
-def build(route: str, connections: int = 1
+def build(route: str, connections: int = 1, rate_limit: bool = False
           ) -> tuple[list[ClientProtocol], list[UpstreamConnection], bytes]:
     tmp = Path(tempfile.mkdtemp(prefix="wardgate-hotpath-"))
     cfg = {
@@ -107,6 +107,9 @@ def build(route: str, connections: int = 1
                                        "require": {"scopes": ["bench:read"]}}})
         request = (b"GET /jwt HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nAuthorization: Bearer "
                    + token + b"\r\n\r\n")
+    if rate_limit:  # a local limit that is never reached, on the measured route
+        cfg["routes"][-1]["rate_limits"] = [{"name": "l", "key": "sub" if route == "jwt" else "ip",
+                                             "rate": "10000000/s"}]
     (tmp / "g.yaml").write_text(yaml.safe_dump(cfg))
     gcfg = load_gateway(str(tmp / "g.yaml"))
     loop = uvloop.new_event_loop()
@@ -143,11 +146,12 @@ class _Iteration:
         pass
 
 
-def run_wardgate(n: int, route: str, connections: int = 1) -> float:
+def run_wardgate(n: int, route: str, connections: int = 1, rate_limit: bool = False) -> float:
     """CPU µs per request. With several connections, each round is what one event-loop
     iteration of the worker sees under `wrk -c<connections>`: a request read on every
     connection, then every upstream answer; so `n` is rounded up to whole rounds."""
-    clients, conns, request = build("jwt" if route == "jwt-distinct" else route, connections)
+    clients, conns, request = build("jwt" if route == "jwt-distinct" else route, connections,
+                                    rate_limit)
     output.BATCH.bind(_Iteration())  # type: ignore[arg-type]
     flush = output.BATCH.flush
     # jwt-distinct: a pool twice the verified-token cache, cycled: every request a miss
@@ -246,20 +250,23 @@ def main(argv: list[str] | None = None) -> int:
                     help="client connections served in turn, as wrk -c64 does in make bench "
                          "(1: one connection, request after request)")
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--rate-limit", action="store_true",
+                    help="give the measured route a local rate limit that is never reached")
     args = ap.parse_args(argv)
     gc.freeze()
     if args.profile:
         prof = cProfile.Profile()
         prof.enable()
-        run_wardgate(args.requests, args.route, args.connections)
+        run_wardgate(args.requests, args.route, args.connections, args.rate_limit)
         prof.disable()
         pstats.Stats(prof).sort_stats("tottime").print_stats(25)
         return 0
     ref = min(run_reference(args.requests) for _ in range(args.repeat))
-    wg = min(run_wardgate(args.requests, args.route, args.connections)
+    wg = min(run_wardgate(args.requests, args.route, args.connections, args.rate_limit)
              for _ in range(args.repeat))
     print(f"reference (httptools, no checks): {ref:.2f} us/request")
-    print(f"wardgate {args.route}, {args.connections} connection(s): {wg:.2f} us/request "
+    label = args.route + (" + local rate limit" if args.rate_limit else "")
+    print(f"wardgate {label}, {args.connections} connection(s): {wg:.2f} us/request "
           f"({wg / ref:.1f}x the reference)")
     return 0
 

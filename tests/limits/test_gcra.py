@@ -15,51 +15,51 @@ from wardgate.limits.gcra import Gcra, LocalBuckets
 def test_a_rested_key_passes_burst_plus_one_then_one_per_interval() -> None:
     b = LocalBuckets(Gcra(10, 1.0, burst=3), max_keys=100)
     now = 1000.0
-    got = [b.take("k", now).allowed for _ in range(6)]
+    got = [b.take("k", now)[0] for _ in range(6)]
     assert got == [True, True, True, True, False, False]
     # one interval (0.1 s) later exactly one more passes
-    assert b.take("k", now + 0.1).allowed
-    assert not b.take("k", now + 0.1).allowed
+    assert b.take("k", now + 0.1)[0]
+    assert not b.take("k", now + 0.1)[0]
 
 
 def test_remaining_counts_down_and_reset_is_time_until_rested() -> None:
     b = LocalBuckets(Gcra(100, 1.0, burst=20), max_keys=100)
     d = [b.take("k", 50.0) for _ in range(3)]
-    assert [x.remaining for x in d] == [20, 19, 18]
-    assert d[2].reset_after == pytest.approx(0.03)
+    assert [x[1] for x in d] == [20, 19, 18]
+    assert d[2][3] == pytest.approx(0.03)
 
 
 def test_retry_after_is_when_the_refused_request_would_pass() -> None:
     g = Gcra(2, 60.0, burst=0)  # 2/m: one every 30 s
     b = LocalBuckets(g, max_keys=10)
-    assert b.take("k", 0.0).allowed
+    assert b.take("k", 0.0)[0]
     refused = b.take("k", 10.0)
-    assert not refused.allowed
-    assert refused.retry_after == pytest.approx(20.0)
-    assert not b.take("k", 29.9).allowed
-    assert b.take("k", 30.0).allowed
+    assert not refused[0]
+    assert refused[2] == pytest.approx(20.0)
+    assert not b.take("k", 29.9)[0]
+    assert b.take("k", 30.0)[0]
 
 
 def test_a_refusal_does_not_consume_quota() -> None:
     b = LocalBuckets(Gcra(1, 1.0, burst=0), max_keys=10)
-    assert b.take("k", 0.0).allowed
+    assert b.take("k", 0.0)[0]
     for i in range(100):
-        assert not b.take("k", 0.5 + i * 0.001).allowed
-    assert b.take("k", 1.0).allowed  # the refusals did not push the key further out
+        assert not b.take("k", 0.5 + i * 0.001)[0]
+    assert b.take("k", 1.0)[0]  # the refusals did not push the key further out
 
 
 def test_a_clock_that_goes_backwards_grants_nothing_extra() -> None:
     b = LocalBuckets(Gcra(1, 1.0, burst=0), max_keys=10)
-    assert b.take("k", 100.0).allowed
-    assert not b.take("k", 50.0).allowed  # earlier "now": the stored TAT still rules
-    assert not b.take("k", 100.5).allowed
+    assert b.take("k", 100.0)[0]
+    assert not b.take("k", 50.0)[0]  # earlier "now": the stored TAT still rules
+    assert not b.take("k", 100.5)[0]
 
 
 def test_keys_are_independent() -> None:
     b = LocalBuckets(Gcra(1, 1.0, burst=0), max_keys=10)
-    assert b.take("a", 0.0).allowed
-    assert b.take("b", 0.0).allowed
-    assert not b.take("a", 0.0).allowed
+    assert b.take("a", 0.0)[0]
+    assert b.take("b", 0.0)[0]
+    assert not b.take("a", 0.0)[0]
 
 
 @settings(max_examples=200, deadline=None)
@@ -72,7 +72,7 @@ def test_never_more_than_burst_plus_rate_in_any_span(count: int, burst: int,
     now, times = 0.0, []
     for g in gaps:
         now += g
-        if b.take("k", now).allowed:
+        if b.take("k", now)[0]:
             times.append(now)
     interval = period / count
     # GCRA's bound: in any closed span of length L, at most burst + 1 + floor(L / T) pass
@@ -110,3 +110,35 @@ def test_bad_parameters_are_refused() -> None:
         Gcra(0, 1.0, 0)
     with pytest.raises(ValueError):
         Gcra(1, 0.0, 0)
+
+
+@settings(max_examples=150, deadline=None)
+@given(count=st.integers(1, 50), burst=st.integers(0, 10),
+       gaps=st.lists(st.floats(0, 0.3, allow_nan=False), min_size=1, max_size=120))
+def test_the_fused_single_limit_step_decides_as_local_buckets(count: int, burst: int,
+                                                              gaps: list[float]) -> None:
+    from wardgate.config.limits import RateLimitConfig
+    from wardgate.errors import RateLimited
+    from wardgate.gateway.headers import TrustedProxies
+    from wardgate.gateway.request import Request
+    from wardgate.limits.route import RouteLimiter
+
+    cfg = RateLimitConfig(name="x", key="ip", rate=f"{count}/s", burst=burst)
+    limiter = RouteLimiter([cfg], "r", TrustedProxies([]), None)
+    assert limiter.apply.__name__ == "apply"  # the specialised step, not RouteLimiter._apply
+    reference = LocalBuckets(Gcra(count, 1.0, burst), max_keys=10)
+    now = 100.0
+    for g in gaps:
+        now += g
+        req = Request()
+        req.client_ip = "192.0.2.1"
+        want = reference.take("ip:192.0.2.1", now)
+        try:
+            limiter.apply(req, now)
+            got = True
+        except RateLimited as exc:
+            got = False
+            assert exc.retry_after_s == max(1, math.ceil(want[2]))
+        assert got == want[0]
+        if got:
+            assert f'"x";r={want[1]};t={math.ceil(want[3])}'.encode() in req.resp_fields

@@ -10,22 +10,21 @@ keys be forgotten (and expire in Redis) without changing any decision.
 
 from __future__ import annotations
 
-import math
 from itertools import islice
-from typing import NamedTuple
 
-_EPS = 1e-9
+EPS = 1e-9
 
 
-class Decision(NamedTuple):
-    allowed: bool
-    remaining: int       # requests that would pass right now, after this one
-    retry_after: float   # seconds until a refused request would pass (0 when allowed)
-    reset_after: float   # seconds until the key is fully rested (TAT reached)
+#: (allowed, remaining, retry_after, reset_after, tat): a plain tuple, built on every request.
+#: remaining: requests that would pass right now, after this one; retry_after: seconds until a
+#: refused request would pass (0 when allowed); reset_after: seconds until the key is fully
+#: rested; tat: the TAT to store (unchanged when refused).
+Decision = tuple[bool, int, float, float, float]
+ALLOWED, REMAINING, RETRY_AFTER, RESET_AFTER, TAT = range(5)
 
 
 class Gcra:
-    __slots__ = ("interval", "tolerance", "count", "period")
+    __slots__ = ("interval", "tolerance", "count", "period", "_limit")
 
     def __init__(self, count: int, period_s: float, burst: int) -> None:
         if count < 1 or period_s <= 0 or burst < 0:
@@ -34,19 +33,21 @@ class Gcra:
         self.period = period_s
         self.interval = period_s / count
         self.tolerance = self.interval * burst
+        self._limit = self.tolerance + EPS
 
-    def decide(self, tat: float, now: float) -> tuple[Decision, float]:
-        """The decision for a request at `now` on a key with `tat` (0 for a new key), and the
-        TAT to store (unchanged when refused)."""
+    def decide(self, tat: float, now: float) -> Decision:
+        """The decision for a request at `now` on a key with `tat` (0 for a new key)."""
         if tat < now:
             tat = now
         ahead = tat - now
-        if ahead > self.tolerance + _EPS:
-            return Decision(False, 0, ahead - self.tolerance, ahead), tat
-        new_tat = tat + self.interval
+        if ahead > self._limit:
+            return False, 0, ahead - self.tolerance, ahead, tat
+        interval = self.interval
+        new_tat = tat + interval
         used = new_tat - now
-        remaining = int(math.floor((self.tolerance + self.interval - used) / self.interval + _EPS))
-        return Decision(True, max(remaining, 0), 0.0, used), new_tat
+        # floor of a non-negative value: int() truncates the same way, without math.floor
+        remaining = int((self.tolerance + interval - used) / interval + EPS)
+        return True, remaining, 0.0, used, new_tat
 
 
 class LocalBuckets:
@@ -63,7 +64,7 @@ class LocalBuckets:
         self.max_keys = max_keys
         self.tats: dict[str, float] = {}
 
-    def peek(self, key: str, now: float) -> tuple[Decision, float]:
+    def peek(self, key: str, now: float) -> Decision:
         return self.gcra.decide(self.tats.get(key, 0.0), now)
 
     def commit(self, key: str, tat: float, now: float) -> None:
@@ -73,10 +74,10 @@ class LocalBuckets:
         tats[key] = tat
 
     def take(self, key: str, now: float) -> Decision:
-        decision, tat = self.peek(key, now)
-        if decision.allowed:
-            self.commit(key, tat, now)
-        return decision
+        d = self.gcra.decide(self.tats.get(key, 0.0), now)
+        if d[0]:
+            self.commit(key, d[4], now)
+        return d
 
     def _make_room(self, now: float) -> None:
         tats = self.tats

@@ -13,7 +13,6 @@ from typing import Any
 
 from wardgate.limits.gcra import Decision, Gcra
 from wardgate.state import Script
-from wardgate.state.resp import ReplyError
 
 # ARGV[1] = emission interval (us), ARGV[2] = tolerance (us).
 # Returns {allowed (0/1), remaining, retry_after_us, reset_after_us}.
@@ -54,7 +53,5 @@ def parse_reply(reply: Any) -> Decision | None:
     """The script's answer, or None when the reply is not one (a store error)."""
     if type(reply) is list and len(reply) == 4 and all(type(v) is int for v in reply):
         allowed, remaining, retry_us, reset_us = reply
-        return Decision(allowed == 1, max(remaining, 0), retry_us / 1e6, reset_us / 1e6)
-    if isinstance(reply, ReplyError | Exception) or reply is None:
-        return None
-    return None
+        return allowed == 1, max(remaining, 0), retry_us / 1e6, reset_us / 1e6, 0.0
+    return None  # a ReplyError, a StoreError, or not the script's answer

@@ -18,7 +18,17 @@ from typing import TYPE_CHECKING, Any
 
 from wardgate.errors import GatewayError, RateLimited, ServiceUnavailable
 from wardgate.limits import remote
-from wardgate.limits.gcra import Decision, Gcra, LocalBuckets
+from wardgate.limits.gcra import (
+    ALLOWED,
+    EPS,
+    REMAINING,
+    RESET_AFTER,
+    RETRY_AFTER,
+    TAT,
+    Decision,
+    Gcra,
+    LocalBuckets,
+)
 from wardgate.limits.keys import KeyFn, compile_key
 
 if TYPE_CHECKING:
@@ -32,7 +42,7 @@ Resume = Callable[[GatewayError | None], None]
 
 class Limit:
     __slots__ = ("name", "key", "gcra", "buckets", "bound", "deny_on_error", "policy",
-                 "field_head", "route")
+                 "field_head", "route", "_lines")
 
     def __init__(self, cfg: RateLimitConfig, route: str, trusted: TrustedProxies) -> None:
         self.name = cfg.name
@@ -46,20 +56,70 @@ class Limit:
         # draft-ietf-httpapi-ratelimit-headers §3: the policy is a String item with q and w
         self.policy = b'"%s";q=%d;w=%d' % (cfg.name.encode(), count, period)
         self.field_head = b'"%s";r=' % cfg.name.encode()
+        self._lines: dict[int, bytes] = {}
 
     def fields(self, d: Decision) -> list[tuple[bytes, bytes]]:
         # t: whole seconds; for a refusal the wait, so Retry-After and t agree (§6)
-        t = math.ceil(d.retry_after if not d.allowed else d.reset_after)
+        t = math.ceil(d[RESET_AFTER] if d[ALLOWED] else d[RETRY_AFTER])
         return [(b"RateLimit-Policy", self.policy),
-                (b"RateLimit", self.field_head + b"%d;t=%d" % (d.remaining, t))]
+                (b"RateLimit", self.field_head + b"%d;t=%d" % (d[REMAINING], t))]
+
+    def lines(self, d: Decision) -> bytes:
+        """The two field lines of an allowed request, rendered once per (r, t) seen."""
+        return self.lines_for(int(d[REMAINING]), math.ceil(d[RESET_AFTER]))
+
+    def lines_for(self, remaining: int, t: int) -> bytes:
+        key = remaining << 32 | t
+        out = self._lines.get(key)
+        if out is None:
+            out = (b"\r\nRateLimit-Policy: " + self.policy + b"\r\nRateLimit: " + self.field_head
+                   + b"%d;t=%d" % (remaining, t))
+            if len(self._lines) < 1024:
+                self._lines[key] = out
+        return out
 
 
-def _lines(fields: list[tuple[bytes, bytes]]) -> bytes:
-    return b"".join([b"\r\n" + n + b": " + v for n, v in fields])
+def _single_local(lim: Limit) -> Callable[[Request, float], None]:
+    """The step for the common case, one local limit: GCRA.decide and LocalBuckets.commit
+    fused into one function with everything bound at start-up (~0.6 us instead of ~1.1 us;
+    test_gcra checks it decides exactly as LocalBuckets.take)."""
+    key_fn = lim.key
+    buckets = lim.buckets
+    assert buckets is not None
+    tats = buckets.tats
+    cap = buckets.max_keys
+    make_room = buckets._make_room
+    interval = lim.gcra.interval
+    tolerance = lim.gcra.tolerance
+    limit = tolerance + EPS
+    cache = lim._lines
+    lines_for = lim.lines_for
+
+    def apply(req: Request, now: float) -> None:
+        key = key_fn(req)
+        tat = tats.get(key, 0.0)
+        if tat < now:
+            tat = now
+        ahead = tat - now
+        if ahead > limit:
+            raise _refusal(req, lim, (False, 0, ahead - tolerance, ahead, tat))
+        new_tat = tat + interval
+        if len(tats) >= cap and key not in tats:
+            make_room(now)
+        tats[key] = new_tat
+        used = new_tat - now
+        remaining = int((tolerance + interval - used) / interval + EPS)
+        t = int(used)
+        if t < used:
+            t += 1
+        out = cache.get(remaining << 32 | t)
+        req.resp_fields = out if out is not None else lines_for(remaining, t)
+
+    return apply
 
 
 class RouteLimiter:
-    __slots__ = ("local", "remote", "client")
+    __slots__ = ("local", "remote", "client", "apply")
 
     def __init__(self, configs: list[RateLimitConfig], route: str, trusted: TrustedProxies,
                  client: StateClient | None) -> None:
@@ -71,6 +131,9 @@ class RouteLimiter:
         self.client = client
         if client is not None and self.remote:
             client.register(remote.SCRIPT)
+        self.apply: Callable[[Request, float], None] = (
+            _single_local(self.local[0]) if len(self.local) == 1 and not self.remote
+            else self._apply)
 
     # -- local ---------------------------------------------------------------------------------
     def check(self, req: Request, now: float) -> tuple[Limit, Decision] | None:
@@ -80,30 +143,30 @@ class RouteLimiter:
         if len(local) == 1:
             lim = local[0]
             key = lim.key(req)
-            d, tat = lim.buckets.peek(key, now)  # type: ignore[union-attr]
-            if not d.allowed:
+            d = lim.buckets.peek(key, now)  # type: ignore[union-attr]
+            if not d[ALLOWED]:
                 raise _refusal(req, lim, d)
-            lim.buckets.commit(key, tat, now)  # type: ignore[union-attr]
+            lim.buckets.commit(key, d[TAT], now)  # type: ignore[union-attr]
             return lim, d
         best: tuple[Limit, Decision] | None = None
         staged = []
         for lim in local:
             key = lim.key(req)
-            d, tat = lim.buckets.peek(key, now)  # type: ignore[union-attr]
-            if not d.allowed:
+            d = lim.buckets.peek(key, now)  # type: ignore[union-attr]
+            if not d[ALLOWED]:
                 raise _refusal(req, lim, d)
-            staged.append((lim, key, tat))
-            if best is None or d.remaining < best[1].remaining:
+            staged.append((lim, key, d[TAT]))
+            if best is None or d[REMAINING] < best[1][REMAINING]:
                 best = (lim, d)
         for lim, key, tat in staged:
             lim.buckets.commit(key, tat, now)  # type: ignore[union-attr]
         return best
 
-    def apply(self, req: Request, now: float) -> None:
-        """The whole step for a route with local limits only."""
+    def _apply(self, req: Request, now: float) -> None:
+        """The whole step for a route with local limits only (`apply`, unless specialised)."""
         best = self.check(req, now)
         if best is not None:
-            req.resp_fields = _lines(best[0].fields(best[1]))
+            req.resp_fields = best[0].lines(best[1])
 
     # -- global --------------------------------------------------------------------------------
     def start(self, req: Request, now: float, resume: Resume) -> None:
@@ -119,7 +182,7 @@ class RouteLimiter:
 
 def _refusal(req: Request, lim: Limit, d: Decision) -> RateLimited:
     req.rate_limit = lim.name
-    return RateLimited(math.ceil(d.retry_after), f"rate limit {lim.name!r} exceeded",
+    return RateLimited(math.ceil(d[RETRY_AFTER]), f"rate limit {lim.name!r} exceeded",
                        fields=lim.fields(d))
 
 
@@ -150,13 +213,13 @@ class _Decisions:
         if d is None:
             if lim.deny_on_error and self.store_failed is None:
                 self.store_failed = lim
-        elif not d.allowed:
+        elif not d[ALLOWED]:
             r = self.refused
-            if r is None or d.retry_after > r[1].retry_after:
+            if r is None or d[RETRY_AFTER] > r[1][RETRY_AFTER]:
                 self.refused = (lim, d)
         else:
             b = self.best
-            if b is None or d.remaining < b[1].remaining:
+            if b is None or d[REMAINING] < b[1][REMAINING]:
                 self.best = (lim, d)
         self.waiting -= 1
         if self.waiting:
@@ -171,5 +234,5 @@ class _Decisions:
                                            code="ratelimit_store_unavailable", retry_after_s=1))
         else:
             if self.best is not None:
-                req.resp_fields = _lines(self.best[0].fields(self.best[1]))
+                req.resp_fields = self.best[0].lines(self.best[1])
             self.resume(None)
