@@ -182,3 +182,46 @@ async def test_cluster_routes_by_slot_and_follows_redirects(redis_cluster: Redis
         assert all(r[0] == 0 for r in third)   # ...and the third is refused, on its own node
     finally:
         await c.stop()
+
+
+async def test_rediss_verifies_the_server_certificate(tmp_path: Path) -> None:
+    import subprocess
+
+    import trustme
+
+    from tests.support.gateway import free_port
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1")
+    ca_path, cert_path, key_path = tmp_path / "ca.pem", tmp_path / "cert.pem", tmp_path / "key.pem"
+    ca.cert_pem.write_to_path(str(ca_path))
+    cert.cert_chain_pems[0].write_to_path(str(cert_path))
+    cert.private_key_pem.write_to_path(str(key_path))
+    port = free_port()
+    proc = subprocess.Popen(["redis-server", "--port", "0", "--tls-port", str(port), "--bind",
+                             "127.0.0.1", "--save", "", "--dir", str(tmp_path),
+                             "--tls-cert-file", str(cert_path), "--tls-key-file", str(key_path),
+                             "--tls-ca-cert-file", str(ca_path), "--tls-auth-clients", "no"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"rediss://127.0.0.1:{port}/0"
+        good = StateClient([parse_url(url)], cluster=False, timeout_s=0.2, pool_size=1,
+                           ca_file=str(ca_path))
+        other_ca = tmp_path / "other.pem"
+        trustme.CA().cert_pem.write_to_path(str(other_ca))
+        bad = StateClient([parse_url(url)], cluster=False, timeout_s=0.2, pool_size=1,
+                          ca_file=str(other_ca))
+        for c in (good, bad):
+            c.register(remote.SCRIPT)
+            await c.start()
+        try:
+            await until_up(good)
+            bound = remote.bind(Gcra(5, 1.0, burst=0))
+            assert (await call(good, bound, b"wg:rl:{t/tls/k}"))[0] == 1
+            assert isinstance(await call(bad, bound, b"wg:rl:{t/tls/k}"), StoreError)
+        finally:
+            await good.stop()
+            await bad.stop()
+    finally:
+        proc.terminate()
+        proc.wait(5)
