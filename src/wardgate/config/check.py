@@ -8,6 +8,7 @@ messages say what is missing.
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import yaml
 
@@ -40,6 +41,20 @@ def print_issues(exc: ConfigError, trailer: str) -> None:
     print(trailer, file=sys.stderr)
 
 
+def inactive_keys(cfg: Any) -> list[str]:
+    """Keys of a valid gateway file that are accepted but have no effect (yet): each a warning.
+
+    One entry per planned feature; remove its line when the feature lands."""
+    out = []
+    if "admin" in cfg.model_fields_set:
+        out.append("admin: accepted but not active yet - nothing listens on "
+                   f"{cfg.admin.listen} (the admin API, metrics and dashboard are planned)")
+    if cfg.state.urls() and not any(lim.scope == "global" for r in cfg.routes
+                                    for lim in r.rate_limits):
+        out.append("state: no route has a scope: global rate limit, so nothing uses Redis")
+    return out
+
+
 def check_file(path: str) -> int:
     """Validate a config file of either kind; print every problem; 0 when valid."""
     from wardgate.config import load_gateway
@@ -54,6 +69,8 @@ def check_file(path: str) -> int:
             gcfg = load_gateway(path)
             print(f"{path}: OK ({len(gcfg.routes)} routes, {len(gcfg.upstreams)} upstreams, "
                   f"{len(gcfg.providers)} providers)")
+            for warning in inactive_keys(gcfg):
+                print(f"{path}: warning: {warning}", file=sys.stderr)
     except ConfigError as exc:
         print_issues(exc, f"{path}: {len(exc.issues)} error(s)")
         return 1
