@@ -1,0 +1,114 @@
+"""Installed as a user would: the wheel built from this checkout, into a fresh venv without
+the dev extra, gives a `wardgate` whose every subcommand starts, and a gateway that serves."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.support.gateway import free_port
+from tests.support.upstream import Upstream
+
+REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def fresh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    tmp = tmp_path_factory.mktemp("wheel")
+    dist = tmp / "dist"
+    subprocess.run([sys.executable, "-m", "build", "--wheel", "--sdist", "--outdir", str(dist),
+                    str(REPO)], check=True, capture_output=True, timeout=300)
+    wheels = list(dist.glob("wardgate-*.whl"))
+    assert wheels and list(dist.glob("wardgate-*.tar.gz"))
+    venv = tmp / "venv"
+    base = getattr(sys, "_base_executable", sys.executable)
+    subprocess.run([base, "-m", "venv", str(venv)], check=True, timeout=120)
+    subprocess.run([str(venv / "bin" / "pip"), "install", "-q", str(wheels[0])], check=True,
+                   capture_output=True, timeout=600)
+    yield venv
+
+
+def wg(venv: Path, *args: str, cwd: Path | None = None, stdin: str | None = None
+       ) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    return subprocess.run([str(venv / "bin" / "wardgate"), *args], capture_output=True, text=True,
+                          timeout=120, cwd=cwd, env=env, input=stdin)
+
+
+def test_the_bare_install_has_no_dev_packages(fresh: Path) -> None:
+    out = subprocess.run([str(fresh / "bin" / "python"), "-c",
+                          "import importlib.util as u; print([m for m in ('pytest', 'hypothesis', "
+                          "'trustme', 'jwt') if u.find_spec(m)])"],
+                         capture_output=True, text=True, check=True, cwd="/")
+    assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("cmd", [[], ["run"], ["issuer"], ["demo"], ["check-config"], ["users"],
+                                 ["clients"], ["keys"], ["token", "inspect"]])
+def test_every_subcommand_starts(fresh: Path, cmd: list[str]) -> None:
+    r = wg(fresh, *cmd, "--help")
+    assert r.returncode == 0, r.stderr
+    assert "usage: wardgate" in r.stdout and "Traceback" not in r.stderr
+
+
+def test_python_dash_m(fresh: Path) -> None:
+    r = subprocess.run([str(fresh / "bin" / "python"), "-m", "wardgate", "--help"],
+                       capture_output=True, text=True, cwd="/")
+    assert r.returncode == 0 and "usage: wardgate" in r.stdout
+
+
+def test_check_config_and_the_issuer_side(fresh: Path, tmp_path: Path) -> None:
+    r = wg(fresh, "check-config", str(REPO / "examples" / "gateway.yaml"))
+    assert r.returncode == 0 and ": OK (" in r.stdout, r.stderr
+    issuer = tmp_path / "issuer.yaml"
+    issuer.write_text((REPO / "examples" / "issuer.yaml").read_text())
+    # the async database engine (SQLAlchemy's asyncio needs greenlet): what crashed before
+    r = wg(fresh, "users", "add", "carol", "--role", "user", "--password-stdin", "--config",
+           str(issuer), cwd=tmp_path, stdin="a long enough password 123\n")
+    assert r.returncode == 0, r.stderr
+    r = wg(fresh, "users", "list", "--config", str(issuer), cwd=tmp_path)
+    assert r.returncode == 0 and "carol" in r.stdout, r.stderr
+
+
+def test_a_short_wardgate_run_serves(fresh: Path, tmp_path: Path) -> None:
+    up = Upstream("a").start()
+    port = free_port()
+    cfg = {"listen": f"127.0.0.1:{port}", "upstreams": [{"name": "up", "targets": [up.url]}],
+           "routes": [{"name": "all", "upstream": "up", "auth": "none"}]}
+    path = tmp_path / "gw.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    proc = subprocess.Popen([str(fresh / "bin" / "wardgate"), "run", "--config", str(path)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 20
+        status = None
+        while time.monotonic() < deadline and status is None:
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+                conn.request("GET", "/echo")
+                status = conn.getresponse().status
+            except OSError:
+                assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+                time.sleep(0.1)
+        assert status == 200
+        mods = subprocess.run(
+            [str(fresh / "bin" / "python"), "-c",
+             "import sys, wardgate.cli as c; c.build_parser(); "
+             "print([m for m in ('fastapi', 'sqlalchemy', 'uvicorn') if m in sys.modules])"],
+            capture_output=True, text=True, check=True, cwd="/")
+        assert mods.stdout.strip() == "[]"  # the gateway's CLI never loads the issuer's stack
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        assert proc.wait(20) == 0
+        up.stop()
