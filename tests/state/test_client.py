@@ -13,7 +13,8 @@ import pytest
 from tests.support.redis import RedisCluster, RedisServer
 from wardgate.limits import remote
 from wardgate.limits.gcra import Gcra
-from wardgate.state import StateClient, StoreError
+from wardgate.state import StoreError
+from wardgate.state.client import StateClient
 from wardgate.state.nodes import Node, key_slot, parse_url
 
 

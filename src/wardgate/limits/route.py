@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from wardgate.config.limits import RateLimitConfig
     from wardgate.gateway.headers import TrustedProxies
     from wardgate.gateway.request import Request
-    from wardgate.state import StateClient
+    from wardgate.state.client import StateClient
 
 Resume = Callable[[GatewayError | None], None]
 

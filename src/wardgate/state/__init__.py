@@ -12,19 +12,21 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from wardgate.state.client import StateClient
 from wardgate.state.connection import StoreError
-from wardgate.state.nodes import parse_url
 from wardgate.state.script import BoundScript, Script
 
 if TYPE_CHECKING:
-    from wardgate.config.gateway import StateConfig
+    from wardgate.config.limits import StateConfig
+    from wardgate.state.client import StateClient
 
 __all__ = ["BoundScript", "Script", "StateClient", "StoreError", "client_from_config"]
 
 
 def client_from_config(cfg: StateConfig) -> StateClient | None:
     """The client for `state:`, or None when no Redis is configured."""
+    from wardgate.state.client import StateClient
+    from wardgate.state.nodes import parse_url
+
     urls = cfg.urls()
     if not urls:
         return None
