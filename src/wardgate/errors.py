@@ -30,6 +30,8 @@ import json
 class GatewayError(Exception):
     status: int = 500
     title: str = "Internal Server Error"
+    #: RFC 9457 §3.1.1 problem type; "about:blank" means the status says it all
+    problem_type: str = "about:blank"
     #: A machine-readable reason code for logs and metrics (never secret-bearing).
     code: str = "error"
 
@@ -42,6 +44,10 @@ class GatewayError(Exception):
 
     def extra_headers(self) -> list[tuple[bytes, bytes]]:
         return []
+
+    def extra_members(self) -> dict[str, object]:
+        """Extension members of the problem body (RFC 9457 §3.2)."""
+        return {}
 
 
 class ClientError(GatewayError):
@@ -89,12 +95,19 @@ class HttpVersionNotSupported(ClientError):
 
 class RateLimited(ClientError):
     status, title, code = 429, "Too Many Requests", "rate_limited"
+    # draft-ietf-httpapi-ratelimit-headers §5.1
+    problem_type = "https://iana.org/assignments/http-problem-types#quota-exceeded"
 
     def __init__(self, retry_after_s: int, detail: str = "rate limit exceeded", *,
-                 fields: list[tuple[bytes, bytes]] | None = None) -> None:
+                 fields: list[tuple[bytes, bytes]] | None = None,
+                 policies: list[str] | None = None) -> None:
         super().__init__(detail)
         self.retry_after_s = max(1, int(retry_after_s))  # RFC 9110 §10.2.3: whole seconds
         self.fields = fields or []  # RateLimit-Policy / RateLimit of the refusing limit
+        self.policies = policies or []
+
+    def extra_members(self) -> dict[str, object]:
+        return {"violated-policies": self.policies} if self.policies else {}
 
     def extra_headers(self) -> list[tuple[bytes, bytes]]:
         return [(b"Retry-After", b"%d" % self.retry_after_s), *self.fields]
@@ -176,8 +189,8 @@ def render(err: GatewayError, *, request_id: bytes, server: bytes, keep_alive: b
            head_only: bool = False, extra: list[tuple[bytes, bytes]] | None = None) -> bytes:
     """The single place an error becomes a response: RFC 9457 problem+json, never a trace."""
     body = json.dumps(
-        {"type": "about:blank", "title": err.title, "status": err.status, "detail": err.detail,
-         "code": err.code, "request_id": request_id.decode("latin-1")},
+        {"type": err.problem_type, "title": err.title, "status": err.status, "detail": err.detail,
+         "code": err.code, "request_id": request_id.decode("latin-1"), **err.extra_members()},
         separators=(",", ":"),
     ).encode()
     lines = [

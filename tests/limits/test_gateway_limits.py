@@ -4,6 +4,7 @@ the answers users see, exactness across gateways, and Redis faults under load.""
 from __future__ import annotations
 
 import http.client
+import json
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -58,10 +59,13 @@ def config(upstream: Upstream, limits: list[dict[str, Any]], *, state: dict[str,
 
 
 def get(conn: http.client.HTTPConnection, path: str = "/echo",
-        headers: dict[str, str] | None = None) -> http.client.HTTPResponse:
+        headers: dict[str, str] | None = None, body: list[bytes] | None = None
+        ) -> http.client.HTTPResponse:
     conn.request("GET", path, headers=headers or {})
     resp = conn.getresponse()
-    resp.read()
+    data = resp.read()
+    if body is not None:
+        body.append(data)
     return resp
 
 
@@ -83,9 +87,13 @@ def test_429_with_retry_after_and_fields_that_count_down(
         seen.append(params["r"])
         assert 0 < params["t"] <= 90
     assert seen == [2, 1, 0]
-    refused = get(conn)
+    refused_body: list[bytes] = []
+    refused = get(conn, body=refused_body)
     assert refused.status == 429
     assert refused.getheader("Content-Type") == "application/problem+json"
+    body = json.loads(refused_body[0])
+    assert body["type"] == "https://iana.org/assignments/http-problem-types#quota-exceeded"
+    assert body["violated-policies"] == ["per-ip"] and body["status"] == 429
     retry = int(refused.getheader("Retry-After"))
     assert 1 <= retry <= 30
     ((_, params),) = http_sf.parse(refused.getheader("RateLimit").encode(), tltype="list")

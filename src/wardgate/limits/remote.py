@@ -42,6 +42,7 @@ def bind(gcra: Gcra) -> Any:
 
 
 def bucket_key(route: str, limit: str, key: str) -> bytes:
+    """`wg:rl:{ROUTE/LIMIT/KEY}` (callers cache it per key: see route.Limit.bucket)."""
     raw = f"{route}/{limit}/{key}".encode("utf-8", "surrogatepass")
     if b"{" in raw or b"}" in raw or len(raw) > 200:
         # braces would end the hash tag early: name such buckets by their hash
@@ -50,8 +51,10 @@ def bucket_key(route: str, limit: str, key: str) -> bytes:
 
 
 def parse_reply(reply: Any) -> Decision | None:
-    """The script's answer, or None when the reply is not one (a store error)."""
-    if type(reply) is list and len(reply) == 4 and all(type(v) is int for v in reply):
+    """The script's answer, or None when the reply is not one (a ReplyError, a StoreError)."""
+    if type(reply) is list and len(reply) == 4:
         allowed, remaining, retry_us, reset_us = reply
-        return allowed == 1, max(remaining, 0), retry_us / 1e6, reset_us / 1e6, 0.0
-    return None  # a ReplyError, a StoreError, or not the script's answer
+        if type(allowed) is int and type(remaining) is int and type(retry_us) is int \
+                and type(reset_us) is int:
+            return allowed == 1, max(remaining, 0), retry_us / 1e6, reset_us / 1e6, 0.0
+    return None

@@ -42,7 +42,7 @@ Resume = Callable[[GatewayError | None], None]
 
 class Limit:
     __slots__ = ("name", "key", "gcra", "buckets", "bound", "deny_on_error", "policy",
-                 "field_head", "route", "_lines")
+                 "field_head", "route", "_lines", "_buckets")
 
     def __init__(self, cfg: RateLimitConfig, route: str, trusted: TrustedProxies) -> None:
         self.name = cfg.name
@@ -57,6 +57,17 @@ class Limit:
         self.policy = b'"%s";q=%d;w=%d' % (cfg.name.encode(), count, period)
         self.field_head = b'"%s";r=' % cfg.name.encode()
         self._lines: dict[int, bytes] = {}
+        self._buckets: dict[str, bytes] = {}
+
+    def bucket(self, key: str) -> bytes:
+        """The Redis key of a bucket, built once per key seen (bounded)."""
+        out = self._buckets.get(key)
+        if out is None:
+            out = remote.bucket_key(self.route, self.name, key)
+            if len(self._buckets) >= 4096:
+                self._buckets.clear()
+            self._buckets[key] = out
+        return out
 
     def fields(self, d: Decision) -> list[tuple[bytes, bytes]]:
         # t: whole seconds; for a refusal the wait, so Retry-After and t agree (§6)
@@ -183,7 +194,7 @@ class RouteLimiter:
 def _refusal(req: Request, lim: Limit, d: Decision) -> RateLimited:
     req.rate_limit = lim.name
     return RateLimited(math.ceil(d[RETRY_AFTER]), f"rate limit {lim.name!r} exceeded",
-                       fields=lim.fields(d))
+                       fields=lim.fields(d), policies=[lim.name])
 
 
 class _Decisions:
@@ -205,7 +216,7 @@ class _Decisions:
         client = self.limiter.client
         req = self.req
         for lim in self.limiter.remote:
-            key = remote.bucket_key(lim.route, lim.name, lim.key(req))
+            key = lim.bucket(lim.key(req))
             client.run(lim.bound, key, lambda reply, lim=lim: self.reply(lim, reply))  # type: ignore[union-attr,misc,arg-type]
 
     def reply(self, lim: Limit, reply: Any) -> None:
