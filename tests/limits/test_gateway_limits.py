@@ -227,6 +227,12 @@ def test_redis_killed_under_load_then_back(upstream: Upstream, tmp_path: Path,
             time.sleep(0.05)
         err = gw.stderr()
         assert err.count('"event":"state_store_unavailable"') <= 2  # once per worker transition
+        # a slow Redis (paused 600 ms): each decision falls to its policy within timeout_ms
+        r2.pause(600)
+        t2 = time.monotonic()
+        assert get(conn, "/strict/echo").status == 503
+        assert get(conn, "/open/echo").status == 200  # allow: forwarded without Redis
+        assert time.monotonic() - t2 < 0.4
     finally:
         r2.stop()
         r.stop()
