@@ -42,9 +42,14 @@ class _Pool:
         self.tasks = [loop.create_task(self._keep()) for _ in range(self.size)]
 
     def pick(self) -> RedisConnection | None:
+        """The connection whose write of this loop turn is still open, else the next one:
+        one turn's commands share one write (and one read of replies), turns rotate."""
         live = self.live
         if not live:
             return None
+        conn = live[self.rr % len(live)]
+        if conn.flush_scheduled:
+            return conn
         self.rr += 1
         return live[self.rr % len(live)]
 
