@@ -20,13 +20,6 @@ from tests.support.upstream import Upstream
 
 
 @pytest.fixture
-def upstream() -> Iterator[Upstream]:
-    up = Upstream("a").start()
-    yield up
-    up.stop()
-
-
-@pytest.fixture
 def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     r = RedisServer(tmp_path).start()
     yield r
@@ -34,17 +27,8 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
 
 
 @pytest.fixture
-def gateways(tmp_path: Path) -> Iterator[Callable[..., GatewayProcess]]:
-    started: list[GatewayProcess] = []
-
-    def make(config: dict[str, Any]) -> GatewayProcess:
-        gw = GatewayProcess(config, tmp_path).start()
-        started.append(gw)
-        return gw
-
-    yield make
-    for gw in started:
-        gw.stop()
+def gateways(gateway_factory: Callable[..., GatewayProcess]) -> Callable[..., GatewayProcess]:
+    return gateway_factory
 
 
 def config(upstream: Upstream, limits: list[dict[str, Any]], *, state: dict[str, Any] | None = None,
