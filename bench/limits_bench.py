@@ -2,8 +2,9 @@
 by their limits (never reached), against the same nginx upstream (`make bench`).
 
 Routes: /plain (no limit), /local (a local limit keyed by address), /global (a global limit on
-a real local redis-server), /jwt (RS256 bearer, one token: the verified-token cache) and
-/jwt-local (the same with a local limit keyed by `sub`). Interleaved rounds of `wrk -t1 -c64`;
+a real local redis-server), /jwt (RS256 bearer, one token: the verified-token cache),
+/jwt-local (the same with a local limit keyed by `sub`) and /control (plain again, matched
+last; `--routes` picks, all but control by default). Interleaved rounds of `wrk -t1 -c64`;
 prints each route's req/s and p99 against its base (plain or jwt), wardgate's CPU time per
 request and Redis's own CPU per request on the global route.
 """
@@ -26,7 +27,7 @@ import yaml
 from procs import ProcessSet, free_port, pinned, wait_for_port
 
 BENCH = Path(__file__).resolve().parent
-ROUTES = ("plain", "local", "global", "jwt", "jwt-local")
+ROUTES = ("plain", "local", "global", "jwt", "jwt-local", "control")
 HUGE = "10000000/s"  # never reached: the cost of deciding, not of refusing
 
 
@@ -65,6 +66,8 @@ def start_wardgate(procs: ProcessSet, workdir: Path, upstream: int, redis: int,
             route("global", "none", [{"name": "g", "key": "ip", "rate": HUGE, "scope": "global"}]),
             route("jwt", jwt_auth, []),
             route("jwt-local", jwt_auth, [{"name": "u", "key": "sub", "rate": HUGE}]),
+            # plain again, matched last: separates the cost of a limit from that of route order
+            route("control", "none", []),
         ],
     }
     conf = workdir / "wardgate-limits.yaml"
@@ -89,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--duration", type=float, default=6.0)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--connections", type=int, default=64)
-    ap.add_argument("--routes", default=",".join(ROUTES), help="from " + ",".join(ROUTES))
+    ap.add_argument("--routes", default=",".join(ROUTES[:-1]), help="from " + ",".join(ROUTES))
     args = ap.parse_args(argv)
     routes = tuple(r for r in args.routes.split(",") if r)
     for r in routes:
@@ -135,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
               "redis CPU us/req |")
         print("|---|---:|---:|---:|---:|---:|---:|")
         for name in routes:
-            base = "jwt" if name.startswith("jwt") else "plain"
+            base = "jwt" if name.startswith("jwt") else "plain"  # control: against plain
             rps, p99, cpu, rcpu = med[name]
             b = med.get(base, med[name])
             print(f"| {name} | {rps:,.0f} | {rps / b[0]:.2f}x | {p99:,.0f} | {p99 / b[1]:.2f}x | "
