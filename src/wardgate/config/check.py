@@ -40,6 +40,13 @@ def print_issues(exc: ConfigError, trailer: str) -> None:
     print(trailer, file=sys.stderr)
 
 
+def _admin_token_missing(cfg: object) -> bool:
+    try:
+        return cfg.admin.token() is None  # type: ignore[attr-defined]
+    except OSError:
+        return True
+
+
 def check_file(path: str) -> int:
     """Validate a config file of either kind; print every problem; 0 when valid."""
     from wardgate.config import load_gateway
@@ -54,6 +61,9 @@ def check_file(path: str) -> int:
             gcfg = load_gateway(path)
             print(f"{path}: OK ({len(gcfg.routes)} routes, {len(gcfg.upstreams)} upstreams, "
                   f"{len(gcfg.providers)} providers)")
+            if gcfg.admin_enabled and _admin_token_missing(gcfg):
+                print(f"{path}: warning: admin: no token configured (token_env/token_file): "
+                      "/admin/* and the dashboard will refuse every request", file=sys.stderr)
     except ConfigError as exc:
         print_issues(exc, f"{path}: {len(exc.issues)} error(s)")
         return 1

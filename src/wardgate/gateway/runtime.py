@@ -14,6 +14,8 @@ from wardgate.gateway.pipeline import Pipeline
 from wardgate.gateway.routing import HostPattern, PathPattern, RouteEntry, Router
 from wardgate.gateway.upstream.active import ActiveChecker
 from wardgate.gateway.upstream.cluster import Cluster
+from wardgate.observe.http import GatewayMetrics
+from wardgate.observe.registry import MetricRegistry
 
 _PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -21,7 +23,7 @@ _PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 class CompiledRoute:
     __slots__ = (
         "name", "cluster", "max_body", "auth", "cors", "strip_headers", "preserve_host",
-        "websocket", "realm", "_strip", "_rewrite", "_prefix", "path_as_is",
+        "websocket", "realm", "_strip", "_rewrite", "_prefix", "path_as_is", "metric_id",
     )
 
     def __init__(self, cfg: RouteConfig, cluster: Cluster, default_max_body: int, server: bytes) -> None:
@@ -39,6 +41,7 @@ class CompiledRoute:
         self._rewrite = cfg.rewrite
         self._prefix = cfg.match.path_prefix is not None
         self.path_as_is = self._rewrite is None and not self._strip  # upstream_path is identity
+        self.metric_id = 0  # this route's row in GatewayMetrics (0: metrics off)
 
     def upstream_path(self, path: str, params: dict[str, str], matched: int) -> str:
         """The path sent upstream: as received, minus the matched prefix, or rewritten."""
@@ -84,9 +87,19 @@ class Runtime:
         self.pipeline = Pipeline(self)
         self.registry: Any = None
         self._compile_auth()
+        self.metrics = self._declare_metrics()
         self.checkers = [ActiveChecker(self.clusters[u.name], u.health.active)
                          for u in cfg.upstreams if u.health.active is not None]
         self._tasks: list[asyncio.Task[None]] = []
+
+    def _declare_metrics(self) -> GatewayMetrics | None:
+        """Every series this worker can touch, preallocated. A feature with metrics of its own
+        declares its families here, on `metrics.registry`, before the worker freezes it."""
+        if not (self.config.admin_enabled and self.config.admin.metrics):
+            return None
+        metrics = GatewayMetrics(MetricRegistry())
+        metrics.declare(self.routes, list(self.clusters.values()))
+        return metrics
 
     def _compile_auth(self) -> None:
         if not any(rc.auth != "none" for rc in self.config.routes):
