@@ -1,4 +1,4 @@
-"""`wardgate check-config` warns about keys that are accepted but do nothing yet."""
+"""`wardgate check-config` warns about settings that will not do what their author expects."""
 
 from __future__ import annotations
 
@@ -24,9 +24,15 @@ def test_a_plain_file_has_no_warning(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert run(tmp_path, capsys) == (0, "")
 
 
-def test_admin_is_not_active_yet(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_admin_without_a_token(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("WG_TEST_ADMIN_TOKEN", raising=False)
     rc, err = run(tmp_path, capsys, admin={"listen": "127.0.0.1:8081"})
-    assert rc == 0 and "warning: admin: accepted but not active yet" in err
+    assert rc == 0 and "warning: admin: no token configured" in err
+    monkeypatch.setenv("WG_TEST_ADMIN_TOKEN", "x" * 32)
+    rc, err = run(tmp_path, capsys, admin={"listen": "127.0.0.1:8081",
+                                           "token_env": "WG_TEST_ADMIN_TOKEN"})
+    assert (rc, err) == (0, "")
 
 
 def test_state_without_a_global_limit(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

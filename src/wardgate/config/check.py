@@ -41,18 +41,23 @@ def print_issues(exc: ConfigError, trailer: str) -> None:
     print(trailer, file=sys.stderr)
 
 
-def inactive_keys(cfg: Any) -> list[str]:
-    """Keys of a valid gateway file that are accepted but have no effect (yet): each a warning.
-
-    One entry per planned feature; remove its line when the feature lands."""
+def config_warnings(cfg: Any) -> list[str]:
+    """Things in a valid gateway file that will not do what its author likely expects."""
     out = []
-    if "admin" in cfg.model_fields_set:
-        out.append("admin: accepted but not active yet - nothing listens on "
-                   f"{cfg.admin.listen} (the admin API, metrics and dashboard are planned)")
+    if cfg.admin_enabled and _admin_token_missing(cfg):
+        out.append("admin: no token configured (token_env/token_file): "
+                   "/admin/* and the dashboard will refuse every request")
     if cfg.state.urls() and not any(lim.scope == "global" for r in cfg.routes
                                     for lim in r.rate_limits):
         out.append("state: no route has a scope: global rate limit, so nothing uses Redis")
     return out
+
+
+def _admin_token_missing(cfg: Any) -> bool:
+    try:
+        return cfg.admin.token() is None
+    except OSError:
+        return True
 
 
 def check_file(path: str) -> int:
@@ -69,7 +74,7 @@ def check_file(path: str) -> int:
             gcfg = load_gateway(path)
             print(f"{path}: OK ({len(gcfg.routes)} routes, {len(gcfg.upstreams)} upstreams, "
                   f"{len(gcfg.providers)} providers)")
-            for warning in inactive_keys(gcfg):
+            for warning in config_warnings(gcfg):
                 print(f"{path}: warning: {warning}", file=sys.stderr)
     except ConfigError as exc:
         print_issues(exc, f"{path}: {len(exc.issues)} error(s)")

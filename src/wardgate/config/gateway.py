@@ -25,7 +25,32 @@ class TlsConfig(Strict):
 
 
 class AdminConfig(Strict):
+    """The admin listener (metrics, admin API, dashboard). It runs when the config has an
+    `admin:` section; without one nothing listens and no metrics are kept."""
+
     listen: HostPort = "127.0.0.1:8081"
+    token_env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+                                  description="environment variable holding the admin token")
+    token_file: ExistingFile | None = Field(None, description="file holding the admin token")
+    metrics: bool = Field(True, description="keep request metrics (GET /metrics)")
+    metrics_auth: bool = Field(False, description="GET /metrics needs the admin token too")
+
+    @model_validator(mode="after")
+    def _one_token_source(self) -> AdminConfig:
+        if self.token_env is not None and self.token_file is not None:
+            raise ValueError("set token_env or token_file, not both")
+        return self
+
+    def token(self) -> bytes | None:
+        """The configured admin token (stripped of surrounding whitespace), None if unset."""
+        raw: str | None = None
+        if self.token_env is not None:
+            raw = os.environ.get(self.token_env)
+        elif self.token_file is not None:
+            with open(self.token_file, encoding="utf-8") as f:
+                raw = f.read()
+        raw = (raw or "").strip()
+        return raw.encode() if raw else None
 
 
 class Limits(Strict):
@@ -260,6 +285,11 @@ class GatewayConfig(Strict):
     upstreams: list[UpstreamConfig] = Field(min_length=1)
     routes: list[RouteConfig] = Field(min_length=1)
     state: StateConfig = StateConfig()
+
+    @property
+    def admin_enabled(self) -> bool:
+        """The admin listener runs only when the file has an `admin:` section."""
+        return "admin" in self.model_fields_set
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -64,7 +64,7 @@ class ClientProtocol(RequestFlow, Output, asyncio.Protocol):
         self.header_s = self.rt.timeouts.header_s
         self.body_s = self.rt.timeouts.body_s
         self.keepalive_s = self.rt.timeouts.keepalive_s
-        self.log_enabled = state.accesslog.enabled
+        self.log_enabled = state.recording
         self.ids = state.ids
         self.max_body_any = self.rt.max_body_any
         self.transport: Any = None

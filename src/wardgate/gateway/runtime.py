@@ -15,6 +15,8 @@ from wardgate.gateway.pipeline import Pipeline
 from wardgate.gateway.routing import HostPattern, PathPattern, RouteEntry, Router
 from wardgate.gateway.upstream.active import ActiveChecker
 from wardgate.gateway.upstream.cluster import Cluster
+from wardgate.observe.http import GatewayMetrics
+from wardgate.observe.registry import MetricRegistry
 
 _PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -22,7 +24,7 @@ _PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 class CompiledRoute:
     __slots__ = (
         "name", "cluster", "max_body", "auth", "cors", "strip_headers", "preserve_host",
-        "websocket", "realm", "_strip", "_rewrite", "_prefix", "path_as_is", "limiter",
+        "websocket", "realm", "_strip", "_rewrite", "_prefix", "path_as_is", "limiter", "metric_id",
     )
 
     def __init__(self, cfg: RouteConfig, cluster: Cluster, default_max_body: int, server: bytes) -> None:
@@ -41,6 +43,7 @@ class CompiledRoute:
         self._rewrite = cfg.rewrite
         self._prefix = cfg.match.path_prefix is not None
         self.path_as_is = self._rewrite is None and not self._strip  # upstream_path is identity
+        self.metric_id = 0  # this route's row in GatewayMetrics (0: metrics off)
 
     def upstream_path(self, path: str, params: dict[str, str], matched: int) -> str:
         """The path sent upstream: as received, minus the matched prefix, or rewritten."""
@@ -89,10 +92,20 @@ class Runtime:
         self.state: Any = None  # wardgate.state.StateClient, when a route has a global limit
         self._limiters: list[Any] = []
         self._compile_limits()
+        self.metrics = self._declare_metrics()
         self.checkers = [ActiveChecker(self.clusters[u.name], u.health.active)
                          for u in cfg.upstreams if u.health.active is not None]
         self._tasks: list[asyncio.Task[None]] = []
         self._limits_swept = 0.0
+
+    def _declare_metrics(self) -> GatewayMetrics | None:
+        """Every series this worker can touch, preallocated. A feature with metrics of its own
+        declares its families here, on `metrics.registry`, before the worker freezes it."""
+        if not (self.config.admin_enabled and self.config.admin.metrics):
+            return None
+        metrics = GatewayMetrics(MetricRegistry())
+        metrics.declare(self.routes, list(self.clusters.values()))
+        return metrics
 
     def _compile_auth(self) -> None:
         if not any(rc.auth != "none" for rc in self.config.routes):

@@ -13,20 +13,25 @@ worker would otherwise keep accepting its share of the port's connections and ne
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 import select
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from wardgate import logs
 from wardgate.config import ConfigError, GatewayConfig, load_gateway
 from wardgate.config.check import print_issues
-from wardgate.gateway.worker import RUN_KEY_ENV, bind_listener
+from wardgate.gateway.worker import METRICS_DIR_ENV, RUN_KEY_ENV, bind_listener
+from wardgate.gateway.worker import metrics_file_name as _metrics_name
 
 READY_TIMEOUT_S = 30.0
 
@@ -56,6 +61,13 @@ class Supervisor:
         # the access log's sub_hash key for every worker of this run, reloads included, unless
         # the config names one (access_log.sub_hash_key_env; the workers read that themselves)
         self.run_key = secrets.token_bytes(32)
+        # admin listener state (wardgate.admin.view.AdminView is implemented below)
+        self.metrics_dir: str | None = None
+        self.config_hash = _file_hash(config_path)
+        self.reload_seq = 0       # reloads asked for (SIGHUP or POST /admin/reload)
+        self.reload_done = 0      # reloads finished
+        self.reload_results: dict[int, dict[str, Any]] = {}
+        self.reload_counts = {"ok": 0, "rejected": 0}
 
     # -- sockets and workers -----------------------------------------------------------------
     def _bind(self, cfg: GatewayConfig) -> list[socket.socket]:
@@ -68,10 +80,16 @@ class Supervisor:
             [sys.executable, "-m", "wardgate.gateway.worker", "--config", self.path,
              "--fd", str(fd), "--ready-fd", str(w)],
             pass_fds=(fd, w),
-            env={**os.environ, RUN_KEY_ENV: self.run_key.hex()},
+            env=self._worker_env(),
         )
         os.close(w)
         return Worker(slot, self.generation, proc, r)
+
+    def _worker_env(self) -> dict[str, str]:
+        env = {**os.environ, RUN_KEY_ENV: self.run_key.hex()}
+        if self.metrics_dir is not None:
+            env[METRICS_DIR_ENV] = self.metrics_dir
+        return env
 
     def _wait_ready(self, workers: list[Worker], timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -102,6 +120,60 @@ class Supervisor:
                 os.close(w.ready_r)
                 w.ready_r = None
 
+    # -- the admin view (read from the admin listener's thread) -------------------------------
+    def config(self) -> GatewayConfig:
+        return self.cfg
+
+    def token(self) -> bytes | None:
+        try:
+            return self.cfg.admin.token()
+        except OSError:
+            return None  # an unreadable token file refuses everyone, like no token
+
+    def metrics(self) -> Any:
+        from wardgate.observe.aggregate import collect
+
+        if self.metrics_dir is None:
+            from wardgate.observe.aggregate import Aggregate
+            return Aggregate()
+        live = [_metrics_name(w.proc.pid) for w in list(self.workers) + list(self.retiring)
+                if w.proc.poll() is None]
+        return collect(self.metrics_dir, live)
+
+    def process_lines(self, openmetrics: bool) -> list[str]:
+        reloads = "wardgate_config_reloads" if openmetrics else "wardgate_config_reloads_total"
+        return [
+            f"# HELP {reloads} Configuration reloads by result",
+            f"# TYPE {reloads} counter",
+            *(f'wardgate_config_reloads_total{{result="{k}"}} {v}'
+              for k, v in sorted(self.reload_counts.items())),
+            "# HELP wardgate_config_info The running configuration file's SHA-256",
+            "# TYPE wardgate_config_info gauge",
+            f'wardgate_config_info{{sha256="{self.config_hash}"}} 1',
+            "# HELP wardgate_config_generation Reload generation serving now",
+            "# TYPE wardgate_config_generation gauge",
+            f"wardgate_config_generation {self.generation}",
+            "# HELP wardgate_workers Worker processes of the serving generation",
+            "# TYPE wardgate_workers gauge",
+            f"wardgate_workers {len(self.workers)}",
+        ]
+
+    def workers_info(self) -> list[dict[str, Any]]:
+        return [{"slot": w.slot, "pid": w.proc.pid, "generation": w.generation,
+                 "ready": w.ready, "alive": w.proc.poll() is None,
+                 "uptime_s": round(time.monotonic() - w.started, 1)}
+                for w in list(self.workers)]
+
+    def request_reload(self) -> int:
+        self.reload_seq += 1
+        self.flags.add("reload")
+        return self.reload_seq
+
+    def reload_result(self, seq: int) -> dict[str, Any] | None:
+        if self.reload_done < seq:
+            return None
+        return self.reload_results.get(self.reload_done)
+
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self) -> bool:
         self.sockets = self._bind(self.cfg)
@@ -116,11 +188,24 @@ class Supervisor:
         return True
 
     def reload(self) -> None:
+        """Reload, and record the result for POST /admin/reload and the metrics."""
+        errors = self._reload()
+        self.reload_done = self.reload_seq
+        result = "ok" if errors is None else "rejected"
+        self.reload_counts[result] += 1
+        self.reload_results[self.reload_done] = {
+            "seq": self.reload_done, "result": result, "errors": errors or [],
+            "generation": self.generation}
+        for old in [k for k in self.reload_results if k < self.reload_done - 16]:
+            del self.reload_results[old]
+
+    def _reload(self) -> list[str] | None:
+        """None when the new generation serves, else why the old one stays."""
         try:
             cfg = load_gateway(self.path)
         except ConfigError as exc:
             logs.event("reload_rejected", level="error", errors=[str(i) for i in exc.issues])
-            return
+            return [str(i) for i in exc.issues]
         sockets = self.sockets
         if cfg.listen != self.cfg.listen or cfg.workers != self.cfg.workers:
             try:
@@ -128,7 +213,7 @@ class Supervisor:
                 sockets = sockets + self._bind_more(cfg, len(sockets))
             except OSError as exc:
                 logs.event("reload_rejected", level="error", errors=[f"cannot listen: {exc}"])
-                return
+                return [f"cannot listen: {exc}"]
         self.generation += 1
         new = [self._spawn(i, s) for i, s in enumerate(sockets)]
         if not self._wait_ready(new, READY_TIMEOUT_S):
@@ -138,7 +223,7 @@ class Supervisor:
                 if s not in self.sockets:
                     s.close()
             self.generation -= 1
-            return
+            return ["new workers did not become ready"]
         old, self.workers = self.workers, new
         self.retiring += old
         self._stop(old)
@@ -146,7 +231,9 @@ class Supervisor:
             if s not in sockets:
                 s.close()
         self.sockets, self.cfg = sockets, cfg
+        self.config_hash = _file_hash(self.path)
         logs.event("reloaded", generation=self.generation, workers=cfg.workers)
+        return None
 
     def _bind_more(self, cfg: GatewayConfig, have: int) -> list[socket.socket]:
         return [bind_listener(cfg.listen) for _ in range(cfg.workers - have)]
@@ -227,7 +314,11 @@ class Supervisor:
         def flag(name: str):  # noqa: ANN202
             return lambda *_: self.flags.add(name)
 
-        signal.signal(signal.SIGHUP, flag("reload"))
+        def hup(*_: object) -> None:
+            self.reload_seq += 1
+            self.flags.add("reload")
+
+        signal.signal(signal.SIGHUP, hup)
         signal.signal(signal.SIGTERM, flag("stop"))
         signal.signal(signal.SIGINT, flag("stop"))
         if not self.start():
@@ -242,15 +333,56 @@ class Supervisor:
         return 0
 
 
+def _file_hash(path: str) -> str:
+    try:
+        with open(path, "rb") as f:
+            return hashlib.sha256(f.read()).hexdigest()
+    except OSError:
+        return ""
+
+
+class _View:
+    """The supervisor as the admin API's AdminView (`workers` is a list attribute there)."""
+
+    def __init__(self, sup: Supervisor) -> None:
+        self.sup = sup
+        self.config, self.token, self.metrics = sup.config, sup.token, sup.metrics
+        self.process_lines, self.workers = sup.process_lines, sup.workers_info
+        self.request_reload, self.reload_result = sup.request_reload, sup.reload_result
+
+
 def run_gateway(config_path: str) -> int:
     try:
         cfg = load_gateway(config_path)
     except ConfigError as exc:
         print_issues(exc, "refusing to start: configuration is invalid")
         return 2
+    sup = Supervisor(config_path, cfg)
+    admin = None
+    if cfg.admin_enabled:
+        from wardgate.admin.server import AdminServer  # the framework stays out of workers
+
+        # mkdtemp: a fresh 0700 directory; tmpfs keeps the slot pages off the disk
+        shm = "/dev/shm"  # noqa: S108
+        base = shm if os.path.isdir(shm) else None
+        sup.metrics_dir = tempfile.mkdtemp(prefix="wardgate-metrics-", dir=base)
+        if sup.token() is None:
+            logs.event("admin_token_missing", level="warning",
+                       detail="no admin token configured: /admin/* and the dashboard refuse "
+                              "every request")
+        admin = AdminServer(_View(sup), cfg.admin.listen)  # type: ignore[arg-type]
+        if not admin.start():
+            print(f"wardgate: cannot listen on {cfg.admin.listen} (admin)", file=sys.stderr)
+            shutil.rmtree(sup.metrics_dir, ignore_errors=True)
+            return 1
+        logs.event("admin_listening", listen=cfg.admin.listen)
     try:
-        sup = Supervisor(config_path, cfg)
         return sup.run()
     except OSError as exc:
         print(f"wardgate: cannot listen on {cfg.listen}: {exc.strerror}", file=sys.stderr)
         return 1
+    finally:
+        if admin is not None:
+            admin.stop()
+        if sup.metrics_dir is not None:
+            shutil.rmtree(sup.metrics_dir, ignore_errors=True)

@@ -44,12 +44,18 @@ class WorkerState:
         self.connections: set[ClientProtocol] = set()
         self.ids = RequestIds()
         self.accesslog = accesslog
+        self.metrics = runtime.metrics
+        #: whether a finished request has anything to record (access log line or metrics)
+        self.recording = accesslog.enabled or runtime.metrics is not None
 
     def log(self, req: Request, status: int, bytes_in: int, bytes_out: int, target: str,
             error: str | None) -> None:
+        """The one place a request ends: its access log line and its metrics."""
+        seconds = self.loop.time() - req.start if req.start else 0.0
         if self.accesslog.enabled:
-            ms = (self.loop.time() - req.start) * 1000 if req.start else 0.0
-            self.accesslog.record(req, status, bytes_in, bytes_out, target, error, ms)
+            self.accesslog.record(req, status, bytes_in, bytes_out, target, error, seconds * 1000)
+        if self.metrics is not None:
+            self.metrics.request_done(req, status, bytes_in, bytes_out, seconds)
 
 
 def sweep(state: WorkerState, now: float) -> None:
@@ -104,6 +110,11 @@ async def serve(cfg: GatewayConfig, sock: socket.socket, ready_fd: int | None = 
     al = cfg.access_log
     accesslog = AccessLog(al.path, al.include_query, al.enabled)
     runtime = Runtime(cfg)
+    if runtime.metrics is not None:
+        # the supervisor's metrics directory (absent when the worker runs alone: anonymous)
+        runtime.metrics.registry.freeze(os.environ.get(METRICS_DIR_ENV), metrics_file_name())
+        runtime.metrics.bind()
+        runtime.metrics.sample(0, loop.time())  # gauges true before the first sweep
     await runtime.start()
     state = WorkerState(runtime, loop, accesslog)
     ctx = server_ssl_context(cfg)
@@ -127,6 +138,8 @@ async def serve(cfg: GatewayConfig, sock: socket.socket, ready_fd: int | None = 
             sweep(state, now)
             runtime.sweep(now)
             accesslog.flush()
+            if runtime.metrics is not None:
+                runtime.metrics.sample(len(state.connections), now)
             if os.getppid() != parent:
                 stop.set()
             if ready_fd is not None and now >= beat_at:
@@ -167,6 +180,9 @@ async def serve(cfg: GatewayConfig, sock: socket.socket, ready_fd: int | None = 
     sweep_task.cancel()
     await runtime.stop()
     accesslog.close()
+    if runtime.metrics is not None:
+        runtime.metrics.sample(0, loop.time())  # the final CPU time; connections 0
+        runtime.metrics.registry.close()
     if ready_fd is not None:
         os.close(ready_fd)
     logs.event("worker_stopped", aborted_connections=left)
@@ -175,6 +191,13 @@ async def serve(cfg: GatewayConfig, sock: socket.socket, ready_fd: int | None = 
 
 #: the supervisor's per-run sub_hash key (hex), passed to its workers in the environment
 RUN_KEY_ENV = "WARDGATE_RUN_SUB_HASH_KEY"
+#: the directory where each worker maps its metric slots (observe/registry.py)
+METRICS_DIR_ENV = "WARDGATE_METRICS_DIR"
+
+
+def metrics_file_name(pid: int | None = None) -> str:
+    """One worker's metrics files, by pid (the supervisor knows which pids are alive)."""
+    return f"worker-{pid if pid is not None else os.getpid()}"
 
 
 def _sub_hash_key(cfg: GatewayConfig) -> None:

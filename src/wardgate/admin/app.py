@@ -1,0 +1,159 @@
+"""The admin listener's HTTP app: /metrics, /admin/* (JSON, OpenAPI at /admin/openapi.json).
+
+Features add their endpoints at one place: append an `APIRouter` to ADMIN_ROUTERS (mounted
+under /admin, behind the admin token), or a builder taking the view (ADMIN_ROUTER_BUILDERS).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
+
+from wardgate.admin.auth import presented_token, token_ok, unauthorized
+from wardgate.admin.redact import redact
+from wardgate.admin.view import AdminView
+from wardgate.observe.exposition import OPENMETRICS_TYPE, PROMETHEUS_TYPE, render
+from wardgate.observe.http import DURATION
+
+#: extra routers mounted under /admin (authenticated); one entry per feature
+ADMIN_ROUTERS: list[APIRouter] = []
+ADMIN_ROUTER_BUILDERS: list[Callable[[AdminView], APIRouter]] = []
+RELOAD_WAIT_S = 40.0
+
+
+def _status_mix(agg: Any) -> dict[str, dict[str, int]]:
+    """route -> status class -> requests, from the duration histogram's counts."""
+    fam = agg.families.get(DURATION)
+    out: dict[str, dict[str, int]] = {}
+    if fam is None:
+        return out
+    for (route, _method, sc), vals in agg.values[DURATION].items():
+        n = sum(vals[: len(fam.bounds) + 1])
+        if n:
+            row = out.setdefault(route, {})
+            row[sc] = row.get(sc, 0) + n
+    return out
+
+
+def _quantiles(agg: Any, qs: tuple[float, ...] = (0.5, 0.95, 0.99)) -> dict[str, float | None]:
+    """Latency quantiles over all routes, from the histogram buckets (upper bounds)."""
+    fam = agg.families.get(DURATION)
+    if fam is None:
+        return {f"p{int(q * 100)}": None for q in qs}
+    nb = len(fam.bounds)
+    buckets = [0] * (nb + 1)
+    for vals in agg.values[DURATION].values():
+        for i in range(nb + 1):
+            buckets[i] += vals[i]
+    total = sum(buckets)
+    out: dict[str, float | None] = {}
+    for q in qs:
+        key = f"p{int(q * 100)}"
+        if not total:
+            out[key] = None
+            continue
+        want, cum = q * total, 0
+        out[key] = None
+        for i, n in enumerate(buckets):
+            cum += n
+            if cum >= want:
+                out[key] = fam.bounds[i] if i < nb else float(fam.bounds[-1])
+                break
+    return out
+
+
+def build_app(view: AdminView) -> FastAPI:
+    app = FastAPI(title="wardgate admin API", version="1", openapi_url="/admin/openapi.json",
+                  docs_url=None, redoc_url=None)
+
+    def require_admin(request: Request) -> None:
+        if not token_ok(view.token(), presented_token(request)):
+            raise unauthorized()
+
+    @app.get("/metrics", response_class=Response, tags=["metrics"],
+             summary="Prometheus text exposition (OpenMetrics when the Accept header asks)")
+    def metrics(request: Request) -> Response:
+        if view.config().admin.metrics_auth:
+            require_admin(request)
+        om = "application/openmetrics-text" in request.headers.get("accept", "")
+        body = render(view.metrics(), openmetrics=om, extra_lines=view.process_lines)
+        return Response(body, media_type=OPENMETRICS_TYPE if om else PROMETHEUS_TYPE)
+
+    api = APIRouter(prefix="/admin", dependencies=[Depends(require_admin)], tags=["admin"])
+
+    @api.get("/routes", summary="Routes as compiled, in matching order")
+    def routes() -> dict[str, Any]:
+        cfg = view.config()
+        return {"routes": [
+            {"order": i, "name": r.name, "match": r.match.model_dump(exclude_none=True),
+             "upstream": r.upstream,
+             "auth": "none" if r.auth == "none" or r.auth is None
+             else {"providers": r.auth.provider_names()}}
+            for i, r in enumerate(cfg.routes)]}
+
+    @api.get("/upstreams", summary="Upstreams and each target's health")
+    def upstreams() -> dict[str, Any]:
+        cfg = view.config()
+        healthy = view.metrics().values.get("wardgate_upstream_target_healthy", {})
+        return {"upstreams": [
+            {"name": u.name, "balancer": u.balancer, "targets": [
+                {"url": t.url, "weight": t.weight,
+                 "healthy": (healthy[(u.name, t.url)][0] == 1)
+                 if (u.name, t.url) in healthy else None}
+                for t in u.targets]}
+            for u in cfg.upstreams]}
+
+    @api.get("/providers", summary="Token providers the gateway trusts (no key material)")
+    def providers() -> dict[str, Any]:
+        cfg = view.config()
+        return {"providers": [
+            {"name": p.name, "issuer": p.issuer, "audiences": p.audiences,
+             "algorithms": p.algorithms, "jwks_uri": p.jwks_uri,
+             "jwks_file": p.jwks_file}
+            for p in cfg.providers]}
+
+    @api.get("/config", summary="The running configuration, secrets redacted")
+    def config() -> dict[str, Any]:
+        return {"config": redact(view.config().model_dump(mode="json"))}
+
+    @api.get("/workers", summary="Worker processes of the running generation")
+    def workers() -> dict[str, Any]:
+        return {"workers": view.workers()}
+
+    @api.get("/summary", summary="Totals for the dashboard and `wardgate status`")
+    def summary() -> dict[str, Any]:
+        agg = view.metrics()
+        fam = agg.families.get(DURATION)
+        total = sum(sum(v[: len(fam.bounds) + 1]) for v in agg.values[DURATION].values()) \
+            if fam is not None else 0
+        auth: dict[str, int] = {}
+        for (_route, outcome), v in agg.values.get("wardgate_auth_decisions_total", {}).items():
+            if v[0]:
+                auth[outcome] = auth.get(outcome, 0) + v[0]
+        return {"time": time.time(), "requests": total, "latency_s": _quantiles(agg),
+                "status": _status_mix(agg), "auth": auth,
+                "upstreams": upstreams()["upstreams"],
+                "routes": [r["name"] for r in routes()["routes"]],
+                "workers": len(view.workers())}
+
+    @api.post("/reload", summary="Reload the config file (validated first; kept if bad)")
+    async def reload() -> dict[str, Any]:
+        seq = view.request_reload()
+        deadline = time.monotonic() + RELOAD_WAIT_S
+        while time.monotonic() < deadline:
+            got = view.reload_result(seq)
+            if got is not None:
+                return got
+            await asyncio.sleep(0.1)
+        return {"seq": seq, "result": "pending"}
+
+    app.include_router(api)
+    for r in ADMIN_ROUTERS:
+        app.include_router(r, prefix="/admin", dependencies=[Depends(require_admin)])
+    for build in ADMIN_ROUTER_BUILDERS:
+        app.include_router(build(view), prefix="/admin", dependencies=[Depends(require_admin)])
+    return app

@@ -1,0 +1,30 @@
+"""What the admin API reads and does, as a narrow interface the supervisor implements."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from wardgate.config.gateway import GatewayConfig
+from wardgate.observe.aggregate import Aggregate
+
+
+class AdminView(Protocol):
+    def config(self) -> GatewayConfig: ...
+
+    def token(self) -> bytes | None: ...
+
+    def metrics(self) -> Aggregate:
+        """Every worker's slots summed (observe/aggregate.py)."""
+        ...
+
+    def process_lines(self, openmetrics: bool) -> list[str]:
+        """Exposition lines the supervisor itself owns (reloads, config hash, workers)."""
+        ...
+
+    def workers(self) -> list[dict[str, Any]]: ...
+
+    def request_reload(self) -> int:
+        """Ask for a reload (the supervisor's loop does it); the reload's sequence number."""
+        ...
+
+    def reload_result(self, seq: int) -> dict[str, Any] | None: ...

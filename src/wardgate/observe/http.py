@@ -1,0 +1,150 @@
+"""The gateway's own metric families, and the one call a finished request makes.
+
+`GatewayMetrics.declare` runs once per worker at start-up (after the routes are compiled) and
+preallocates every series; `request_done` is called from the single place a request ends
+(WorkerState.log, next to the access log line) and only indexes lists and adds integers.
+
+Other features plug in by declaring their families on `GatewayMetrics.registry` before the
+worker freezes it (see `Runtime.metric_hooks`): e.g. the rate limiter calls
+`declare_ratelimit(registry, route, limit)` per compiled limit and keeps the three slots.
+"""
+
+from __future__ import annotations
+
+import os
+from bisect import bisect_left
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from wardgate.observe.registry import DURATION_BUCKETS_S, MetricRegistry
+
+if TYPE_CHECKING:
+    from wardgate.gateway.request import Request
+
+METHOD_NAMES = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "_OTHER")
+METHOD_INDEX = {m: i for i, m in enumerate(METHOD_NAMES)}
+STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
+#: the access log's auth outcome codes (docs/auth.md); anything else counts as "other"
+AUTH_OUTCOMES = (
+    "ok", "anonymous", "no_token", "malformed_token", "multiple_authorization",
+    "conflicting_tokens", "empty_token", "oversize", "malformed", "jwe", "duplicate_key",
+    "too_deep", "bad_iss", "unknown_issuer", "alg_none", "alg_not_allowed", "alg_key_mismatch",
+    "embedded_key", "crit", "b64", "nested", "bad_typ", "unknown_kid", "bad_signature",
+    "expired", "not_yet_valid", "bad_iat", "bad_exp", "bad_aud", "missing_claim", "bad_claim",
+    "lifetime", "revoked", "insufficient_scope", "forbidden", "keys_unavailable", "csrf_failed",
+    "other")
+#: requests that matched no route (404, or refused before routing)
+NO_ROUTE = "-"
+
+DURATION = "wardgate_http_server_request_duration_seconds"
+AUTH_DECISIONS = "wardgate_auth_decisions_total"
+RATELIMIT_DECISIONS = "wardgate_ratelimit_decisions_total"
+RATELIMIT_RESULTS = ("allowed", "limited", "store_error")
+
+
+def declare_ratelimit(reg: MetricRegistry, route: str, limit: str) -> tuple[int, ...]:
+    """The slots of one route's limit, one per result in RATELIMIT_RESULTS (for limits/)."""
+    fam = reg.family(RATELIMIT_DECISIONS, "counter", "Rate-limit decisions",
+                     ("route", "limit", "result"))
+    return tuple(reg.series(fam, route, limit, r) for r in RATELIMIT_RESULTS)
+
+
+class GatewayMetrics:
+    __slots__ = ("registry", "values", "_dur", "_auth", "_bytes", "_bounds", "_nb",
+                 "_conn_slot", "_health", "_cpu", "_rss", "_started")
+
+    def __init__(self, registry: MetricRegistry) -> None:
+        self.registry = registry
+        self.values: Any = None
+        self._bounds = DURATION_BUCKETS_S
+        self._nb = len(DURATION_BUCKETS_S)
+        # per route id (CompiledRoute.metric_id; 0 is NO_ROUTE): [method][status class] -> slot
+        self._dur: list[list[list[int]]] = []
+        self._auth: list[dict[str, int] | None] = []
+        self._bytes: list[tuple[int, int]] = []
+        self._conn_slot = 0
+        self._health: list[tuple[Any, int]] = []
+        self._cpu = self._rss = self._started = 0
+
+    def declare(self, routes: Sequence[Any], clusters: Sequence[Any]) -> None:
+        """Preallocate every series; gives each route its `metric_id`."""
+        reg = self.registry
+        dur = reg.family(DURATION, "histogram", "Duration of HTTP server requests",
+                         ("route", "method", "status_class"), DURATION_BUCKETS_S)
+        auth = reg.family(AUTH_DECISIONS, "counter",
+                          "Authentication/authorization outcomes (the access log's codes)",
+                          ("route", "outcome"))
+        body_in = reg.family("wardgate_http_server_request_body_size_bytes_total", "counter",
+                             "Request body bytes received", ("route",))
+        body_out = reg.family("wardgate_http_server_response_body_size_bytes_total", "counter",
+                              "Response bytes sent to clients", ("route",))
+        names = [NO_ROUTE] + [r.name for r in routes]
+        authed = [False] + [r.auth is not None for r in routes]
+        for i, name in enumerate(names):
+            self._dur.append([[reg.series(dur, name, m, sc) for sc in STATUS_CLASSES]
+                              for m in METHOD_NAMES])
+            self._auth.append({o: reg.series(auth, name, o) for o in AUTH_OUTCOMES}
+                              if authed[i] else None)
+            self._bytes.append((reg.series(body_in, name), reg.series(body_out, name)))
+        for i, r in enumerate(routes, start=1):
+            r.metric_id = i
+        conns = reg.family("wardgate_http_server_active_connections", "gauge",
+                           "Open client connections")
+        self._conn_slot = reg.series(conns)
+        health = reg.family("wardgate_upstream_target_healthy", "gauge",
+                            "1 while the target is in the balancer (max over workers)",
+                            ("upstream", "target"), mode="max")
+        for c in clusters:
+            for t in c.targets:
+                self._health.append((t, reg.series(health, c.name, t.url)))
+        self._cpu = reg.series(reg.family(
+            "wardgate_process_cpu_microseconds_total", "counter",
+            "CPU time of the worker processes (user + system)"))
+        self._rss = reg.series(reg.family(
+            "wardgate_process_resident_memory_bytes", "gauge", "Resident memory of the workers"))
+        self._started = reg.series(reg.family(
+            "wardgate_worker_starts_total", "counter", "Worker processes started"))
+
+    def bind(self) -> None:
+        """After `registry.freeze()`."""
+        self.values = self.registry.values
+        self.values[self._started] = 1
+
+    def request_done(self, req: Request, status: int, bytes_in: int, bytes_out: int,
+                     seconds: float) -> None:
+        v = self.values
+        route = req.route
+        rid = route.metric_id if route is not None else 0
+        sc = status // 100 - 1
+        if sc < 0 or sc > 4:
+            sc = 4
+        base = self._dur[rid][METHOD_INDEX.get(req.method, 8)][sc]
+        v[base + bisect_left(self._bounds, seconds)] += 1
+        v[base + self._nb + 1] += int(seconds * 1e9)
+        auth = self._auth[rid]
+        if auth is not None and req.auth_outcome != "-":
+            v[auth.get(req.auth_outcome, auth["other"])] += 1
+        bi, bo = self._bytes[rid]
+        if bytes_in:
+            v[bi] += bytes_in
+        if bytes_out:
+            v[bo] += bytes_out
+
+    def sample(self, connections: int, now: float) -> None:
+        """Gauges, from the worker's sweeper (a few times a second, not per request); `now`
+        is the loop's clock, the one passive ejections are stamped with."""
+        v = self.values
+        v[self._conn_slot] = connections
+        for t, slot in self._health:
+            v[slot] = 1 if t.up and t.health.ejected_until <= now else 0
+        cpu = os.times()
+        v[self._cpu] = int((cpu.user + cpu.system) * 1e6)
+        v[self._rss] = _rss_bytes()
+
+
+def _rss_bytes() -> int:
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return 0

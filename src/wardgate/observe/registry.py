@@ -1,0 +1,123 @@
+"""The metric registry: every series a worker can touch is a preallocated 64-bit slot.
+
+At start-up each feature declares its families (name, help, labels) and asks for the series
+it will increment, getting back plain integer slot indices; `freeze()` then maps one flat
+array of unsigned 64-bit integers (a file in the run's metrics directory, so the supervisor
+reads every worker's numbers at scrape time without asking it anything). On the request path
+an increment is `values[i] += n`: no string, no dict of labels, no allocation.
+
+Histograms take len(bounds) + 2 slots: one per bucket (not cumulative: one increment per
+observation), the +Inf bucket, and the sum in nanoseconds (an integer slot, so the whole array
+has one type). Cumulative counts and `_count` are computed at scrape time.
+
+A layout file next to the array describes the slots by family and label values; the
+aggregator (observe/aggregate.py) sums series by name and labels across files, so layouts of
+different config generations add up by meaning, not by position.
+"""
+
+from __future__ import annotations
+
+import json
+import mmap
+import os
+from dataclasses import dataclass, field
+from typing import Literal
+
+#: OpenTelemetry HTTP semantic conventions' explicit bucket boundaries for
+#: http.server.request.duration (seconds)
+DURATION_BUCKETS_S: tuple[float, ...] = (
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
+
+Kind = Literal["counter", "gauge", "histogram"]
+#: how a gauge combines across workers: summed over live workers, or their maximum
+GaugeMode = Literal["sum", "max"]
+
+
+@dataclass
+class Family:
+    name: str
+    kind: Kind
+    help: str
+    labels: tuple[str, ...]
+    bounds: tuple[float, ...] = ()
+    mode: GaugeMode = "sum"
+    series: dict[tuple[str, ...], int] = field(default_factory=dict)
+
+    def width(self) -> int:
+        return len(self.bounds) + 2 if self.kind == "histogram" else 1
+
+
+class RegistryFrozen(RuntimeError):
+    """A series was requested after the slots were mapped (a start-up ordering bug)."""
+
+
+class MetricRegistry:
+    """One per worker. Declare families and series, then `freeze()`; increment `values`."""
+
+    def __init__(self) -> None:
+        self.families: dict[str, Family] = {}
+        self._next = 0
+        self.values: memoryview | None = None
+        self._mm: mmap.mmap | None = None
+        self._fd: int | None = None
+
+    # -- declaration (start-up) -------------------------------------------------------------
+    def family(self, name: str, kind: Kind, help: str, labels: tuple[str, ...] = (),
+               bounds: tuple[float, ...] = (), mode: GaugeMode = "sum") -> Family:
+        """Declare (or get the already declared) family. Names start with `wardgate_`."""
+        fam = self.families.get(name)
+        if fam is None:
+            if not name.startswith("wardgate_"):
+                raise ValueError(f"metric {name!r}: names start with wardgate_")
+            fam = Family(name, kind, help, labels, tuple(bounds), mode)
+            self.families[name] = fam
+        elif fam.kind != kind or fam.labels != labels:
+            raise ValueError(f"metric {name!r} declared twice with different shapes")
+        return fam
+
+    def series(self, fam: Family, *values: str) -> int:
+        """The slot index (a histogram's first bucket) of one label combination."""
+        if len(values) != len(fam.labels):
+            raise ValueError(f"{fam.name}: expected labels {fam.labels}, got {values}")
+        slot = fam.series.get(values)
+        if slot is None:
+            if self.values is not None:
+                raise RegistryFrozen(fam.name)
+            slot = self._next
+            fam.series[values] = slot
+            self._next += fam.width()
+        return slot
+
+    # -- mapping ----------------------------------------------------------------------------
+    def freeze(self, directory: str | None = None, name: str = "") -> None:
+        """Map the slots: into `directory/<name>.bin` (with `<name>.json`, the layout) so the
+        supervisor can read them, or anonymous memory when the worker runs alone."""
+        size = max(8, self._next * 8)
+        if directory is None:
+            self._mm = mmap.mmap(-1, size)
+        else:
+            base = os.path.join(directory, name)
+            fd = os.open(base + ".bin", os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+            os.ftruncate(fd, size)
+            self._fd = fd
+            self._mm = mmap.mmap(fd, size)
+            tmp = base + ".json.tmp"
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump(self.layout(), f)
+            os.replace(tmp, base + ".json")  # the layout appears whole, after the array
+        self.values = memoryview(self._mm).cast("Q")
+
+    def layout(self) -> dict:
+        return {"slots": self._next, "families": [
+            {"name": f.name, "kind": f.kind, "help": f.help, "labels": list(f.labels),
+             "bounds": list(f.bounds), "mode": f.mode,
+             "series": [[list(k), v] for k, v in f.series.items()]}
+            for f in self.families.values()]}
+
+    def close(self) -> None:
+        if self.values is not None:
+            self.values.release()
+        if self._mm is not None:
+            self._mm.close()
+        if self._fd is not None:
+            os.close(self._fd)

@@ -1,0 +1,117 @@
+"""/metrics on the admin listener: exact counters summed over 2 workers, kept over a reload."""
+
+from __future__ import annotations
+
+import http.client
+import signal
+import time
+
+import pytest
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as om_parse
+
+from tests.admin.support import (
+    TOKEN,
+    TOKEN_ENV,
+    admin_get,
+    sample,
+    scrape,
+    wait_admin,
+    with_admin,
+)
+from tests.gateway.test_jwt_routes import jwks_config, mint
+
+DUR = "wardgate_http_server_request_duration_seconds"
+
+
+@pytest.fixture(autouse=True)
+def _token(monkeypatch):
+    monkeypatch.setenv(TOKEN_ENV, TOKEN)
+
+
+def _requests(port: int, plan: list[tuple[str, str, dict]]) -> None:
+    """One keep-alive connection per request so both workers get a share."""
+    for method, path, headers in plan:
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        c.request(method, path, headers=headers)
+        c.getresponse().read()
+        c.close()
+
+
+@pytest.fixture
+def signing_key():
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def _config(tmp_path, signing_key, upstream):
+    cfg = jwks_config(tmp_path, signing_key, upstream, [
+        {"name": "orders", "match": {"path_prefix": "/orders"}, "upstream": "up",
+         "auth": {"providers": ["main"], "require": {"scopes": ["orders:read"]}}},
+        {"name": "public", "match": {"path_prefix": "/public"}, "upstream": "up",
+         "auth": "none"},
+    ])
+    cfg["workers"] = 2
+    return with_admin(cfg)
+
+
+def test_counters_exact_across_two_workers_and_kept_over_reload(
+        upstream, gateway_factory, signing_key, tmp_path):
+    cfg = _config(tmp_path, signing_key, upstream)
+    gw = gateway_factory(cfg)
+    wait_admin(cfg)
+    good = {"Authorization": "Bearer " + mint(signing_key)}
+    narrow = {"Authorization": "Bearer " + mint(signing_key, scope="other")}
+    plan = ([("GET", "/public/x", {})] * 23 + [("POST", "/public/y", {})] * 4
+            + [("GET", "/orders/1", good)] * 11 + [("GET", "/orders/1", {})] * 7
+            + [("GET", "/orders/1", narrow)] * 3 + [("GET", "/nowhere", {})] * 5)
+    _requests(gw.port, plan)
+    assert len(set(gw.worker_pids())) == 2
+
+    s = scrape(cfg)
+    assert sample(s, DUR + "_count", route="public", method="GET", status_class="2xx") == 23
+    assert sample(s, DUR + "_count", route="public", method="POST", status_class="2xx") == 4
+    assert sample(s, DUR + "_count", route="orders", method="GET", status_class="2xx") == 11
+    assert sample(s, DUR + "_count", route="orders", method="GET", status_class="4xx") == 10
+    assert sample(s, DUR + "_count", route="-", method="GET", status_class="4xx") == 5
+    assert sample(s, DUR + "_bucket", route="public", method="GET", status_class="2xx",
+                  le="+Inf") == 23
+    assert sample(s, DUR + "_sum", route="public", method="GET", status_class="2xx") > 0
+    auth = "wardgate_auth_decisions_total"
+    assert sample(s, auth, route="orders", outcome="ok") == 11
+    assert sample(s, auth, route="orders", outcome="no_token") == 7
+    assert sample(s, auth, route="orders", outcome="insufficient_scope") == 3
+    assert sample(s, "wardgate_upstream_target_healthy", upstream="up", target=upstream.url) == 1
+    assert sample(s, "wardgate_config_reloads_total", result="ok") == 0
+    assert sample(s, "wardgate_workers") == 2
+
+    # a reload replaces both workers: the old ones' totals stay in the monotonic counters
+    old = set(gw.worker_pids())
+    gw.signal(signal.SIGHUP)
+    gw.wait_event("reloaded")
+    deadline = time.monotonic() + 30
+    while set(gw.worker_pids()) & old and time.monotonic() < deadline:
+        time.sleep(0.1)
+    _requests(gw.port, [("GET", "/public/x", {})] * 6)
+    s = scrape(cfg)
+    assert sample(s, DUR + "_count", route="public", method="GET", status_class="2xx") == 29
+    assert sample(s, auth, route="orders", outcome="ok") == 11
+    assert sample(s, "wardgate_config_reloads_total", result="ok") == 1
+    assert sample(s, "wardgate_workers") == 2
+
+
+def test_openmetrics_when_asked_and_metrics_auth(upstream, gateway_factory, signing_key,
+                                                 tmp_path):
+    cfg = _config(tmp_path, signing_key, upstream)
+    cfg["admin"]["metrics_auth"] = True
+    cfg["workers"] = 1
+    gateway_factory(cfg)
+    wait_admin(cfg)
+    assert admin_get(cfg, "/metrics", token=None)[0] == 401
+    assert admin_get(cfg, "/metrics", token="wrong")[0] == 401
+    status, headers, body = admin_get(cfg, "/metrics",
+                                      accept="application/openmetrics-text; version=1.0.0")
+    assert status == 200
+    assert headers["content-type"].startswith("application/openmetrics-text")
+    names = {f.name for f in om_parse(body.decode())}
+    assert "wardgate_auth_decisions" in names
+    assert DUR in names
