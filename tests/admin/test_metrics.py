@@ -115,3 +115,43 @@ def test_openmetrics_when_asked_and_metrics_auth(upstream, gateway_factory, sign
     names = {f.name for f in om_parse(body.decode())}
     assert "wardgate_auth_decisions" in names
     assert DUR in names
+
+
+def test_ratelimit_decisions_counted_exactly_across_two_workers(
+        upstream, gateway_factory, tmp_path):
+    # one local limit (the fused step) and a route with two local limits (the general step)
+    cfg = with_admin({
+        "workers": 2,
+        "upstreams": [{"name": "up", "targets": [upstream.url]}],
+        "routes": [
+            {"name": "one", "match": {"path_prefix": "/one"}, "upstream": "up", "auth": "none",
+             "rate_limits": [{"name": "per-ip", "key": "ip", "rate": "3/h", "burst": 2}]},
+            {"name": "two", "match": {"path_prefix": "/two"}, "upstream": "up", "auth": "none",
+             "rate_limits": [{"name": "wide", "key": "route", "rate": "100/h",
+                              "burst": 50},
+                             {"name": "narrow", "key": "header:X-K", "rate": "2/h",
+                              "burst": 1}]},
+        ]})
+    gw = gateway_factory(cfg)
+    wait_admin(cfg)
+    _requests(gw.port, [("GET", "/one", {})] * 10 + [("GET", "/two", {"X-K": "a"})] * 5)
+    assert len(set(gw.worker_pids())) == 2
+    s = scrape(cfg)
+    rl = "wardgate_ratelimit_decisions_total"
+    # local limits are per worker: each worker allows burst + 1 at once (3 on one, 2 on narrow)
+    allowed_one = sample(s, rl, route="one", limit="per-ip", result="allowed")
+    assert allowed_one + sample(s, rl, route="one", limit="per-ip", result="limited") == 10
+    assert 3 <= allowed_one <= 6
+    narrow_ok = sample(s, rl, route="two", limit="narrow", result="allowed")
+    narrow_no = sample(s, rl, route="two", limit="narrow", result="limited")
+    assert narrow_ok + narrow_no == 5 and 2 <= narrow_ok <= 4
+    # the wide limit counts only requests the whole set allowed
+    assert sample(s, rl, route="two", limit="wide", result="allowed") == narrow_ok
+    assert sample(s, DUR + "_count", route="one", method="GET", status_class="4xx") \
+        == 10 - allowed_one
+    summary = admin_get(cfg, "/admin/summary")
+    assert summary[0] == 200
+    import json
+    got = json.loads(summary[2])["ratelimit"]
+    assert got["one"]["per-ip"] == {"allowed": allowed_one, "limited": 10 - allowed_one,
+                                    "store_error": 0}

@@ -17,7 +17,7 @@ from wardgate.admin.auth import presented_token, token_ok, unauthorized
 from wardgate.admin.redact import redact
 from wardgate.admin.view import AdminView
 from wardgate.observe.exposition import OPENMETRICS_TYPE, PROMETHEUS_TYPE, render
-from wardgate.observe.http import DURATION
+from wardgate.observe.http import DURATION, RATELIMIT_DECISIONS, RATELIMIT_RESULTS
 
 #: extra routers mounted under /admin (authenticated); one entry per feature
 ADMIN_ROUTERS: list[APIRouter] = []
@@ -134,7 +134,11 @@ def build_app(view: AdminView) -> FastAPI:
         for (_route, outcome), v in agg.values.get("wardgate_auth_decisions_total", {}).items():
             if v[0]:
                 auth[outcome] = auth.get(outcome, 0) + v[0]
-        return {"time": time.time(), "requests": total, "latency_s": _quantiles(agg),
+        ratelimit: dict[str, dict[str, dict[str, int]]] = {}
+        for (route, limit, result), v in agg.values.get(RATELIMIT_DECISIONS, {}).items():
+            ratelimit.setdefault(route, {}).setdefault(
+                limit, dict.fromkeys(RATELIMIT_RESULTS, 0))[result] = v[0]
+        return {"time": time.time(), "requests": total, "ratelimit": ratelimit, "latency_s": _quantiles(agg),
                 "status": _status_mix(agg), "auth": auth,
                 "upstreams": upstreams()["upstreams"],
                 "routes": [r["name"] for r in routes()["routes"]],

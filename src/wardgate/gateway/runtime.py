@@ -105,6 +105,8 @@ class Runtime:
             return None
         metrics = GatewayMetrics(MetricRegistry())
         metrics.declare(self.routes, list(self.clusters.values()))
+        for lim in self._limiters:
+            lim.declare_metrics(metrics)
         return metrics
 
     def _compile_auth(self) -> None:

@@ -5,15 +5,16 @@ preallocates every series; `request_done` is called from the single place a requ
 (WorkerState.log, next to the access log line) and only indexes lists and adds integers.
 
 Other features plug in by declaring their families on `GatewayMetrics.registry` before the
-worker freezes it (see `Runtime.metric_hooks`): e.g. the rate limiter calls
-`declare_ratelimit(registry, route, limit)` per compiled limit and keeps the three slots.
+worker freezes it (in `Runtime._declare_metrics`) and registering `on_bind` for the array:
+e.g. the rate limiter calls `declare_ratelimit(registry, route, limit)` per compiled limit and
+keeps the three slots.
 """
 
 from __future__ import annotations
 
 import os
 from bisect import bisect_left
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from wardgate.observe.registry import DURATION_BUCKETS_S, MetricRegistry
@@ -51,7 +52,7 @@ def declare_ratelimit(reg: MetricRegistry, route: str, limit: str) -> tuple[int,
 
 class GatewayMetrics:
     __slots__ = ("registry", "values", "_dur", "_auth", "_bytes", "_bounds", "_nb",
-                 "_conn_slot", "_health", "_cpu", "_rss", "_started")
+                 "_conn_slot", "_health", "_cpu", "_rss", "_started", "_bind_hooks")
 
     def __init__(self, registry: MetricRegistry) -> None:
         self.registry = registry
@@ -65,6 +66,12 @@ class GatewayMetrics:
         self._conn_slot = 0
         self._health: list[tuple[Any, int]] = []
         self._cpu = self._rss = self._started = 0
+        self._bind_hooks: list[Callable[[Any], None]] = []
+
+    def on_bind(self, hook: Callable[[Any], None]) -> None:
+        """`hook(values)` once the slots are mapped: how a feature that declared series of its
+        own gets the array it increments."""
+        self._bind_hooks.append(hook)
 
     def declare(self, routes: Sequence[Any], clusters: Sequence[Any]) -> None:
         """Preallocate every series; gives each route its `metric_id`."""
@@ -109,6 +116,8 @@ class GatewayMetrics:
         """After `registry.freeze()`."""
         self.values = self.registry.values
         self.values[self._started] = 1
+        for hook in self._bind_hooks:
+            hook(self.values)
 
     def request_done(self, req: Request, status: int, bytes_in: int, bytes_out: int,
                      seconds: float) -> None:
