@@ -11,6 +11,7 @@ from tests.gateway.conftest import plain_config
 
 ENDPOINTS = [("GET", "/admin/routes"), ("GET", "/admin/upstreams"), ("GET", "/admin/providers"),
              ("GET", "/admin/config"), ("GET", "/admin/workers"), ("GET", "/admin/summary"),
+             ("GET", "/admin/denials"),
              ("POST", "/admin/reload")]
 REDIS_PASSWORD = "s3cret-redis-pass"
 

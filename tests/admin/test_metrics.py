@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import json
 import signal
 import time
 
@@ -151,7 +152,35 @@ def test_ratelimit_decisions_counted_exactly_across_two_workers(
         == 10 - allowed_one
     summary = admin_get(cfg, "/admin/summary")
     assert summary[0] == 200
-    import json
     got = json.loads(summary[2])["ratelimit"]
     assert got["one"]["per-ip"] == {"allowed": allowed_one, "limited": 10 - allowed_one,
                                     "store_error": 0}
+
+
+def test_recent_denials_over_two_workers(upstream, gateway_factory, signing_key, tmp_path):
+    cfg = _config(tmp_path, signing_key, upstream)
+    cfg["routes"][1]["rate_limits"] = [{"name": "tiny", "key": "ip", "rate": "1/h"}]
+    gw = gateway_factory(cfg)
+    wait_admin(cfg)
+    narrow = {"Authorization": "Bearer " + mint(signing_key, scope="other")}
+    good = {"Authorization": "Bearer " + mint(signing_key)}
+    _requests(gw.port, [("GET", "/orders/1", good)] * 5 + [("GET", "/orders/1", {})] * 4
+              + [("GET", "/orders/1", narrow)] * 3 + [("GET", "/public/a", {})] * 6
+              + [("GET", "/nowhere", {})] * 2)
+    got = json.loads(admin_get(cfg, "/admin/denials")[2])
+    outcomes = sorted(d["outcome"] for d in got["denials"])
+    # 6 public requests over 2 workers with burst 0: each worker allowed one
+    limited = 6 - sample(scrape(cfg), "wardgate_ratelimit_decisions_total", route="public",
+                         limit="tiny", result="allowed")
+    assert limited >= 4
+    assert outcomes == sorted(["no_token"] * 4 + ["insufficient_scope"] * 3
+                              + ["rate_limited:tiny"] * int(limited))
+    assert {d["status"] for d in got["denials"]} == {401, 403, 429}
+    scoped = [d for d in got["denials"] if d["outcome"] == "insufficient_scope"]
+    assert all(d["sub_hash"] and d["route"] == "orders" for d in scoped)
+    assert all(d["client"] == "127.0.0.1" for d in got["denials"])
+    times = [d["time"] for d in got["denials"]]
+    assert times == sorted(times, reverse=True) and time.time() - times[-1] < 60
+    assert got["top_clients"] == [{"client": "127.0.0.1", "count": len(outcomes)}]
+    assert len(json.loads(admin_get(cfg, "/admin/denials?limit=2")[2])["denials"]) == 2
+    assert admin_get(cfg, "/admin/denials?limit=0")[0] == 422

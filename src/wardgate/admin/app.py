@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
 
 from wardgate.admin.auth import presented_token, token_ok, unauthorized
 from wardgate.admin.redact import redact
@@ -124,6 +124,10 @@ def build_app(view: AdminView) -> FastAPI:
     def workers() -> dict[str, Any]:
         return {"workers": view.workers()}
 
+    @api.get("/denials", summary="Recent refusals (auth and rate limits), newest first")
+    def denials(limit: int = Query(100, ge=1, le=1024)) -> dict[str, Any]:
+        return view.denials(limit)
+
     @api.get("/summary", summary="Totals for the dashboard and `wardgate status`")
     def summary() -> dict[str, Any]:
         agg = view.metrics()
@@ -142,7 +146,8 @@ def build_app(view: AdminView) -> FastAPI:
                 "status": _status_mix(agg), "auth": auth,
                 "upstreams": upstreams()["upstreams"],
                 "routes": [r["name"] for r in routes()["routes"]],
-                "workers": len(view.workers())}
+                "workers": len(view.workers()),
+                "top_refused": view.denials(1)["top_clients"]}
 
     @api.post("/reload", summary="Reload the config file (validated first; kept if bad)")
     async def reload() -> dict[str, Any]:

@@ -23,6 +23,11 @@ class AdminView(Protocol):
 
     def workers(self) -> list[dict[str, Any]]: ...
 
+    def denials(self, limit: int) -> dict[str, Any]:
+        """The newest refusals over every worker's ring (observe/denials.py) and the clients
+        refused most often: {"denials": [...], "top_clients": [{"client", "count"}]}."""
+        ...
+
     def request_reload(self) -> int:
         """Ask for a reload (the supervisor's loop does it); the reload's sequence number."""
         ...

@@ -140,6 +140,13 @@ class Supervisor:
                 if w.proc.poll() is None]
         return collect(self.metrics_dir, live)
 
+    def denials(self, limit: int) -> dict[str, Any]:
+        from wardgate.observe import denials
+
+        if self.metrics_dir is None:
+            return {"denials": [], "top_clients": []}
+        return denials.collect(self.metrics_dir, limit)
+
     def process_lines(self, openmetrics: bool) -> list[str]:
         reloads = "wardgate_config_reloads" if openmetrics else "wardgate_config_reloads_total"
         return [
@@ -349,6 +356,7 @@ class _View:
         self.config, self.token, self.metrics = sup.config, sup.token, sup.metrics
         self.process_lines, self.workers = sup.process_lines, sup.workers_info
         self.request_reload, self.reload_result = sup.request_reload, sup.reload_result
+        self.denials = sup.denials
 
 
 def run_gateway(config_path: str) -> int:

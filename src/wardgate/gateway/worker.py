@@ -17,6 +17,7 @@ import signal
 import socket
 import ssl
 import sys
+import time
 
 import uvloop
 
@@ -30,6 +31,7 @@ from wardgate.gateway.headers import RequestIds
 from wardgate.gateway.protocol import ClientProtocol
 from wardgate.gateway.request import Request
 from wardgate.gateway.runtime import Runtime
+from wardgate.observe.denials import DenialRing
 
 SWEEP_INTERVAL_S = 0.25
 HEARTBEAT_S = 1.0  # the event loop checks in with the supervisor's watchdog this often
@@ -45,6 +47,8 @@ class WorkerState:
         self.ids = RequestIds()
         self.accesslog = accesslog
         self.metrics = runtime.metrics
+        #: recent refusals for the admin API (observe/denials.py), kept with the metrics
+        self.denials: DenialRing | None = None
         #: whether a finished request has anything to record (access log line or metrics)
         self.recording = accesslog.enabled or runtime.metrics is not None
 
@@ -56,6 +60,24 @@ class WorkerState:
             self.accesslog.record(req, status, bytes_in, bytes_out, target, error, seconds * 1000)
         if self.metrics is not None:
             self.metrics.request_done(req, status, bytes_in, bytes_out, seconds)
+            if status in _DENIED and self.denials is not None:
+                self._denied(req, status)
+
+    def _denied(self, req: Request, status: int) -> None:
+        outcome = req.auth_outcome
+        if outcome in _NOT_REFUSALS:
+            if req.rate_limit is None:
+                return  # a malformed request or an upstream failure: not a refusal
+            outcome = "rate_limited:" + req.rate_limit
+        ident = req.identity
+        self.denials.add(time.time(), status,  # type: ignore[union-attr]
+                         req.route.name if req.route is not None else "-", outcome,
+                         req.client_ip or "-", getattr(ident, "sub_hash", None))
+
+
+#: statuses that can be a refusal of the caller (auth, authorization, rate limits)
+_DENIED = frozenset((400, 401, 403, 429, 503))
+_NOT_REFUSALS = frozenset(("-", "ok", "anonymous"))
 
 
 def sweep(state: WorkerState, now: float) -> None:
@@ -117,6 +139,8 @@ async def serve(cfg: GatewayConfig, sock: socket.socket, ready_fd: int | None = 
         runtime.metrics.sample(0, loop.time())  # gauges true before the first sweep
     await runtime.start()
     state = WorkerState(runtime, loop, accesslog)
+    if runtime.metrics is not None:
+        state.denials = DenialRing(os.environ.get(METRICS_DIR_ENV), metrics_file_name())
     ctx = server_ssl_context(cfg)
     scheme = "https" if ctx else "http"
     server = await loop.create_server(
@@ -183,6 +207,8 @@ async def serve(cfg: GatewayConfig, sock: socket.socket, ready_fd: int | None = 
     if runtime.metrics is not None:
         runtime.metrics.sample(0, loop.time())  # the final CPU time; connections 0
         runtime.metrics.registry.close()
+        if state.denials is not None:
+            state.denials.close()
     if ready_fd is not None:
         os.close(ready_fd)
     logs.event("worker_stopped", aborted_connections=left)
