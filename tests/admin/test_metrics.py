@@ -184,3 +184,43 @@ def test_recent_denials_over_two_workers(upstream, gateway_factory, signing_key,
     assert got["top_clients"] == [{"client": "127.0.0.1", "count": len(outcomes)}]
     assert len(json.loads(admin_get(cfg, "/admin/denials?limit=2")[2])["denials"]) == 2
     assert admin_get(cfg, "/admin/denials?limit=0")[0] == 422
+
+
+def test_key_sets_in_metrics_and_admin_providers(upstream, gateway_factory, signing_key,
+                                                 tmp_path):
+    cfg = _config(tmp_path, signing_key, upstream)
+    # a second provider whose JWKS endpoint is down: degraded, its error visible
+    cfg["providers"].append({"name": "down", "issuer": "http://127.0.0.1:9/",
+                             "audiences": ["api"], "jwks_uri": "http://127.0.0.1:9/jwks",
+                             "refresh": {"retry_s": 1}})
+    cfg["routes"][0]["auth"]["providers"] = ["main", "down"]
+    gateway_factory(cfg)
+    wait_admin(cfg)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        provs = {p["name"]: p for p in json.loads(admin_get(cfg, "/admin/providers")[2])
+                 ["providers"]}
+        if len(provs["main"]["key_sets"]) == 2 and provs["down"]["key_sets"]:
+            break
+        time.sleep(0.2)
+    main = provs["main"]["key_sets"]
+    assert len({ks["pid"] for ks in main}) == 2  # each worker reports what it holds
+    for ks in main:
+        assert ks["keys"] == [{"kid": "k1", "alg": "RS256"}]
+        assert 0 <= ks["age_s"] < 60 and ks["last_error"] is None
+    body = admin_get(cfg, "/admin/providers")[2].decode()
+    assert '"n"' not in body and '"e"' not in body  # no key material
+    down = provs["down"]["key_sets"][0]
+    assert down["keys"] == [] and down["fetched_at"] is None
+    assert down["failures"] >= 1 and "Connect" in down["last_error"]
+    s = scrape(cfg)
+    assert sample(s, "wardgate_keyset_keys", provider="main") == 1
+    assert sample(s, "wardgate_keyset_keys", provider="down") == 0
+    assert time.time() - sample(s, "wardgate_keyset_last_success_timestamp_seconds",
+                                provider="main") < 60
+    assert sample(s, "wardgate_keyset_fetches_total", provider="main", result="load_ok") == 2
+    assert sample(s, "wardgate_keyset_fetches_total", provider="down", result="error") >= 2
+    summary = {p["name"]: p for p in json.loads(admin_get(cfg, "/admin/summary")[2])
+               ["providers"]}
+    assert summary["main"]["keys"] == 1 and summary["main"]["kids"] == ["k1"]
+    assert summary["down"]["age_s"] is None and summary["down"]["last_error"]

@@ -66,6 +66,21 @@ def _quantiles(agg: Any, qs: tuple[float, ...] = (0.5, 0.95, 0.99)) -> dict[str,
     return out
 
 
+def _key_set(ks: dict[str, Any], now: float) -> dict[str, Any]:
+    fetched = ks.get("fetched_at")
+    return {**ks, "age_s": None if fetched is None else round(now - fetched, 1)}
+
+
+def _provider_summary(p: dict[str, Any]) -> dict[str, Any]:
+    """One provider for the dashboard: the freshest worker's key count and age."""
+    sets = p["key_sets"]
+    ages = [ks["age_s"] for ks in sets if ks["age_s"] is not None]
+    return {"name": p["name"], "keys": max((len(ks["keys"]) for ks in sets), default=0),
+            "kids": sorted({k["kid"] or "" for ks in sets for k in ks["keys"]}),
+            "age_s": min(ages) if ages else None,
+            "last_error": next((ks["last_error"] for ks in sets if ks["last_error"]), None)}
+
+
 def build_app(view: AdminView) -> FastAPI:
     app = FastAPI(title="wardgate admin API", version="1", openapi_url="/admin/openapi.json",
                   docs_url=None, redoc_url=None)
@@ -107,13 +122,17 @@ def build_app(view: AdminView) -> FastAPI:
                 for t in u.targets]}
             for u in cfg.upstreams]}
 
-    @api.get("/providers", summary="Token providers the gateway trusts (no key material)")
+    @api.get("/providers", summary="Token providers and the key set each worker holds "
+             "(kid, alg, fetch times, last error; no key material)")
     def providers() -> dict[str, Any]:
         cfg = view.config()
+        held = view.keysets()
+        now = time.time()
         return {"providers": [
             {"name": p.name, "issuer": p.issuer, "audiences": p.audiences,
              "algorithms": p.algorithms, "jwks_uri": p.jwks_uri,
-             "jwks_file": p.jwks_file}
+             "jwks_file": p.jwks_file,
+             "key_sets": [_key_set(ks, now) for ks in held.get(p.name, [])]}
             for p in cfg.providers]}
 
     @api.get("/config", summary="The running configuration, secrets redacted")
@@ -147,7 +166,8 @@ def build_app(view: AdminView) -> FastAPI:
                 "upstreams": upstreams()["upstreams"],
                 "routes": [r["name"] for r in routes()["routes"]],
                 "workers": len(view.workers()),
-                "top_refused": view.denials(1)["top_clients"]}
+                "top_refused": view.denials(1)["top_clients"],
+                "providers": [_provider_summary(p) for p in providers()["providers"]]}
 
     @api.post("/reload", summary="Reload the config file (validated first; kept if bad)")
     async def reload() -> dict[str, Any]:

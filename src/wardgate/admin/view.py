@@ -23,6 +23,11 @@ class AdminView(Protocol):
 
     def workers(self) -> list[dict[str, Any]]: ...
 
+    def keysets(self) -> dict[str, list[dict[str, Any]]]:
+        """provider -> each live worker's key set: {"pid", "keys": [{"kid", "alg"}],
+        "fetched_at", "next_refresh_at", "failures", "last_error", "source"}."""
+        ...
+
     def denials(self, limit: int) -> dict[str, Any]:
         """The newest refusals over every worker's ring (observe/denials.py) and the clients
         refused most often: {"denials": [...], "top_clients": [{"client", "count"}]}."""

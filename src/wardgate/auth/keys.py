@@ -315,3 +315,7 @@ class KeyRing:
 
     def kids(self) -> list[str | None]:
         return list(self._by_kid)
+
+    def describe(self) -> list[dict[str, str | None]]:
+        """kid and alg of each key (no key material): what the admin API shows."""
+        return [{"kid": kid, "alg": k.alg} for kid, k in self._by_kid.items()]

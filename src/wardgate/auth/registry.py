@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from typing import Any
 
 from wardgate.auth.cache import TokenCache
 from wardgate.auth.identity import Identity
@@ -72,6 +73,10 @@ class ProviderRegistry:
 
     async def refetch_for_kid(self, provider: str) -> None:
         await self.sources[provider].refetch_for_kid()
+
+    def status(self) -> dict[str, dict[str, Any]]:
+        """Each provider's key set (observe/keysets.py writes it for the admin API)."""
+        return {name: s.status() for name, s in self.sources.items()}
 
     def set_revocation_check(self, check: RevocationCheck | None) -> None:
         self.revocation = check

@@ -12,9 +12,10 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from wardgate.auth.jwks import RefreshSchedule
 from wardgate.auth.keys import (
@@ -48,6 +49,7 @@ class KeySource(Protocol):
     async def stop(self) -> None: ...
     def ready(self) -> bool: ...
     async def refetch_for_kid(self) -> None: ...
+    def status(self) -> dict[str, Any]: ...
 
 
 class StaticSource:
@@ -57,6 +59,12 @@ class StaticSource:
         self.cfg = cfg
         self.ring = ring
         self.counters = counters
+        self.loaded_at: float | None = None
+
+    def status(self) -> dict[str, Any]:
+        """For the admin API: the keys (kid, alg) and when they were loaded (unix time)."""
+        return {"source": "static", "keys": self.ring.describe(), "fetched_at": self.loaded_at,
+                "next_refresh_at": None, "failures": 0, "last_error": None}
 
     def load(self) -> None:
         cfg = self.cfg
@@ -79,6 +87,7 @@ class StaticSource:
         if not keys:
             raise KeyLoadError(f"provider {cfg.name}: no usable keys")
         self.ring.replace(keys)
+        self.loaded_at = time.time()
         self.counters[f"{cfg.name}.load_ok"] = self.counters.get(f"{cfg.name}.load_ok", 0) + 1
 
     async def start(self) -> None:
@@ -110,6 +119,14 @@ class RemoteSource:
         self._client: httpx.AsyncClient | None = None
         self._inflight: asyncio.Task[bool] | None = None
         self._loop_task: asyncio.Task[None] | None = None
+        self.last_error: str | None = None
+
+    def status(self) -> dict[str, Any]:
+        """For the admin API (times are this source's clock: unix time in the gateway)."""
+        sched = self.schedule
+        return {"source": "remote", "keys": self.ring.describe(),
+                "fetched_at": sched.last_success, "next_refresh_at": sched.next_at,
+                "failures": sched.failures, "last_error": self.last_error}
 
     def _default_client(self) -> httpx.AsyncClient:
         import httpx
@@ -242,6 +259,7 @@ class RemoteSource:
             added, removed = self.ring.replace(keys)
             self.schedule.on_success(now, headers.get("cache-control"), headers.get("etag"))
             self._count("ok")
+            self.last_error = None
             log.info("provider %s: key set loaded (%d keys, %d new, %d removed)",
                      name, len(keys), added, removed)
             return True
@@ -249,6 +267,7 @@ class RemoteSource:
             now = self.clock()
             delay = self.schedule.on_failure(now)
             self._count("error")
+            self.last_error = f"{type(exc).__name__}: {exc}"[:300]
             if self.cfg.discovery:
                 self._jwks_uri = None  # the issuer may have moved its keys: ask it again
             log.warning("provider %s: key set fetch failed (%s: %s); retry in %.0fs",

@@ -107,6 +107,10 @@ class Runtime:
         metrics.declare(self.routes, list(self.clusters.values()))
         for lim in self._limiters:
             lim.declare_metrics(metrics)
+        if self.registry is not None:
+            from wardgate.observe.keysets import KeySetMetrics
+
+            KeySetMetrics(metrics, self.registry)
         return metrics
 
     def _compile_auth(self) -> None:

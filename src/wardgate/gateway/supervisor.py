@@ -140,6 +140,14 @@ class Supervisor:
                 if w.proc.poll() is None]
         return collect(self.metrics_dir, live)
 
+    def keysets(self) -> dict[str, list[dict[str, Any]]]:
+        from wardgate.observe import keysets
+
+        if self.metrics_dir is None:
+            return {}
+        live = {_metrics_name(w.proc.pid) for w in list(self.workers) if w.proc.poll() is None}
+        return keysets.collect(self.metrics_dir, live)
+
     def denials(self, limit: int) -> dict[str, Any]:
         from wardgate.observe import denials
 
@@ -356,7 +364,7 @@ class _View:
         self.config, self.token, self.metrics = sup.config, sup.token, sup.metrics
         self.process_lines, self.workers = sup.process_lines, sup.workers_info
         self.request_reload, self.reload_result = sup.request_reload, sup.reload_result
-        self.denials = sup.denials
+        self.denials, self.keysets = sup.denials, sup.keysets
 
 
 def run_gateway(config_path: str) -> int:

@@ -136,8 +136,9 @@ async def serve(cfg: GatewayConfig, sock: socket.socket, ready_fd: int | None = 
         # the supervisor's metrics directory (absent when the worker runs alone: anonymous)
         runtime.metrics.registry.freeze(os.environ.get(METRICS_DIR_ENV), metrics_file_name())
         runtime.metrics.bind()
-        runtime.metrics.sample(0, loop.time())  # gauges true before the first sweep
     await runtime.start()
+    if runtime.metrics is not None:
+        runtime.metrics.sample(0, loop.time())  # gauges (and key sets) true before the sweeps
     state = WorkerState(runtime, loop, accesslog)
     if runtime.metrics is not None:
         state.denials = DenialRing(os.environ.get(METRICS_DIR_ENV), metrics_file_name())

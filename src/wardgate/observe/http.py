@@ -52,7 +52,8 @@ def declare_ratelimit(reg: MetricRegistry, route: str, limit: str) -> tuple[int,
 
 class GatewayMetrics:
     __slots__ = ("registry", "values", "_dur", "_auth", "_bytes", "_bounds", "_nb",
-                 "_conn_slot", "_health", "_cpu", "_rss", "_started", "_bind_hooks")
+                 "_conn_slot", "_health", "_cpu", "_rss", "_started", "_bind_hooks",
+                 "_sample_hooks")
 
     def __init__(self, registry: MetricRegistry) -> None:
         self.registry = registry
@@ -67,11 +68,16 @@ class GatewayMetrics:
         self._health: list[tuple[Any, int]] = []
         self._cpu = self._rss = self._started = 0
         self._bind_hooks: list[Callable[[Any], None]] = []
+        self._sample_hooks: list[Callable[[], None]] = []
 
     def on_bind(self, hook: Callable[[Any], None]) -> None:
         """`hook(values)` once the slots are mapped: how a feature that declared series of its
         own gets the array it increments."""
         self._bind_hooks.append(hook)
+
+    def on_sample(self, hook: Callable[[], None]) -> None:
+        """`hook()` from the worker's sweeper, with the gauges: a feature's own gauges."""
+        self._sample_hooks.append(hook)
 
     def declare(self, routes: Sequence[Any], clusters: Sequence[Any]) -> None:
         """Preallocate every series; gives each route its `metric_id`."""
@@ -149,6 +155,8 @@ class GatewayMetrics:
         cpu = os.times()
         v[self._cpu] = int((cpu.user + cpu.system) * 1e6)
         v[self._rss] = _rss_bytes()
+        for hook in self._sample_hooks:
+            hook()
 
 
 def _rss_bytes() -> int:

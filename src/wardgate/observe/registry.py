@@ -60,6 +60,9 @@ class MetricRegistry:
         self.values: memoryview | None = None
         self._mm: mmap.mmap | None = None
         self._fd: int | None = None
+        #: where the slots were mapped (None: anonymous); features put their files beside them
+        self.directory: str | None = None
+        self.name = ""
 
     # -- declaration (start-up) -------------------------------------------------------------
     def family(self, name: str, kind: Kind, help: str, labels: tuple[str, ...] = (),
@@ -93,6 +96,7 @@ class MetricRegistry:
         """Map the slots: into `directory/<name>.bin` (with `<name>.json`, the layout) so the
         supervisor can read them, or anonymous memory when the worker runs alone."""
         size = max(8, self._next * 8)
+        self.directory, self.name = directory, name
         if directory is None:
             self._mm = mmap.mmap(-1, size)
         else:
