@@ -38,7 +38,9 @@ bench: $(STAMP)
 	@scripts/ensure-apt.sh nginx:nginx haproxy:haproxy wrk:wrk redis-server:redis-server
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/limits_bench.py
+	$(BIN)/python bench/metrics_bench.py
 	$(BIN)/python bench/hotpath.py --route plain
+	$(BIN)/python bench/hotpath.py --route plain --metrics
 	$(BIN)/python bench/hotpath.py --route jwt
 	$(BIN)/python bench/hotpath.py --route jwt-distinct --requests 40000
 	$(BIN)/python bench/issuer_bench.py

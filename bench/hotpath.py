@@ -86,7 +86,7 @@ class FakeTransport:
         self.closing = True
 
 
-def build(route: str, connections: int = 1, rate_limit: bool = False
+def build(route: str, connections: int = 1, rate_limit: bool = False, metrics: bool = False
           ) -> tuple[list[ClientProtocol], list[UpstreamConnection], bytes]:
     tmp = Path(tempfile.mkdtemp(prefix="wardgate-hotpath-"))
     cfg = {
@@ -110,10 +110,15 @@ def build(route: str, connections: int = 1, rate_limit: bool = False
     if rate_limit:  # a local limit that is never reached, on the measured route
         cfg["routes"][-1]["rate_limits"] = [{"name": "l", "key": "sub" if route == "jwt" else "ip",
                                              "rate": "10000000/s"}]
+    if metrics:  # the admin section turns metrics on; the slots are mapped as a worker does
+        cfg["admin"] = {"listen": "127.0.0.1:8081"}
     (tmp / "g.yaml").write_text(yaml.safe_dump(cfg))
     gcfg = load_gateway(str(tmp / "g.yaml"))
     loop = uvloop.new_event_loop()
     rt = Runtime(gcfg)
+    if rt.metrics is not None:
+        rt.metrics.registry.freeze()
+        rt.metrics.bind()
     loop.run_until_complete(rt.start())
     state = WorkerState(rt, loop, AccessLog("-", False, enabled=False))
     clients, conns = [], []
@@ -146,12 +151,13 @@ class _Iteration:
         pass
 
 
-def run_wardgate(n: int, route: str, connections: int = 1, rate_limit: bool = False) -> float:
+def run_wardgate(n: int, route: str, connections: int = 1, rate_limit: bool = False,
+                 metrics: bool = False) -> float:
     """CPU µs per request. With several connections, each round is what one event-loop
     iteration of the worker sees under `wrk -c<connections>`: a request read on every
     connection, then every upstream answer; so `n` is rounded up to whole rounds."""
     clients, conns, request = build("jwt" if route == "jwt-distinct" else route, connections,
-                                    rate_limit)
+                                    rate_limit, metrics)
     output.BATCH.bind(_Iteration())  # type: ignore[arg-type]
     flush = output.BATCH.flush
     # jwt-distinct: a pool twice the verified-token cache, cycled: every request a miss
@@ -252,20 +258,25 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--rate-limit", action="store_true",
                     help="give the measured route a local rate limit that is never reached")
+    ap.add_argument("--metrics", action="store_true",
+                    help="keep metrics (an admin section), as /metrics needs")
     args = ap.parse_args(argv)
     gc.freeze()
     if args.profile:
         prof = cProfile.Profile()
         prof.enable()
-        run_wardgate(args.requests, args.route, args.connections, args.rate_limit)
+        run_wardgate(args.requests, args.route, args.connections, args.rate_limit,
+                     args.metrics)
         prof.disable()
         pstats.Stats(prof).sort_stats("tottime").print_stats(25)
         return 0
     ref = min(run_reference(args.requests) for _ in range(args.repeat))
-    wg = min(run_wardgate(args.requests, args.route, args.connections, args.rate_limit)
+    wg = min(run_wardgate(args.requests, args.route, args.connections, args.rate_limit,
+                     args.metrics)
              for _ in range(args.repeat))
     print(f"reference (httptools, no checks): {ref:.2f} us/request")
-    label = args.route + (" + local rate limit" if args.rate_limit else "")
+    label = (args.route + (" + local rate limit" if args.rate_limit else "")
+             + (" + metrics" if args.metrics else ""))
     print(f"wardgate {label}, {args.connections} connection(s): {wg:.2f} us/request "
           f"({wg / ref:.1f}x the reference)")
     return 0

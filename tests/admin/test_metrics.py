@@ -55,9 +55,12 @@ def _config(tmp_path, signing_key, upstream):
     return with_admin(cfg)
 
 
+# without an access log, a finished request takes the fused path (GatewayMetrics.finisher)
+@pytest.mark.parametrize("access_log", [True, False], ids=["access-log", "no-access-log"])
 def test_counters_exact_across_two_workers_and_kept_over_reload(
-        upstream, gateway_factory, signing_key, tmp_path):
+        upstream, gateway_factory, signing_key, tmp_path, access_log):
     cfg = _config(tmp_path, signing_key, upstream)
+    cfg["access_log"] = {"enabled": access_log}
     gw = gateway_factory(cfg)
     wait_admin(cfg)
     good = {"Authorization": "Bearer " + mint(signing_key)}
@@ -157,8 +160,11 @@ def test_ratelimit_decisions_counted_exactly_across_two_workers(
                                     "store_error": 0}
 
 
-def test_recent_denials_over_two_workers(upstream, gateway_factory, signing_key, tmp_path):
+@pytest.mark.parametrize("access_log", [True, False], ids=["access-log", "no-access-log"])
+def test_recent_denials_over_two_workers(upstream, gateway_factory, signing_key, tmp_path,
+                                         access_log):
     cfg = _config(tmp_path, signing_key, upstream)
+    cfg["access_log"] = {"enabled": access_log}
     cfg["routes"][1]["rate_limits"] = [{"name": "tiny", "key": "ip", "rate": "1/h"}]
     gw = gateway_factory(cfg)
     wait_admin(cfg)

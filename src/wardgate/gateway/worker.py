@@ -32,6 +32,7 @@ from wardgate.gateway.protocol import ClientProtocol
 from wardgate.gateway.request import Request
 from wardgate.gateway.runtime import Runtime
 from wardgate.observe.denials import DenialRing
+from wardgate.observe.http import REFUSAL_STATUSES
 
 SWEEP_INTERVAL_S = 0.25
 HEARTBEAT_S = 1.0  # the event loop checks in with the supervisor's watchdog this often
@@ -51,6 +52,9 @@ class WorkerState:
         self.denials: DenialRing | None = None
         #: whether a finished request has anything to record (access log line or metrics)
         self.recording = accesslog.enabled or runtime.metrics is not None
+        if not accesslog.enabled and self.metrics is not None and self.metrics.values is not None:
+            # metrics without an access log: the whole of `log` is one closure over the slots
+            self.log = self.metrics.finisher(loop.time, self._maybe_denied)  # type: ignore[method-assign]
 
     def log(self, req: Request, status: int, bytes_in: int, bytes_out: int, target: str,
             error: str | None) -> None:
@@ -60,8 +64,12 @@ class WorkerState:
             self.accesslog.record(req, status, bytes_in, bytes_out, target, error, seconds * 1000)
         if self.metrics is not None:
             self.metrics.request_done(req, status, bytes_in, bytes_out, seconds)
-            if status in _DENIED and self.denials is not None:
+            if status in REFUSAL_STATUSES and self.denials is not None:
                 self._denied(req, status)
+
+    def _maybe_denied(self, req: Request, status: int) -> None:
+        if self.denials is not None:
+            self._denied(req, status)
 
     def _denied(self, req: Request, status: int) -> None:
         outcome = req.auth_outcome
@@ -75,8 +83,6 @@ class WorkerState:
                          req.client_ip or "-", getattr(ident, "sub_hash", None))
 
 
-#: statuses that can be a refusal of the caller (auth, authorization, rate limits)
-_DENIED = frozenset((400, 401, 403, 429, 503))
 _NOT_REFUSALS = frozenset(("-", "ok", "anonymous"))
 
 

@@ -36,6 +36,10 @@ AUTH_OUTCOMES = (
     "other")
 #: requests that matched no route (404, or refused before routing)
 NO_ROUTE = "-"
+#: statuses that can be a refusal of the caller (auth, authorization, rate limits)
+REFUSAL_STATUSES = frozenset((400, 401, 403, 429, 503))
+#: status -> index in STATUS_CLASSES (anything outside 100-599 counts as 5xx)
+_STATUS_CLASS = tuple(min(max(s // 100 - 1, 0), 4) if s >= 100 else 4 for s in range(600))
 
 DURATION = "wardgate_http_server_request_duration_seconds"
 AUTH_DECISIONS = "wardgate_auth_decisions_total"
@@ -51,7 +55,7 @@ def declare_ratelimit(reg: MetricRegistry, route: str, limit: str) -> tuple[int,
 
 
 class GatewayMetrics:
-    __slots__ = ("registry", "values", "_dur", "_auth", "_bytes", "_bounds", "_nb",
+    __slots__ = ("registry", "values", "_rows", "_bounds", "_nb",
                  "_conn_slot", "_health", "_cpu", "_rss", "_started", "_bind_hooks",
                  "_sample_hooks")
 
@@ -60,10 +64,9 @@ class GatewayMetrics:
         self.values: Any = None
         self._bounds = DURATION_BUCKETS_S
         self._nb = len(DURATION_BUCKETS_S)
-        # per route id (CompiledRoute.metric_id; 0 is NO_ROUTE): [method][status class] -> slot
-        self._dur: list[list[list[int]]] = []
-        self._auth: list[dict[str, int] | None] = []
-        self._bytes: list[tuple[int, int]] = []
+        # per route id (CompiledRoute.metric_id; 0 is NO_ROUTE): the duration slots by
+        # [method][status class], the auth outcome slots, the body byte slots (in, out)
+        self._rows: list[tuple[list[list[int]], dict[str, int] | None, int, int]] = []
         self._conn_slot = 0
         self._health: list[tuple[Any, int]] = []
         self._cpu = self._rss = self._started = 0
@@ -94,11 +97,10 @@ class GatewayMetrics:
         names = [NO_ROUTE] + [r.name for r in routes]
         authed = [False] + [r.auth is not None for r in routes]
         for i, name in enumerate(names):
-            self._dur.append([[reg.series(dur, name, m, sc) for sc in STATUS_CLASSES]
-                              for m in METHOD_NAMES])
-            self._auth.append({o: reg.series(auth, name, o) for o in AUTH_OUTCOMES}
-                              if authed[i] else None)
-            self._bytes.append((reg.series(body_in, name), reg.series(body_out, name)))
+            self._rows.append((
+                [[reg.series(dur, name, m, sc) for sc in STATUS_CLASSES] for m in METHOD_NAMES],
+                {o: reg.series(auth, name, o) for o in AUTH_OUTCOMES} if authed[i] else None,
+                reg.series(body_in, name), reg.series(body_out, name)))
         for i, r in enumerate(routes, start=1):
             r.metric_id = i
         conns = reg.family("wardgate_http_server_active_connections", "gauge",
@@ -127,23 +129,52 @@ class GatewayMetrics:
 
     def request_done(self, req: Request, status: int, bytes_in: int, bytes_out: int,
                      seconds: float) -> None:
-        v = self.values
         route = req.route
-        rid = route.metric_id if route is not None else 0
-        sc = status // 100 - 1
-        if sc < 0 or sc > 4:
-            sc = 4
-        base = self._dur[rid][METHOD_INDEX.get(req.method, 8)][sc]
+        dur, auth, bi, bo = self._rows[route.metric_id if route is not None else 0]
+        base = dur[METHOD_INDEX.get(req.method, 8)][_STATUS_CLASS[status] if status < 600 else 4]
+        v = self.values
         v[base + bisect_left(self._bounds, seconds)] += 1
         v[base + self._nb + 1] += int(seconds * 1e9)
-        auth = self._auth[rid]
         if auth is not None and req.auth_outcome != "-":
             v[auth.get(req.auth_outcome, auth["other"])] += 1
-        bi, bo = self._bytes[rid]
         if bytes_in:
             v[bi] += bytes_in
         if bytes_out:
             v[bo] += bytes_out
+
+    def finisher(self, clock: Callable[[], float],
+                 refused: Callable[[Request, int], None]) -> Callable[..., None]:
+        """`request_done` fused with taking the time, as one closure over its slots: what
+        WorkerState.log becomes when there is no access log. `refused(req, status)` gets the
+        answers that may be a refusal of the caller (for the denials ring). Call after bind."""
+        v = self.values
+        rows = self._rows
+        bounds = self._bounds
+        sum_at = self._nb + 1
+        method_index = METHOD_INDEX.get
+        status_class = _STATUS_CLASS
+        refusals = REFUSAL_STATUSES
+
+        def done(req: Request, status: int, bytes_in: int, bytes_out: int, target: str,
+                 error: str | None) -> None:
+            start = req.start
+            seconds = clock() - start if start else 0.0
+            route = req.route
+            dur, auth, bi, bo = rows[route.metric_id if route is not None else 0]
+            base = dur[method_index(req.method, 8)][status_class[status] if status < 600 else 4]
+            v[base + bisect_left(bounds, seconds)] += 1
+            v[base + sum_at] += int(seconds * 1e9)
+            if auth is not None:
+                outcome = req.auth_outcome
+                if outcome != "-":
+                    v[auth.get(outcome, auth["other"])] += 1
+            if bytes_in:
+                v[bi] += bytes_in
+            if bytes_out:
+                v[bo] += bytes_out
+            if status in refusals:
+                refused(req, status)
+        return done
 
     def sample(self, connections: int, now: float) -> None:
         """Gauges, from the worker's sweeper (a few times a second, not per request); `now`
