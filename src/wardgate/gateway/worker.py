@@ -46,10 +46,10 @@ class WorkerState:
         self.accesslog = accesslog
 
     def log(self, req: Request, status: int, bytes_in: int, bytes_out: int, target: str,
-            error: str | None) -> None:
+            error: str | None, retried: str | None = None) -> None:
         if self.accesslog.enabled:
             ms = (self.loop.time() - req.start) * 1000 if req.start else 0.0
-            self.accesslog.record(req, status, bytes_in, bytes_out, target, error, ms)
+            self.accesslog.record(req, status, bytes_in, bytes_out, target, error, ms, retried)
 
 
 def sweep(state: WorkerState, now: float) -> None:
