@@ -15,7 +15,13 @@ from wardgate.config.gateway import UpstreamConfig
 from wardgate.gateway.upstream.balancer import HashRing, stable_hash
 from wardgate.gateway.upstream.breaker import Breaker
 from wardgate.gateway.upstream.cluster import Cluster
-from wardgate.gateway.upstream.health import EJECTED, HALF_OPEN, HEALTHY, ErrorRateWindow, PassiveHealth
+from wardgate.gateway.upstream.health import (
+    EJECTED,
+    HALF_OPEN,
+    HEALTHY,
+    ErrorRateWindow,
+    PassiveHealth,
+)
 
 
 def _cluster(n: int = 2, **over: Any) -> Cluster:
