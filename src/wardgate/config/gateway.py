@@ -136,11 +136,45 @@ class ActiveHealthConfig(Strict):
         return self
 
 
+class ErrorRateConfig(Strict):
+    threshold: float = Field(0.5, gt=0, le=1, description="failed share of requests that ejects")
+    window_s: float = Field(10.0, gt=0, description="sliding window the rate is taken over")
+    min_requests: int = Field(20, ge=1, description="no verdict on fewer requests in the window")
+
+
 class HealthConfig(Strict):
     max_failures: int = Field(3, ge=1, description="consecutive failures before ejection")
     ejection_s: float = Field(10.0, gt=0, description="first ejection; doubles on repeats")
     max_ejection_s: float = Field(300.0, gt=0)
+    failure_statuses: list[int] = Field([502, 503, 504], description="response statuses that "
+                                        "count as failures for ejection")
+    error_rate: ErrorRateConfig | None = None
+    slow_start_s: float = Field(0.0, ge=0, description="a returning target's share ramps up "
+                                "over this long; 0: off")
     active: ActiveHealthConfig | None = None
+
+    @field_validator("failure_statuses")
+    @classmethod
+    def _fail_statuses(cls, v: list[int]) -> list[int]:
+        for code in v:
+            if not 500 <= code <= 599:
+                raise ValueError(f"{code}: only 5xx statuses can count as failures")
+        return v
+
+
+class RetryBudgetConfig(Strict):
+    percent: float = Field(20.0, ge=0, le=100, description="retries in flight, as a percentage "
+                           "of requests in flight")
+    min_retries: int = Field(3, ge=0, description="retries in flight always allowed")
+
+
+class CircuitBreakerConfig(Strict):
+    max_requests: int = Field(1024, ge=1, le=1_000_000,
+                              description="requests in flight per worker; beyond: 503")
+    max_pending: int = Field(1024, ge=1, le=1_000_000, description="requests waiting for a new "
+                             "upstream connection per worker; beyond: 503")
+    retry_budget: RetryBudgetConfig = RetryBudgetConfig()
+    retry_after_s: int = Field(1, ge=1, le=3600, description="Retry-After of a breaker's 503")
 
 
 class UpstreamTls(Strict):
@@ -152,11 +186,22 @@ class UpstreamTls(Strict):
 class UpstreamConfig(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     targets: list[TargetConfig] = Field(min_length=1)
-    balancer: Literal["round_robin", "least_conn"] = "round_robin"
+    balancer: Literal["round_robin", "least_conn", "hash"] = "round_robin"
+    hash_key: str | None = Field(None, pattern=r"^(header:[A-Za-z0-9!#$%&'*+.^_`|~-]+"
+                                 r"|claim:[A-Za-z0-9_.:-]+|client_ip)$",
+                                 description="balancer: hash keys on header:NAME, claim:NAME "
+                                 "or client_ip")
     pool: PoolConfig = PoolConfig()
     timeouts: UpstreamTimeouts = UpstreamTimeouts()
     health: HealthConfig = HealthConfig()
+    circuit_breaker: CircuitBreakerConfig = CircuitBreakerConfig()
     tls: UpstreamTls = UpstreamTls()
+
+    @model_validator(mode="after")
+    def _hash_key(self) -> UpstreamConfig:
+        if (self.balancer == "hash") != (self.hash_key is not None):
+            raise ValueError("balancer: hash needs hash_key, and hash_key needs balancer: hash")
+        return self
 
     @field_validator("targets", mode="before")
     @classmethod
@@ -235,6 +280,14 @@ class CorsConfig(Strict):
     max_age_s: int = Field(600, ge=0)
 
 
+class RouteTimeouts(Strict):
+    total_s: float | None = Field(None, gt=0, description="the whole exchange, retries included; "
+                                  "beyond: 504 (or the connection cut if the answer started)")
+    per_try_s: float | None = Field(None, gt=0, description="wait for the response head and "
+                                    "between reads, per try (overrides the upstream's read_s); "
+                                    "an idempotent request that times out is retried once")
+
+
 class RouteConfig(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     match: MatchConfig = MatchConfig()
@@ -249,6 +302,7 @@ class RouteConfig(Strict):
     cors: CorsConfig | None = None
     preserve_host: bool = False
     rate_limits: list[RateLimitConfig] = []
+    timeouts: RouteTimeouts = RouteTimeouts()
 
     @model_validator(mode="after")
     def _checks(self) -> RouteConfig:

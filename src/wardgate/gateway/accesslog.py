@@ -51,7 +51,9 @@ class AccessLog:
         return f"{self._stamp}.{int((t - sec) * 1000):03d}Z"
 
     def record(self, req: Request, status: int, bytes_in: int, bytes_out: int, target: str,
-               error: str | None, duration_ms: float) -> None:
+               error: str | None, duration_ms: float, retried: str | None = None) -> None:
+        """`retried`: the error code of a first try that failed and was retried (the request's
+        outcome is `status`/`error`, from the retry)."""
         if not self.enabled:
             return
         path = req.path
@@ -68,6 +70,8 @@ class AccessLog:
             extra += ',"error":' + _str(error)
             if req.rate_limit is not None:
                 extra += ',"rate_limit":' + _str(req.rate_limit)
+        if retried is not None:
+            extra += ',"retried":' + _str(retried)
         line = (f'{{"time":"{self._now()}","request_id":{rid},"client":{_str(req.client_ip)},'
                 f'"method":{_str(req.method or "-")},"path":{_str(path)},"route":{name},'
                 f'"target":{_str(target)},"status":{status},"bytes_in":{bytes_in},'

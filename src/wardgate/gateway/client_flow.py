@@ -87,7 +87,8 @@ class RequestFlow:
     def exchange_done(self, ex: Exchange, keep_alive: bool) -> None:
         p = ex.req
         if self.log_enabled:
-            self.state.log(p, ex.status, p.body_bytes, ex.bytes_out, ex.target_url, None)
+            self.state.log(p, ex.status, p.body_bytes, ex.bytes_out, ex.target_url, None,
+                           ex.retried)
         if keep_alive and self.poisoned is None and not self.queue and p.body_done \
                 and self.accepting and p.upgrade is None:
             # The common case of _finish_request: idle keep-alive, waiting for the next head.
@@ -100,9 +101,10 @@ class RequestFlow:
         self._finish_request(p, keep_alive)
 
     def exchange_failed(self, ex: Exchange, err: GatewayError) -> None:
-        self.request_failed(ex.req, err, ex.target_url)
+        self.request_failed(ex.req, err, ex.target_url, ex.retried)
 
-    def request_failed(self, req: Request, err: GatewayError, target: str = "-") -> None:
+    def request_failed(self, req: Request, err: GatewayError, target: str = "-",
+                       retried: str | None = None) -> None:
         """Answer a request with an error (the single renderer is wardgate.errors.render)."""
         if self.closed:
             return
@@ -116,7 +118,7 @@ class RequestFlow:
                 extra = route.cors.response_headers(req)
         self.send(render(err, request_id=req.request_id, server=self.rt.server,
                          keep_alive=keep, head_only=req.method == "HEAD", extra=extra))
-        self.state.log(req, err.status, req.body_bytes, 0, target, err.code)
+        self.state.log(req, err.status, req.body_bytes, 0, target, err.code, retried)
         self._finish_request(req, keep)
 
     def respond(self, p: Request, data: bytes, status: int, keep: bool) -> None:
@@ -203,6 +205,9 @@ class RequestFlow:
         p = self.active
         if p is not None and p.exchange is not None:
             ex = p.exchange
+            if ex.total_deadline and now > ex.total_deadline and not ex.finished:
+                ex.on_total_timeout()
+                return
             if ex.deadline and now > ex.deadline and ex.conn is not None:
                 ex.on_timeout()
                 return

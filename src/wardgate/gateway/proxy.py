@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from wardgate.gateway.request import Request
     from wardgate.gateway.upstream.cluster import Cluster, Target
     from wardgate.gateway.upstream.connection import UpstreamConnection
+    from wardgate.gateway.upstream.health import PassiveHealth
 
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 _CRLF = b"\r\n"
@@ -38,7 +39,8 @@ class Exchange:
         "client", "req", "cluster", "start_line", "host_line", "fields", "chunked_up",
         "head_request", "wants_upgrade", "out", "read_timeout", "loop", "target", "conn",
         "request_complete", "sent_body", "tried", "response_started", "chunked_down",
-        "close_after", "status", "bytes_out", "deadline", "finished", "flushed",
+        "close_after", "status", "bytes_out", "deadline", "finished", "flushed", "breaker",
+        "total_deadline", "retried",
     )
 
     def __init__(self, client: ClientProtocol, req: Request, cluster: Cluster,
@@ -57,7 +59,8 @@ class Exchange:
         self.head_request = req.method == "HEAD"
         self.wants_upgrade = req.upgrade is not None
         self.out: list[bytes] = []
-        self.read_timeout = cluster.read_timeout
+        route = req.route
+        self.read_timeout = route.try_timeout
         self.loop = client.loop
         self.target: Target | None = None
         self.conn: UpstreamConnection | None = None
@@ -72,41 +75,69 @@ class Exchange:
         self.deadline = 0.0
         self.finished = False
         self.flushed = False      # some of the response has been written to the client
+        self.breaker = cluster.breaker
+        # The route's total timeout (0: none), from the request's start; the sweeper checks it.
+        self.total_deadline = req.start + route.total_timeout if route.total_timeout else 0.0
+        self.retried: str | None = None  # the error code of the failed first try, if retried
 
     # -- choosing a target and a connection ---------------------------------------------------
     def start(self, exclude: Target | None = None) -> None:
         now = self.loop.time()
-        target = self.cluster.pick(now, exclude)
+        br = self.breaker
+        if exclude is None:
+            # Counted from here to the end of the exchange (on_response_end or _done).
+            br.active += 1
+            if br.active > br.max_requests:
+                br.rejected_requests += 1
+                self.fail(ServiceUnavailable("upstream has too many requests in flight",
+                                             code="upstream_overloaded",
+                                             retry_after_s=self.cluster.retry_after_s))
+                return
+        cluster = self.cluster
+        target = cluster.pick(now, exclude, self.req)
         if target is None:
             if exclude is not None:
                 target = exclude  # the only target left: retry it rather than fail
             else:
                 self.fail(ServiceUnavailable("no healthy upstream target", code="no_healthy_target",
-                                             retry_after_s=1))
+                                             retry_after_s=cluster.retry_after(now)))
                 return
+        conn = None if self.wants_upgrade else target.take_idle()
+        if conn is None and br.pending >= br.max_pending:
+            br.rejected_pending += 1
+            self.fail(ServiceUnavailable("too many requests waiting for an upstream connection",
+                                         code="upstream_pending_overflow",
+                                         retry_after_s=cluster.retry_after_s))
+            return
         self.target = target
         target.active += 1
-        conn = None if self.wants_upgrade else target.take_idle()
         if conn is not None:
             self._attach(conn, now)
         else:
+            br.pending += 1
             self.loop.create_task(self._connect(target))
 
     async def _connect(self, target: Target) -> None:
+        err: GatewayError
         try:
             conn = await target.connect()
         except TimeoutError:
-            self._target_failed(GatewayTimeout("upstream connect timed out", code="connect_timeout"),
-                                retry=True)
-            return
+            err = GatewayTimeout("upstream connect timed out", code="connect_timeout")
         except OSError:
-            self._target_failed(BadGateway("upstream connection refused", code="connect_refused"),
-                                retry=True)
+            err = BadGateway("upstream connection refused", code="connect_refused")
+        else:
+            self.breaker.pending -= 1
+            if self.finished:
+                target.release(conn)
+                return
+            self._attach(conn, self.loop.time())
             return
-        if self.finished:
-            target.release(conn)
+        self.breaker.pending -= 1
+        if self.finished:  # answered meanwhile (total timeout, client gone): count it only
+            if target.health.failure(self.loop.time()):
+                self.cluster.refresh(self.loop.time())
             return
-        self._attach(conn, self.loop.time())
+        self._target_failed(err, retry=True)
 
     def _attach(self, conn: UpstreamConnection, now: float) -> None:
         self.conn = conn
@@ -165,8 +196,13 @@ class Exchange:
         self.status = status
         self.response_started = True
         health = self.target.health  # type: ignore[union-attr]
-        if health.failures or health.ejections:
-            health.success()
+        if status >= 500 and status in health.fail_statuses:
+            self._status_failure(health)
+        elif health.failures or health.state:
+            if health.success(self.loop.time()):
+                self.cluster.refresh(self.loop.time())
+        if health.rate is not None and status < 500:
+            health.record_success(self.loop.time())
         req = self.req
         framing_line = b""
         if framing == FRAME_LENGTH or self.head_request:
@@ -216,14 +252,25 @@ class Exchange:
         target = self.target
         if target is not None:
             target.active -= 1
+        br = self.breaker
+        br.active -= 1
+        if self.tried is not None:
+            br.retrying -= 1
         self.req.exchange = None
         self.client.exchange_done(self, not self.close_after)
+
+    def _status_failure(self, health: PassiveHealth) -> None:
+        """A 5xx the upstream chose to send counts toward ejecting it (it still goes out)."""
+        now = self.loop.time()
+        if health.failure(now):
+            self.cluster.refresh(now)
 
     def on_upgrade(self, conn: UpstreamConnection, status: int, headers: list[tuple[bytes, bytes]],
                    rest: bytes) -> None:
         self.status = status
         self.response_started = True
-        self.target.health.success()  # type: ignore[union-attr]
+        if self.target.health.success(self.loop.time()):  # type: ignore[union-attr]
+            self.cluster.refresh(self.loop.time())
         lines = client_response_lines(headers, keep_upgrade=True)
         lines.append(b"Connection: Upgrade")
         lines.append(b"X-Request-Id: " + self.req.request_id)
@@ -273,8 +320,29 @@ class Exchange:
             self._done()
             self.client.abort_exchange(self, "upstream read timed out")
             return
+        # A per-try timeout (the route's per_try_s) may be retried on another target when
+        # nothing of the request could have been acted on twice.
+        retry = self.req.route.retry_timeouts and not self.sent_body \
+            and self.req.method in IDEMPOTENT
         self._target_failed(GatewayTimeout("upstream did not answer in time", code="read_timeout"),
-                            retry=False)
+                            retry=retry)
+
+    def on_total_timeout(self) -> None:
+        """The route's total timeout passed: 504, or cut the connection if the answer started."""
+        conn = self.conn
+        self.conn = None
+        if conn is not None:
+            conn.exchange = None
+            conn.abort()
+        if self._unstart():
+            self._done()
+            self.client.abort_exchange(self, "route timeout")
+            return
+        target = self.target
+        if target is not None and target.health.failure(self.loop.time()):
+            self.cluster.refresh(self.loop.time())
+        self.fail(GatewayTimeout("upstream did not answer within the route's timeout",
+                                 code="route_timeout"))
 
     def _target_failed(self, err: GatewayError, *, retry: bool, count_failure: bool = True) -> None:
         target = self.target
@@ -283,11 +351,17 @@ class Exchange:
             target.active -= 1
             self.target = None
             if count_failure:
-                target.health.failure(self.loop.time())
+                now = self.loop.time()
+                if target.health.failure(now):
+                    self.cluster.refresh(now)
         if retry and self.tried is None and not self.finished and not self.client.closed:
-            self.tried = target
-            self.start(exclude=target)
-            return
+            if self.breaker.retry_allowed():
+                self.tried = target
+                self.retried = err.code
+                self.start(exclude=target)
+                return
+            err = type(err)(err.detail + "; no retry: the upstream's retry budget is spent",
+                            code="retry_budget_exhausted")
         self.fail(err)
 
     def fail(self, err: GatewayError) -> None:
@@ -301,6 +375,10 @@ class Exchange:
             self.finished = True
             if self.target is not None:
                 self.target.active -= 1
+            br = self.breaker
+            br.active -= 1
+            if self.tried is not None:
+                br.retrying -= 1
             self.req.exchange = None
 
     def abort(self) -> None:

@@ -25,6 +25,7 @@ class CompiledRoute:
     __slots__ = (
         "name", "cluster", "max_body", "auth", "cors", "strip_headers", "preserve_host",
         "websocket", "realm", "_strip", "_rewrite", "_prefix", "path_as_is", "limiter", "metric_id",
+        "try_timeout", "total_timeout", "retry_timeouts",
     )
 
     def __init__(self, cfg: RouteConfig, cluster: Cluster, default_max_body: int, server: bytes) -> None:
@@ -44,6 +45,10 @@ class CompiledRoute:
         self._prefix = cfg.match.path_prefix is not None
         self.path_as_is = self._rewrite is None and not self._strip  # upstream_path is identity
         self.metric_id = 0  # this route's row in GatewayMetrics (0: metrics off)
+        t = cfg.timeouts
+        self.try_timeout = t.per_try_s if t.per_try_s is not None else cluster.read_timeout
+        self.total_timeout = t.total_s or 0.0
+        self.retry_timeouts = t.per_try_s is not None
 
     def upstream_path(self, path: str, params: dict[str, str], matched: int) -> str:
         """The path sent upstream: as received, minus the matched prefix, or rewritten."""

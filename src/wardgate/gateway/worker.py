@@ -57,11 +57,13 @@ class WorkerState:
             self.log = self.metrics.finisher(loop.time, self._maybe_denied)  # type: ignore[method-assign]
 
     def log(self, req: Request, status: int, bytes_in: int, bytes_out: int, target: str,
-            error: str | None) -> None:
-        """The one place a request ends: its access log line and its metrics."""
+            error: str | None, retried: str | None = None) -> None:
+        """The one place a request ends: its access log line and its metrics. `retried`: the
+        error code of a first try that failed and was retried."""
         seconds = self.loop.time() - req.start if req.start else 0.0
         if self.accesslog.enabled:
-            self.accesslog.record(req, status, bytes_in, bytes_out, target, error, seconds * 1000)
+            self.accesslog.record(req, status, bytes_in, bytes_out, target, error, seconds * 1000,
+                                  retried)
         if self.metrics is not None:
             self.metrics.request_done(req, status, bytes_in, bytes_out, seconds)
             if status in REFUSAL_STATUSES and self.denials is not None:

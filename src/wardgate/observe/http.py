@@ -156,7 +156,7 @@ class GatewayMetrics:
         refusals = REFUSAL_STATUSES
 
         def done(req: Request, status: int, bytes_in: int, bytes_out: int, target: str,
-                 error: str | None) -> None:
+                 error: str | None, retried: str | None = None) -> None:
             start = req.start
             seconds = clock() - start if start else 0.0
             route = req.route

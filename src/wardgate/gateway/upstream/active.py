@@ -41,21 +41,24 @@ class ActiveChecker:
 
     async def check(self, target: Target) -> None:
         ok, why = await self.probe(target)
-        self.record(target, ok, why)
+        self.record(target, ok, why, asyncio.get_running_loop().time())
 
-    def record(self, target: Target, ok: bool, why: str) -> None:
+    def record(self, target: Target, ok: bool, why: str, now: float = 0.0) -> None:
         """Count one probe's outcome; flip the target at its threshold (sans-I/O)."""
         if ok:
             self._fails[target] = 0
             self._passes[target] += 1
             if not target.up and self._passes[target] >= self.cfg.healthy_threshold:
                 target.up = True
+                target.health.since = now  # back in: its slow start begins
+                self.cluster.refresh(now)
                 logs.event("target_up", upstream=self.cluster.name, target=target.url)
         else:
             self._passes[target] = 0
             self._fails[target] += 1
             if target.up and self._fails[target] >= self.cfg.unhealthy_threshold:
                 target.up = False
+                self.cluster.refresh(now)
                 logs.event("target_down", level="warning", upstream=self.cluster.name,
                            target=target.url, reason=why)
 

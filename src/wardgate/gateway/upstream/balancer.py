@@ -6,8 +6,10 @@ target that just failed.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol
+from bisect import bisect_left
+from collections.abc import Callable, Sequence
+from hashlib import blake2b
+from typing import Any, Protocol
 
 
 class Weighted(Protocol):
@@ -65,6 +67,48 @@ class LeastConnections:
             if best is None or score < best_score:
                 best, best_score = t, score
         return best
+
+
+def stable_hash(data: bytes) -> int:
+    """A 64-bit hash that every worker and every run agrees on (Python's hash() is salted)."""
+    return int.from_bytes(blake2b(data, digest_size=8).digest(), "big")
+
+
+class HashRing:
+    """Consistent hashing (a ring of `points_per_weight` points per unit of weight per target).
+
+    A key maps to the first point clockwise of its hash whose target is usable; when a target
+    leaves, only the keys that were on its points move (to the next target on the ring), about
+    1/n of them, and they come back when it returns.
+    """
+
+    def __init__(self, targets: Sequence[Any], points_per_weight: int = 100) -> None:
+        points = []
+        for t in targets:
+            name = t.url.encode()
+            for i in range(points_per_weight * t.weight):
+                points.append((stable_hash(name + b"#%d" % i), t))
+        points.sort(key=lambda p: p[0])
+        self._hashes = [h for h, _ in points]
+        self._targets = [t for _, t in points]
+        self.distinct = len(targets)
+
+    def lookup(self, key_hash: int, usable: Callable[[Any], bool]) -> Any:
+        """The key's target, skipping (clockwise) targets that `usable` refuses."""
+        hashes, targets = self._hashes, self._targets
+        n = len(hashes)
+        i = bisect_left(hashes, key_hash)
+        refused: set[int] = set()
+        for k in range(n):
+            t = targets[(i + k) % n]
+            if id(t) in refused:
+                continue
+            if usable(t):
+                return t
+            refused.add(id(t))
+            if len(refused) >= self.distinct:
+                break
+        return None
 
 
 BALANCERS: dict[str, type] = {"round_robin": SmoothRoundRobin, "least_conn": LeastConnections}
