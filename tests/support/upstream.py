@@ -49,6 +49,7 @@ class Upstream:
     requests: list[Seen] = field(default_factory=list)
     connections: int = 0
     health_status: int = 200  # what GET /healthz answers (active health check tests)
+    force_status: int | None = None  # when set, every other request is answered with it
     _loop: asyncio.AbstractEventLoop | None = None
     _server: asyncio.AbstractServer | None = None
     _thread: threading.Thread | None = None
@@ -145,6 +146,12 @@ class Upstream:
         u = urlsplit(seen.target)
         q = {k: v[0] for k, v in parse_qs(u.query).items()}
         headers = [("X-Upstream", self.name)]
+        if self.force_status is not None and u.path != "/healthz":
+            headers.append(("Content-Length", "0"))
+            writer.write(conn.send(h11.Response(status_code=self.force_status, headers=headers)))
+            writer.write(conn.send(h11.EndOfMessage()))
+            await writer.drain()
+            return
         if u.path.startswith("/slow"):
             await asyncio.sleep(int(q.get("ms", "100")) / 1000)
         if u.path.startswith("/big"):

@@ -25,6 +25,10 @@ ADMIN_ROUTER_BUILDERS: list[Callable[[AdminView], APIRouter]] = []
 RELOAD_WAIT_S = 40.0
 
 
+_TARGET_FIELDS = ("up", "state", "active", "ejections", "failures", "ejected_for_s", "share",
+                  "open_connections", "idle_connections", "window")
+
+
 def _status_mix(agg: Any) -> dict[str, dict[str, int]]:
     """route -> status class -> requests, from the duration histogram's counts."""
     fam = agg.families.get(DURATION)
@@ -110,17 +114,36 @@ def build_app(view: AdminView) -> FastAPI:
              else {"providers": r.auth.provider_names()}}
             for i, r in enumerate(cfg.routes)]}
 
-    @api.get("/upstreams", summary="Upstreams and each target's health")
+    @api.get("/upstreams", summary="Upstreams, their circuit breakers and each target's "
+             "health and ejection state, per worker")
     def upstreams() -> dict[str, Any]:
         cfg = view.config()
         healthy = view.metrics().values.get("wardgate_upstream_target_healthy", {})
-        return {"upstreams": [
-            {"name": u.name, "balancer": u.balancer, "targets": [
-                {"url": t.url, "weight": t.weight,
-                 "healthy": (healthy[(u.name, t.url)][0] == 1)
-                 if (u.name, t.url) in healthy else None}
-                for t in u.targets]}
-            for u in cfg.upstreams]}
+        held = view.upstream_states()
+        out = []
+        for u in cfg.upstreams:
+            per_worker = held.get(u.name, [])
+            targets = []
+            for t in u.targets:
+                seen = [(w["pid"], wt) for w in per_worker for wt in w["targets"]
+                        if wt["url"] == t.url]
+                states = sorted({wt["state"] for _, wt in seen})
+                targets.append({
+                    "url": t.url, "weight": t.weight,
+                    "healthy": (healthy[(u.name, t.url)][0] == 1)
+                    if (u.name, t.url) in healthy else None,
+                    # the worst any worker sees: each balances on its own view
+                    "state": next((s for s in ("ejected", "half_open") if s in states),
+                                  "healthy" if states else None),
+                    "workers": [{"pid": pid, **{k: wt[k] for k in _TARGET_FIELDS if k in wt}}
+                                for pid, wt in seen]})
+            out.append({"name": u.name, "balancer": u.balancer,
+                        "breaker": {"limits": {"max_requests": u.circuit_breaker.max_requests,
+                                               "max_pending": u.circuit_breaker.max_pending},
+                                    "workers": [{"pid": w["pid"], **w["breaker"]}
+                                                for w in per_worker]},
+                        "targets": targets})
+        return {"upstreams": out}
 
     @api.get("/providers", summary="Token providers and the key set each worker holds "
              "(kid, alg, fetch times, last error; no key material)")

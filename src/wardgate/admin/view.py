@@ -28,6 +28,11 @@ class AdminView(Protocol):
         "fetched_at", "next_refresh_at", "failures", "last_error", "source"}."""
         ...
 
+    def upstream_states(self) -> dict[str, list[dict[str, Any]]]:
+        """upstream -> each live worker's view: {"pid", "breaker": {...}, "targets": [{"url",
+        "up", "state", "active", "ejections", "failures", "ejected_for_s", "share", ...}]}."""
+        ...
+
     def denials(self, limit: int) -> dict[str, Any]:
         """The newest refusals over every worker's ring (observe/denials.py) and the clients
         refused most often: {"denials": [...], "top_clients": [{"client", "count"}]}."""

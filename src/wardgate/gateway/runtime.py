@@ -116,6 +116,9 @@ class Runtime:
             from wardgate.observe.keysets import KeySetMetrics
 
             KeySetMetrics(metrics, self.registry)
+        from wardgate.observe.upstreams import UpstreamMetrics
+
+        UpstreamMetrics(metrics, list(self.clusters.values()))
         return metrics
 
     def _compile_auth(self) -> None:

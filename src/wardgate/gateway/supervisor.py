@@ -148,6 +148,14 @@ class Supervisor:
         live = {_metrics_name(w.proc.pid) for w in list(self.workers) if w.proc.poll() is None}
         return keysets.collect(self.metrics_dir, live)
 
+    def upstream_states(self) -> dict[str, list[dict[str, Any]]]:
+        from wardgate.observe import upstreams
+
+        if self.metrics_dir is None:
+            return {}
+        live = {_metrics_name(w.proc.pid) for w in list(self.workers) if w.proc.poll() is None}
+        return upstreams.collect(self.metrics_dir, live)
+
     def denials(self, limit: int) -> dict[str, Any]:
         from wardgate.observe import denials
 
@@ -365,6 +373,7 @@ class _View:
         self.process_lines, self.workers = sup.process_lines, sup.workers_info
         self.request_reload, self.reload_result = sup.request_reload, sup.reload_result
         self.denials, self.keysets = sup.denials, sup.keysets
+        self.upstream_states = sup.upstream_states
 
 
 def run_gateway(config_path: str) -> int:

@@ -65,7 +65,7 @@ class WorkerState:
             self.accesslog.record(req, status, bytes_in, bytes_out, target, error, seconds * 1000,
                                   retried)
         if self.metrics is not None:
-            self.metrics.request_done(req, status, bytes_in, bytes_out, seconds)
+            self.metrics.request_done(req, status, bytes_in, bytes_out, seconds, target)
             if status in REFUSAL_STATUSES and self.denials is not None:
                 self._denied(req, status)
 

@@ -44,6 +44,7 @@ _STATUS_CLASS = tuple(min(max(s // 100 - 1, 0), 4) if s >= 100 else 4 for s in r
 DURATION = "wardgate_http_server_request_duration_seconds"
 AUTH_DECISIONS = "wardgate_auth_decisions_total"
 RATELIMIT_DECISIONS = "wardgate_ratelimit_decisions_total"
+UPSTREAM_DURATION = "wardgate_upstream_request_duration_seconds"
 RATELIMIT_RESULTS = ("allowed", "limited", "store_error")
 
 
@@ -66,20 +67,23 @@ class GatewayMetrics:
         self._nb = len(DURATION_BUCKETS_S)
         # per route id (CompiledRoute.metric_id; 0 is NO_ROUTE): the duration slots by
         # [method][status class], the auth outcome slots, the body byte slots (in, out)
-        self._rows: list[tuple[list[list[int]], dict[str, int] | None, int, int]] = []
+        # and the upstream duration histogram of each of its upstream's targets (by URL)
+        self._rows: list[tuple[list[list[int]], dict[str, int] | None, int, int,
+                               dict[str, int]]] = []
         self._conn_slot = 0
         self._health: list[tuple[Any, int]] = []
         self._cpu = self._rss = self._started = 0
         self._bind_hooks: list[Callable[[Any], None]] = []
-        self._sample_hooks: list[Callable[[], None]] = []
+        self._sample_hooks: list[Callable[[float], None]] = []
 
     def on_bind(self, hook: Callable[[Any], None]) -> None:
         """`hook(values)` once the slots are mapped: how a feature that declared series of its
         own gets the array it increments."""
         self._bind_hooks.append(hook)
 
-    def on_sample(self, hook: Callable[[], None]) -> None:
-        """`hook()` from the worker's sweeper, with the gauges: a feature's own gauges."""
+    def on_sample(self, hook: Callable[[float], None]) -> None:
+        """`hook(now)` from the worker's sweeper, with the gauges: a feature's own gauges
+        (`now`: the loop's clock)."""
         self._sample_hooks.append(hook)
 
     def declare(self, routes: Sequence[Any], clusters: Sequence[Any]) -> None:
@@ -94,13 +98,23 @@ class GatewayMetrics:
                              "Request body bytes received", ("route",))
         body_out = reg.family("wardgate_http_server_response_body_size_bytes_total", "counter",
                               "Response bytes sent to clients", ("route",))
+        up_dur = reg.family(UPSTREAM_DURATION, "histogram", "Duration of requests proxied to "
+                            "an upstream target, from arrival to the last byte sent back "
+                            "(the gateway's own share is microseconds)", ("upstream", "target"),
+                            DURATION_BUCKETS_S)
+        per_target = {(c.name, t.url): reg.series(up_dur, c.name, t.url)
+                      for c in clusters for t in c.targets}
         names = [NO_ROUTE] + [r.name for r in routes]
         authed = [False] + [r.auth is not None for r in routes]
+        ups = [None] + [r.cluster for r in routes]
         for i, name in enumerate(names):
+            cl = ups[i]
             self._rows.append((
                 [[reg.series(dur, name, m, sc) for sc in STATUS_CLASSES] for m in METHOD_NAMES],
                 {o: reg.series(auth, name, o) for o in AUTH_OUTCOMES} if authed[i] else None,
-                reg.series(body_in, name), reg.series(body_out, name)))
+                reg.series(body_in, name), reg.series(body_out, name),
+                {} if cl is None else {t.url: per_target[(cl.name, t.url)]
+                                       for t in cl.targets}))
         for i, r in enumerate(routes, start=1):
             r.metric_id = i
         conns = reg.family("wardgate_http_server_active_connections", "gauge",
@@ -128,13 +142,19 @@ class GatewayMetrics:
             hook(self.values)
 
     def request_done(self, req: Request, status: int, bytes_in: int, bytes_out: int,
-                     seconds: float) -> None:
+                     seconds: float, target: str = "-") -> None:
         route = req.route
-        dur, auth, bi, bo = self._rows[route.metric_id if route is not None else 0]
+        dur, auth, bi, bo, targets = self._rows[route.metric_id if route is not None else 0]
         base = dur[METHOD_INDEX.get(req.method, 8)][_STATUS_CLASS[status] if status < 600 else 4]
         v = self.values
-        v[base + bisect_left(self._bounds, seconds)] += 1
-        v[base + self._nb + 1] += int(seconds * 1e9)
+        bucket = bisect_left(self._bounds, seconds)
+        ns = int(seconds * 1e9)
+        v[base + bucket] += 1
+        v[base + self._nb + 1] += ns
+        if target in targets:
+            tb = targets[target]
+            v[tb + bucket] += 1
+            v[tb + self._nb + 1] += ns
         if auth is not None and req.auth_outcome != "-":
             v[auth.get(req.auth_outcome, auth["other"])] += 1
         if bytes_in:
@@ -160,10 +180,16 @@ class GatewayMetrics:
             start = req.start
             seconds = clock() - start if start else 0.0
             route = req.route
-            dur, auth, bi, bo = rows[route.metric_id if route is not None else 0]
+            dur, auth, bi, bo, targets = rows[route.metric_id if route is not None else 0]
             base = dur[method_index(req.method, 8)][status_class[status] if status < 600 else 4]
-            v[base + bisect_left(bounds, seconds)] += 1
-            v[base + sum_at] += int(seconds * 1e9)
+            bucket = bisect_left(bounds, seconds)
+            ns = int(seconds * 1e9)
+            v[base + bucket] += 1
+            v[base + sum_at] += ns
+            if target in targets:
+                tb = targets[target]
+                v[tb + bucket] += 1
+                v[tb + sum_at] += ns
             if auth is not None:
                 outcome = req.auth_outcome
                 if outcome != "-":
@@ -187,7 +213,7 @@ class GatewayMetrics:
         v[self._cpu] = int((cpu.user + cpu.system) * 1e6)
         v[self._rss] = _rss_bytes()
         for hook in self._sample_hooks:
-            hook()
+            hook(now)
 
 
 def _rss_bytes() -> int:

@@ -9,11 +9,11 @@ key material), the fetch times, failures and the last error.
 
 from __future__ import annotations
 
-import json
-import os
 from typing import Any
 
 from wardgate.observe.http import GatewayMetrics
+from wardgate.observe.statusfile import StatusFile
+from wardgate.observe.statusfile import collect as collect_status
 
 SUFFIX = ".keys"
 #: the key sources' counters (auth/sources.py), exported as the `result` label
@@ -38,19 +38,16 @@ class KeySetMetrics:
                           {r: reg.series(fetches, p, r) for r in FETCH_RESULTS})
                       for p in providers.sources}
         self.registry = reg
-        self.path: str | None = None
-        self._last = ""
+        self.file = StatusFile(SUFFIX)
         self.values: Any = None
         metrics.on_bind(self._bind)
         metrics.on_sample(self.sample)
 
     def _bind(self, values: Any) -> None:
         self.values = values
-        reg = self.registry
-        if reg.directory is not None:
-            self.path = os.path.join(reg.directory, reg.name + SUFFIX)
+        self.file.bind(self.registry.directory, self.registry.name)
 
-    def sample(self) -> None:
+    def sample(self, now: float) -> None:
         v = self.values
         if v is None:
             return
@@ -62,32 +59,13 @@ class KeySetMetrics:
             v[t_slot] = int(st["fetched_at"] or 0)
             for result, slot in fetch_slots.items():
                 v[slot] = counters.get(f"{p}.{result}", 0)
-        if self.path is not None:
-            self._write(status)
-
-    def _write(self, status: dict[str, Any]) -> None:
-        text = json.dumps({"pid": os.getpid(), "providers": status}, sort_keys=True)
-        if text == self._last:
-            return
-        tmp = self.path + ".tmp"  # type: ignore[operator]
-        try:
-            with open(tmp, "w", encoding="utf-8") as f:
-                f.write(text)
-            os.replace(tmp, self.path)  # type: ignore[arg-type]
-            self._last = text
-        except OSError:
-            pass  # the admin view shows the previous state; the next sweep tries again
+        self.file.write({"providers": status})
 
 
 def collect(directory: str, live: set[str]) -> dict[str, list[dict[str, Any]]]:
     """provider -> the key-set status of each live worker (`live`: metrics file names)."""
     out: dict[str, list[dict[str, Any]]] = {}
-    for name in sorted(live):
-        try:
-            with open(os.path.join(directory, name + SUFFIX), encoding="utf-8") as f:
-                doc = json.load(f)
-        except (OSError, ValueError):
-            continue
+    for doc in collect_status(directory, live, SUFFIX):
         for provider, st in doc.get("providers", {}).items():
             out.setdefault(provider, []).append({"pid": doc.get("pid"), **st})
     return out

@@ -63,7 +63,7 @@ class ErrorRateWindow:
 
 class PassiveHealth:
     __slots__ = ("failures", "ejected_until", "ejections", "state", "since", "rate",
-                 "fail_statuses", "slow_start_s", "last_ejection", "_max_failures", "_base", "_cap")
+                 "fail_statuses", "slow_start_s", "last_ejection", "total_ejections", "_max_failures", "_base", "_cap")
 
     def __init__(self, max_failures: int, ejection_s: float, max_ejection_s: float, *,
                  fail_statuses: frozenset[int] = frozenset(), rate: ErrorRateWindow | None = None,
@@ -77,6 +77,7 @@ class PassiveHealth:
         self.fail_statuses = fail_statuses
         self.slow_start_s = slow_start_s
         self.last_ejection = -1e18
+        self.total_ejections = 0  # since start, for metrics (`ejections` is the back-off's)
         self._max_failures = max_failures
         self._base = ejection_s
         self._cap = max_ejection_s
@@ -141,6 +142,7 @@ class PassiveHealth:
             self.ejections = 0  # healthy for long enough: back-off starts over
         self.ejected_until = now + min(self._cap, self._base * (2 ** self.ejections))
         self.ejections += 1
+        self.total_ejections += 1
         self.last_ejection = now
         self.failures = 0
         self.state = EJECTED
