@@ -61,6 +61,8 @@ class Limits(Strict):
     max_pipelined: int = Field(32, ge=1, le=1024)
     token_cache_entries: int = Field(10_000, ge=0, le=1_000_000,
                                      description="verified-token cache size per worker (0: off)")
+    max_connections: int = Field(16_384, ge=1, le=1_000_000,
+                                 description="open client connections per worker; beyond: 503")
 
 
 class Timeouts(Strict):

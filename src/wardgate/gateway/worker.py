@@ -13,6 +13,7 @@ import contextlib
 import ctypes
 import gc
 import os
+import resource
 import signal
 import socket
 import ssl
@@ -28,6 +29,7 @@ from wardgate.config.common import parse_hostport
 from wardgate.gateway import output
 from wardgate.gateway.accesslog import AccessLog
 from wardgate.gateway.headers import RequestIds
+from wardgate.gateway.overload import ConnectionCap
 from wardgate.gateway.protocol import ClientProtocol
 from wardgate.gateway.request import Request
 from wardgate.gateway.runtime import Runtime
@@ -50,6 +52,8 @@ class WorkerState:
         self.metrics = runtime.metrics
         #: recent refusals for the admin API (observe/denials.py), kept with the metrics
         self.denials: DenialRing | None = None
+        #: the listener's connection cap (gateway/overload.py), set by `serve`
+        self.cap: ConnectionCap | None = None
         #: whether a finished request has anything to record (access log line or metrics)
         self.recording = accesslog.enabled or runtime.metrics is not None
         if not accesslog.enabled and self.metrics is not None and self.metrics.values is not None:
@@ -126,6 +130,16 @@ def bind_listener(listen: str) -> socket.socket:
     return sock
 
 
+def _raise_fd_limit(want: int) -> None:
+    """Lift the soft open-files limit towards what the connection cap needs (up to the hard
+    limit), as nginx's worker_rlimit_nofile does; running out of descriptors fails accepts."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = want if hard == resource.RLIM_INFINITY else min(want, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+
+
 def _die_with_parent() -> None:
     try:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
@@ -152,8 +166,12 @@ async def serve(cfg: GatewayConfig, sock: socket.socket, ready_fd: int | None = 
         state.denials = DenialRing(os.environ.get(METRICS_DIR_ENV), metrics_file_name())
     ctx = server_ssl_context(cfg)
     scheme = "https" if ctx else "http"
+    _raise_fd_limit(2 * cfg.limits.max_connections + 256)  # a client and an upstream socket each
+    cap = ConnectionCap(state.connections, cfg.limits.max_connections,
+                        lambda: ClientProtocol(state, scheme), state.ids, runtime.server)
+    state.cap = cap
     server = await loop.create_server(
-        lambda: ClientProtocol(state, scheme), sock=sock, ssl=ctx,
+        cap, sock=sock, ssl=ctx,
         ssl_handshake_timeout=cfg.tls.handshake_timeout_s if cfg.tls else None,
     )
     stop = asyncio.Event()
@@ -172,7 +190,7 @@ async def serve(cfg: GatewayConfig, sock: socket.socket, ready_fd: int | None = 
             runtime.sweep(now)
             accesslog.flush()
             if runtime.metrics is not None:
-                runtime.metrics.sample(len(state.connections), now)
+                runtime.metrics.sample(len(state.connections), now, cap.refused)
             if os.getppid() != parent:
                 stop.set()
             if ready_fd is not None and now >= beat_at:
@@ -214,7 +232,7 @@ async def serve(cfg: GatewayConfig, sock: socket.socket, ready_fd: int | None = 
     await runtime.stop()
     accesslog.close()
     if runtime.metrics is not None:
-        runtime.metrics.sample(0, loop.time())  # the final CPU time; connections 0
+        runtime.metrics.sample(0, loop.time(), cap.refused)  # the final CPU time; connections 0
         runtime.metrics.registry.close()
         if state.denials is not None:
             state.denials.close()

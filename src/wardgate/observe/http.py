@@ -57,7 +57,7 @@ def declare_ratelimit(reg: MetricRegistry, route: str, limit: str) -> tuple[int,
 
 class GatewayMetrics:
     __slots__ = ("registry", "values", "_rows", "_bounds", "_nb",
-                 "_conn_slot", "_health", "_cpu", "_rss", "_started", "_bind_hooks",
+                 "_conn_slot", "_refused_slot", "_health", "_cpu", "_rss", "_started", "_bind_hooks",
                  "_sample_hooks")
 
     def __init__(self, registry: MetricRegistry) -> None:
@@ -70,7 +70,7 @@ class GatewayMetrics:
         # and the upstream duration histogram of each of its upstream's targets (by URL)
         self._rows: list[tuple[list[list[int]], dict[str, int] | None, int, int,
                                dict[str, int]]] = []
-        self._conn_slot = 0
+        self._conn_slot = self._refused_slot = 0
         self._health: list[tuple[Any, int]] = []
         self._cpu = self._rss = self._started = 0
         self._bind_hooks: list[Callable[[Any], None]] = []
@@ -120,6 +120,9 @@ class GatewayMetrics:
         conns = reg.family("wardgate_http_server_active_connections", "gauge",
                            "Open client connections")
         self._conn_slot = reg.series(conns)
+        self._refused_slot = reg.series(reg.family(
+            "wardgate_http_server_connections_refused_total", "counter",
+            "Connections answered 503 and closed because the worker held limits.max_connections"))
         health = reg.family("wardgate_upstream_target_healthy", "gauge",
                             "1 while the target is in the balancer (max over workers)",
                             ("upstream", "target"), mode="max")
@@ -202,11 +205,13 @@ class GatewayMetrics:
                 refused(req, status)
         return done
 
-    def sample(self, connections: int, now: float) -> None:
+    def sample(self, connections: int, now: float, refused: int = 0) -> None:
         """Gauges, from the worker's sweeper (a few times a second, not per request); `now`
-        is the loop's clock, the one passive ejections are stamped with."""
+        is the loop's clock, the one passive ejections are stamped with; `refused`: the
+        connections refused by the worker's cap so far."""
         v = self.values
         v[self._conn_slot] = connections
+        v[self._refused_slot] = refused
         for t, slot in self._health:
             v[slot] = 1 if t.up and t.health.ejected_until <= now else 0
         cpu = os.times()
