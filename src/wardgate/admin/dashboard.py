@@ -28,7 +28,8 @@ SECURITY_HEADERS = {
     "referrer-policy": "no-referrer",
 }
 _STATIC_TYPES = {"dashboard.js": "text/javascript; charset=utf-8",
-                 "dashboard.css": "text/css; charset=utf-8"}
+                 "dashboard.css": "text/css; charset=utf-8",
+                 "favicon.svg": "image/svg+xml"}
 _ERRORS = {"bad": "That is not the admin token.",
            "unset": "No admin token is configured (admin.token_env or admin.token_file)."}
 
@@ -89,6 +90,10 @@ def build_dashboard(view: AdminView, sessions: Sessions) -> APIRouter:
         resp = RedirectResponse("/", status_code=303)
         resp.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
         return resp
+
+    @router.get("/favicon.ico")
+    def favicon() -> Response:  # browsers ask for it whatever the page says
+        return Response(static["favicon.svg"], media_type=_STATIC_TYPES["favicon.svg"])
 
     @router.get("/static/{name}")
     def asset(name: str) -> Response:
