@@ -9,7 +9,15 @@ import urllib.parse
 
 import pytest
 
-from tests.admin.support import TOKEN, TOKEN_ENV, admin_get, admin_json, admin_port, wait_admin, with_admin
+from tests.admin.support import (
+    TOKEN,
+    TOKEN_ENV,
+    admin_get,
+    admin_json,
+    admin_port,
+    wait_admin,
+    with_admin,
+)
 from tests.gateway.conftest import plain_config
 from wardgate.admin.auth import Sessions
 
