@@ -177,13 +177,30 @@
       });
     });
     fill($("ratelimit").tBodies[0], rl, 5);
-    var det = $("detections");
-    if (s.detections === undefined || s.detections === null ||
-        (typeof s.detections === "object" && !Object.keys(s.detections).length)) {
-      det.textContent = "none";
-    } else {
-      det.textContent = JSON.stringify(s.detections);
+    drawDetections($("detections"), s.detections);
+  }
+
+  // The summary has no detections key until detection lands; then a list of events or a map
+  // of counts, shown as lines either way.
+  function drawDetections(box, det) {
+    box.replaceChildren();
+    var lines = [];
+    if (Array.isArray(det)) {
+      lines = det.slice(0, 10).map(function (x) {
+        return typeof x === "object" && x !== null
+          ? ["kind", "action", "route", "client", "score"].filter(function (k) { return k in x; })
+            .map(function (k) { return k + "=" + x[k]; }).join(" ") || JSON.stringify(x)
+          : String(x);
+      });
+    } else if (det && typeof det === "object") {
+      lines = Object.keys(det).sort().map(function (k) {
+        var v = det[k];
+        return k + ": " + (typeof v === "object" && v !== null ? JSON.stringify(v) : v);
+      });
     }
+    box.className = lines.length ? "" : "muted";
+    if (!lines.length) { box.textContent = "none"; return; }
+    lines.forEach(function (l) { box.appendChild(el("div", null, l)); });
   }
 
   function drawDenials(d) {
