@@ -131,6 +131,7 @@ def test_dashboard_live_in_chromium(live, targets, browser, signing_key):
     # sign in through the form; the cookie is HttpOnly (the page's script cannot read it)
     page.goto(base + "/")
     assert page.locator("form[action='/login'] input[name=token]").is_visible()
+    page.screenshot(path=str(ARTIFACTS / "login-1280x800.png"))
     page.fill("input[name=token]", TOKEN)
     page.click("button[type=submit]")
     page.wait_for_selector("#routes li.route")
