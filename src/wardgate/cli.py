@@ -12,6 +12,7 @@ _COMMAND_MODULES = (
     "wardgate.issuer.commands",
     "wardgate.auth.commands",
     "wardgate.demo.commands",
+    "wardgate.admin.commands",
 )
 
 

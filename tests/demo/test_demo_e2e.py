@@ -192,6 +192,28 @@ def test_demo_end_to_end(demo: Demo, tmp_path: Path) -> None:
                                               "refresh_token": fresh["refresh_token"]})
         assert r.status_code == 400 and r.json()["error"] == "invalid_grant"
 
+    # The admin listener: the printed token (0600 file) opens the API and the dashboard.
+    admin = demo.url("admin")
+    token = re.search(r"^  admin token  (\S+)", demo.output, re.M)
+    assert token is not None and f"  dashboard {admin}/" in demo.output, demo.output
+    token_file = state / "admin-token"
+    assert token_file.read_text().strip() == token.group(1)
+    assert token_file.stat().st_mode & 0o777 == 0o600
+    with httpx.Client(timeout=10, trust_env=False) as client:
+        assert client.get(f"{admin}/admin/summary").status_code == 401
+        r = client.get(f"{admin}/admin/summary",
+                       headers={"Authorization": f"Bearer {token.group(1)}"})
+        assert r.status_code == 200 and r.json()["routes"] == ["orders", "reports"]
+        assert r.json()["requests"] > 0
+        r = client.post(f"{admin}/login", data={"token": token.group(1)})
+        assert r.status_code == 303 and "wardgate_admin" in r.headers["set-cookie"]
+    status_line = re.search(r"^  status    (.+)$", demo.output, re.M)
+    assert status_line is not None
+    run = subprocess.run(["bash", "-c", status_line.group(1)], capture_output=True, text=True,
+                         timeout=30)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "orders" in run.stdout and "up       http://127.0.0.1" in run.stdout
+
     # The printed commands themselves, pasted into bash in order.
     if shutil.which("curl") and shutil.which("python3"):
         script = "set -u\n" + "\n".join(printed_shell_lines(demo.output)) + "\n"

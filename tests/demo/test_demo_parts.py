@@ -13,7 +13,7 @@ from wardgate.config.check import file_kind
 from wardgate.config.issuer import IssuerConfig
 from wardgate.demo import guide
 from wardgate.demo.bootstrap import bootstrap, demo_password
-from wardgate.demo.settings import Ports, examples_dir, prepare
+from wardgate.demo.settings import Ports, admin_token, examples_dir, prepare
 from wardgate.issuer import admin
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -127,3 +127,24 @@ def test_guide_covers_every_outcome() -> None:
     expects = " ".join(s.expect for s in guide.steps(ports, "pw"))
     for outcome in ("200", "401", "403", "invalid_grant"):
         assert outcome in expects
+
+
+def test_admin_token_is_generated_0600_and_reused(tmp_path: Path) -> None:
+    token, path = admin_token(tmp_path)
+    assert len(token) >= 40 and path == tmp_path / "admin-token"
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert admin_token(tmp_path) == (token, path)  # the next run keeps it
+    path.chmod(0o644)
+    assert admin_token(tmp_path)[0] == token and path.stat().st_mode & 0o777 == 0o600
+    path.write_text("\n")  # emptied: a new one
+    again, _ = admin_token(tmp_path)
+    assert again != token and len(again) >= 40
+
+
+def test_guide_shows_the_dashboard_token_and_status() -> None:
+    access = guide.AdminAccess("tok-123", "/s/admin-token", "/s/gateway.yaml", "wardgate")
+    text = guide.render(Ports(admin=18081), "pw", generated=True, state="/s", logs="/s/logs",
+                        new_key=None, admin_up=True, admin=access)
+    assert "  dashboard http://127.0.0.1:18081/" in text
+    assert "  admin token  tok-123   (in /s/admin-token, mode 0600)" in text
+    assert "wardgate status --config /s/gateway.yaml --token-file /s/admin-token" in text

@@ -54,11 +54,22 @@ def test_the_bare_install_has_no_dev_packages(fresh: Path) -> None:
 
 
 @pytest.mark.parametrize("cmd", [[], ["run"], ["issuer"], ["demo"], ["check-config"], ["users"],
-                                 ["clients"], ["keys"], ["token", "inspect"]])
+                                 ["clients"], ["keys"], ["token", "inspect"],
+                                 ["status"]])
 def test_every_subcommand_starts(fresh: Path, cmd: list[str]) -> None:
     r = wg(fresh, *cmd, "--help")
     assert r.returncode == 0, r.stderr
     assert "usage: wardgate" in r.stdout and "Traceback" not in r.stderr
+
+
+def test_the_dashboard_files_are_in_the_wheel(fresh: Path) -> None:
+    out = subprocess.run([str(fresh / "bin" / "python"), "-c",
+                          "from importlib.resources import files; d = files('wardgate.admin') / "
+                          "'static'; print(sorted(p.name for p in d.iterdir() if p.is_file()))"],
+                         capture_output=True, text=True, check=True, cwd="/")
+    names = out.stdout.strip()
+    for name in ("dashboard.html", "dashboard.js", "dashboard.css", "login.html", "favicon.svg"):
+        assert name in names, names
 
 
 def test_python_dash_m(fresh: Path) -> None:

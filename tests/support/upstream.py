@@ -206,3 +206,24 @@ class Upstream:
                 break
             writer.write(data)
             await writer.drain()
+
+
+def _serve_forever(name: str) -> None:
+    """`python -m tests.support.upstream NAME`: one upstream in its own process (tests that
+    stop a target by PID); prints its port, serves until SIGTERM."""
+    import signal
+    import sys
+
+    up = Upstream(name).start()
+    print(up.port, flush=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    stop.wait(600)  # bounded: a forgotten process ends by itself
+    up.stop()
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    import sys
+
+    _serve_forever(sys.argv[1] if len(sys.argv) > 1 else "up")

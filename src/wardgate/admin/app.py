@@ -13,7 +13,8 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
 
-from wardgate.admin.auth import presented_token, token_ok, unauthorized
+from wardgate.admin.auth import Sessions, request_authorized, unauthorized
+from wardgate.admin.dashboard import add_security_headers, build_dashboard
 from wardgate.admin.redact import redact
 from wardgate.admin.view import AdminView
 from wardgate.observe.exposition import OPENMETRICS_TYPE, PROMETHEUS_TYPE, render
@@ -70,6 +71,20 @@ def _quantiles(agg: Any, qs: tuple[float, ...] = (0.5, 0.95, 0.99)) -> dict[str,
     return out
 
 
+def _latency_buckets(agg: Any) -> dict[str, list[float] | list[int]]:
+    """All routes' duration buckets (non-cumulative; the last is +Inf), so a client can take
+    quantiles over a window from the difference of two summaries."""
+    fam = agg.families.get(DURATION)
+    if fam is None:
+        return {"bounds": [], "counts": []}
+    nb = len(fam.bounds)
+    counts = [0] * (nb + 1)
+    for vals in agg.values[DURATION].values():
+        for i in range(nb + 1):
+            counts[i] += vals[i]
+    return {"bounds": list(fam.bounds), "counts": counts}
+
+
 def _key_set(ks: dict[str, Any], now: float) -> dict[str, Any]:
     fetched = ks.get("fetched_at")
     return {**ks, "age_s": None if fetched is None else round(now - fetched, 1)}
@@ -89,8 +104,10 @@ def build_app(view: AdminView) -> FastAPI:
     app = FastAPI(title="wardgate admin API", version="1", openapi_url="/admin/openapi.json",
                   docs_url=None, redoc_url=None)
 
+    sessions = Sessions()
+
     def require_admin(request: Request) -> None:
-        if not token_ok(view.token(), presented_token(request)):
+        if not request_authorized(request, view.token(), sessions, time.time()):
             raise unauthorized()
 
     @app.get("/metrics", response_class=Response, tags=["metrics"],
@@ -184,7 +201,8 @@ def build_app(view: AdminView) -> FastAPI:
         for (route, limit, result), v in agg.values.get(RATELIMIT_DECISIONS, {}).items():
             ratelimit.setdefault(route, {}).setdefault(
                 limit, dict.fromkeys(RATELIMIT_RESULTS, 0))[result] = v[0]
-        return {"time": time.time(), "requests": total, "ratelimit": ratelimit, "latency_s": _quantiles(agg),
+        return {"time": time.time(), "requests": total, "ratelimit": ratelimit,
+                "latency_s": _quantiles(agg), "latency_buckets": _latency_buckets(agg),
                 "status": _status_mix(agg), "auth": auth,
                 "upstreams": upstreams()["upstreams"],
                 "routes": [r["name"] for r in routes()["routes"]],
@@ -204,6 +222,8 @@ def build_app(view: AdminView) -> FastAPI:
         return {"seq": seq, "result": "pending"}
 
     app.include_router(api)
+    add_security_headers(app)
+    app.include_router(build_dashboard(view, sessions))
     for r in ADMIN_ROUTERS:
         app.include_router(r, prefix="/admin", dependencies=[Depends(require_admin)])
     for build in ADMIN_ROUTER_BUILDERS:

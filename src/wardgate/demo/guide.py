@@ -7,6 +7,7 @@ each does what its title says.
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass
 
 from wardgate.demo.settings import Ports
@@ -17,6 +18,16 @@ _FIELD = "python3 -c 'import json,sys; print(json.load(sys.stdin)[\"{field}\"])'
 
 # -s: no progress meter; -i: show the status line and headers; -w: end the body with a newline
 _CURL = "curl -si -w '\\n'"
+
+
+@dataclass(frozen=True)
+class AdminAccess:
+    """How to reach the gateway's admin listener: its token and where the files are."""
+
+    token: str
+    token_file: str
+    gateway_yaml: str
+    command: str = "wardgate"  # how this shell reaches the CLI (a venv's bin may not be on PATH)
 
 
 @dataclass(frozen=True)
@@ -71,7 +82,8 @@ def steps(ports: Ports, password: str, login_client: str = "wardgate-login") -> 
 
 
 def render(ports: Ports, password: str, *, generated: bool, state: str, logs: str,
-           new_key: str | None, admin_up: bool = False) -> str:
+           new_key: str | None, admin_up: bool = False,
+           admin: AdminAccess | None = None) -> str:
     iss, gw = ports.url("issuer"), ports.url("gateway")
     pw_note = ("generated for this run; set WARDGATE_DEMO_PASSWORD to choose one" if generated
                else "from WARDGATE_DEMO_PASSWORD")
@@ -90,6 +102,17 @@ def render(ports: Ports, password: str, *, generated: bool, state: str, logs: st
     ]
     if new_key:
         out.append(f"  keys      generated signing key {new_key} (first run)")
+    if admin is not None:
+        tf, gy = shlex.quote(admin.token_file), shlex.quote(admin.gateway_yaml)
+        out += [
+            "",
+            f"  dashboard {ports.url('admin')}/   (sign in with the admin token)",
+            f"  admin token  {admin.token}   (in {admin.token_file}, mode 0600)",
+            f"  status    {admin.command} status --config {gy} --token-file {tf}",
+            f"  metrics   curl -s {ports.url('admin')}/metrics ;  "
+            f"curl -s -H \"Authorization: Bearer $(cat {tf})\" "
+            f"{ports.url('admin')}/admin/summary",
+        ]
     out += [
         "",
         "  users     alice (role admin), bob (role user)",

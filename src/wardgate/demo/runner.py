@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shlex
+import shutil
 import signal
 import sys
 import time
@@ -23,8 +25,10 @@ from wardgate.config.loader import ConfigError
 from wardgate.demo import guide
 from wardgate.demo.bootstrap import bootstrap
 from wardgate.demo.settings import (
+    ADMIN_TOKEN_ENV,
     DemoFiles,
     Ports,
+    admin_token,
     examples_dir,
     port_answers,
     prepare,
@@ -119,6 +123,17 @@ def _watch(children: dict[str, Child], stop: _Stop) -> int:
     return 0
 
 
+def _cli_command() -> str:
+    """`wardgate` when it is on PATH, else this interpreter's entry point (`make run` runs
+    .venv/bin/wardgate without activating the venv)."""
+    if shutil.which("wardgate"):
+        return "wardgate"
+    script = Path(sys.executable).parent / "wardgate"
+    if script.is_file():
+        return shlex.quote(str(script))
+    return f"{shlex.quote(sys.executable)} -m wardgate"
+
+
 def run_demo(args: argparse.Namespace) -> int:
     env = dict(os.environ)
     try:
@@ -146,15 +161,19 @@ def run_demo(args: argparse.Namespace) -> int:
     stop = _Stop()
     previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
     children = _children(files, ports)
+    token, token_path = admin_token(state)
     # Children log what they do; unbuffered so the logs are current when a start fails.
-    child_env = {**env, "PYTHONUNBUFFERED": "1"}
+    # The gateway reads its admin token from the variable examples/gateway.yaml names.
+    child_env = {**env, "PYTHONUNBUFFERED": "1", ADMIN_TOKEN_ENV: token}
     try:
         print(f"wardgate demo: state in {state}", flush=True)
         boot = asyncio.run(bootstrap(files.issuer, env))
         _start_all(children, ports, stop, child_env)
         print(guide.render(ports, boot.password, generated=boot.password_generated,
                            state=str(state), logs=str(files.logs), new_key=boot.new_key,
-                           admin_up=port_answers(ports.admin)),
+                           admin_up=port_answers(ports.admin),
+                           admin=guide.AdminAccess(token, str(token_path),
+                                                   str(files.gateway_yaml), _cli_command())),
               flush=True)
         code = _watch(children, stop)
     except StartError as exc:

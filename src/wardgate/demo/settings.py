@@ -9,6 +9,7 @@ directory, which is what puts the issuer's database and keys under `.wardgate/`.
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -82,6 +83,29 @@ def port_answers(port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+ADMIN_TOKEN_FILE = "admin-token"
+#: the variable examples/gateway.yaml's `admin.token_env` names
+ADMIN_TOKEN_ENV = "WARDGATE_ADMIN_TOKEN"
+
+
+def admin_token(state: Path) -> tuple[str, Path]:
+    """The demo's admin token: generated on the first run into state/admin-token (0600, only
+    this user may read it), reused afterwards."""
+    path = state / ADMIN_TOKEN_FILE
+    try:
+        token = path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        token = ""
+    if not token:
+        token = secrets.token_urlsafe(32)
+        path.unlink(missing_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(token + "\n")
+    os.chmod(path, 0o600)  # an older copy may have been more open
+    return token, path
 
 
 def examples_dir() -> Path:
