@@ -8,6 +8,7 @@ this is the part of a request that wardgate's Python code decides.
 
     .venv/bin/python bench/hotpath.py [--requests 200000] [--route plain|jwt|jwt-distinct]
                                       [--connections 64] [--profile]
+                                      [--tracing [propagate|export]] [--inbound-trace]
 
 By default 64 connections are served in turn, as under make bench's `wrk -c64`: that is what
 the interpreter sees live (many objects of each kind alive at once; with one connection, a
@@ -86,7 +87,11 @@ class FakeTransport:
         self.closing = True
 
 
-def build(route: str, connections: int = 1, rate_limit: bool = False, metrics: bool = False
+TRACEPARENT = b"traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\r\n"
+
+
+def build(route: str, connections: int = 1, rate_limit: bool = False, tracing: str | None = None,
+          inbound_trace: bool = False, metrics: bool = False
           ) -> tuple[list[ClientProtocol], list[UpstreamConnection], bytes]:
     tmp = Path(tempfile.mkdtemp(prefix="wardgate-hotpath-"))
     cfg = {
@@ -112,6 +117,13 @@ def build(route: str, connections: int = 1, rate_limit: bool = False, metrics: b
                                              "rate": "10000000/s"}]
     if metrics:  # the admin section turns metrics on; the slots are mapped as a worker does
         cfg["admin"] = {"listen": "127.0.0.1:8081"}
+    if tracing == "propagate":  # traceparent upstream and trace_id, nothing exported
+        cfg["tracing"] = {}
+    elif tracing == "export":  # every request sampled and its span queued (the exporter's
+        # task never runs here: the rounds empty the queue, as its timer would)
+        cfg["tracing"] = {"otlp_endpoint": "http://127.0.0.1:9/v1/traces"}
+    if inbound_trace:  # the client sends a traceparent to continue
+        request = request.replace(b"\r\n\r\n", b"\r\n" + TRACEPARENT[:-2] + b"\r\n\r\n")
     (tmp / "g.yaml").write_text(yaml.safe_dump(cfg))
     gcfg = load_gateway(str(tmp / "g.yaml"))
     loop = uvloop.new_event_loop()
@@ -152,14 +164,23 @@ class _Iteration:
 
 
 def run_wardgate(n: int, route: str, connections: int = 1, rate_limit: bool = False,
+                 tracing: str | None = None, inbound_trace: bool = False,
                  metrics: bool = False) -> float:
     """CPU µs per request. With several connections, each round is what one event-loop
     iteration of the worker sees under `wrk -c<connections>`: a request read on every
     connection, then every upstream answer; so `n` is rounded up to whole rounds."""
     clients, conns, request = build("jwt" if route == "jwt-distinct" else route, connections,
-                                    rate_limit, metrics)
+                                    rate_limit, tracing, inbound_trace, metrics)
     output.BATCH.bind(_Iteration())  # type: ignore[arg-type]
-    flush = output.BATCH.flush
+    spans = clients[0].state.runtime.tracer
+    if spans is not None and spans.exporting:
+        queue = spans.queue
+
+        def flush() -> None:
+            output.BATCH.flush()
+            queue.clear()  # what the exporter takes off the queue
+    else:
+        flush = output.BATCH.flush
     # jwt-distinct: a pool twice the verified-token cache, cycled: every request a miss
     pool = distinct_requests(20_000) if route == "jwt-distinct" else [request]
     size = len(pool)
@@ -260,23 +281,30 @@ def main(argv: list[str] | None = None) -> int:
                     help="give the measured route a local rate limit that is never reached")
     ap.add_argument("--metrics", action="store_true",
                     help="keep metrics (an admin section), as /metrics needs")
+    ap.add_argument("--tracing", nargs="?", const="export", choices=["propagate", "export"],
+                    help="tracing on: propagate (traceparent upstream, trace ids in the log, "
+                         "no export) or export (default: every request sampled, its span queued)")
+    ap.add_argument("--inbound-trace", action="store_true",
+                    help="the client sends a valid traceparent (continued with --tracing)")
     args = ap.parse_args(argv)
     gc.freeze()
     if args.profile:
         prof = cProfile.Profile()
         prof.enable()
-        run_wardgate(args.requests, args.route, args.connections, args.rate_limit,
-                     args.metrics)
+        run_wardgate(args.requests, args.route, args.connections, args.rate_limit, args.tracing,
+                     args.inbound_trace, args.metrics)
         prof.disable()
         pstats.Stats(prof).sort_stats("tottime").print_stats(25)
         return 0
     ref = min(run_reference(args.requests) for _ in range(args.repeat))
     wg = min(run_wardgate(args.requests, args.route, args.connections, args.rate_limit,
-                     args.metrics)
+                          args.tracing, args.inbound_trace, args.metrics)
              for _ in range(args.repeat))
     print(f"reference (httptools, no checks): {ref:.2f} us/request")
-    label = (args.route + (" + local rate limit" if args.rate_limit else "")
-             + (" + metrics" if args.metrics else ""))
+    label = args.route + (" + local rate limit" if args.rate_limit else "") \
+        + (f" + tracing ({args.tracing})" if args.tracing else "") \
+        + (" + inbound traceparent" if args.inbound_trace else "") \
+        + (" + metrics" if args.metrics else "")
     print(f"wardgate {label}, {args.connections} connection(s): {wg:.2f} us/request "
           f"({wg / ref:.1f}x the reference)")
     return 0

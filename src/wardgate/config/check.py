@@ -50,6 +50,14 @@ def config_warnings(cfg: Any) -> list[str]:
     if cfg.state.urls() and not any(lim.scope == "global" for r in cfg.routes
                                     for lim in r.rate_limits):
         out.append("state: no route has a scope: global rate limit, so nothing uses Redis")
+    tracing = cfg.tracing
+    if tracing is not None and tracing.trust_inbound == "trusted_proxies" \
+            and not cfg.trusted_proxies:
+        out.append("tracing: trust_inbound is trusted_proxies but trusted_proxies is empty: "
+                   "no inbound trace will be continued")
+    if tracing is not None and tracing.exporting and tracing.ratio == 0.0:
+        out.append("tracing: sample_ratio 0 with an otlp_endpoint: only traces continued "
+                   "from sampled callers are exported")
     return out
 
 

@@ -13,6 +13,7 @@ from pydantic import Field, field_validator, model_validator
 from wardgate.config.auth import AuthPolicy, ProviderConfig
 from wardgate.config.common import ByteSize, ExistingFile, HostPort, Strict
 from wardgate.config.limits import RateLimitConfig, StateConfig
+from wardgate.config.tracing import TracingConfig
 
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE")
 _PARAM = re.compile(r"^\{([A-Za-z_][A-Za-z0-9_]*)\}$")
@@ -341,6 +342,7 @@ class GatewayConfig(Strict):
     upstreams: list[UpstreamConfig] = Field(min_length=1)
     routes: list[RouteConfig] = Field(min_length=1)
     state: StateConfig = StateConfig()
+    tracing: TracingConfig | None = None  # absent: no trace propagation, no spans
 
     @property
     def admin_enabled(self) -> bool:

@@ -66,6 +66,10 @@ class AccessLog:
         rid = _str(req.request_id.decode("latin-1"))
         name = _str(route.name) if route is not None else '"-"'
         extra = _identity_fields(ident) if ident is not None else ""
+        trace = req.trace
+        if trace is not None:  # hex digits only (validated or ours): no escaping needed
+            extra += ',"trace_id":"' + trace[0].decode() + '","span_id":"' \
+                + trace[1].decode() + '"'
         if error is not None:
             extra += ',"error":' + _str(error)
             if req.rate_limit is not None:

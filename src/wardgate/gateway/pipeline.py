@@ -1,11 +1,11 @@
 """The request pipeline, top to bottom, in one place.
 
-    parse (protocol.py) → match route → body limit → CORS preflight → authenticate + authorize
+    parse (protocol.py) → trace (wardgate.trace, only with `tracing:`) → match route → body limit → CORS preflight → authenticate + authorize
     (wardgate.auth, only on routes that are not `auth: none`) → rate limit (wardgate.limits,
     only on routes with `rate_limits`) → rewrite path and headers
     (strip hop-by-hop and spoofed identity, add Forwarded/X-Forwarded-*/Via/X-Request-Id and
     the identity) → pick a healthy target → forward over a pooled connection (proxy.py) →
-    stream the answer back → access log.
+    stream the answer back → access log (and the request's span, wardgate.trace).
 
 Requests run synchronously from parse to the upstream write, auth included; only a token whose
 key must first be fetched, and a new upstream connection, pay for a task. A global rate limit
@@ -34,6 +34,18 @@ _METHOD_BYTES = {m: m.encode() + b" " for m in METHODS}
 class Pipeline:
     def __init__(self, runtime: Runtime) -> None:
         self.rt = runtime
+        tracer = runtime.tracer
+        if tracer is not None:
+            # The trace step (wardgate.trace) runs before everything else, so every answer,
+            # a refusal too, belongs to a trace. Compiled in here only when tracing is on:
+            # without it dispatch has no trace check at all.
+            begin, untraced = tracer.begin, self.dispatch
+
+            def dispatch(client: ClientProtocol, req: Request) -> None:
+                begin(req)
+                untraced(client, req)
+
+            self.dispatch = dispatch  # type: ignore[method-assign]
 
     def dispatch(self, client: ClientProtocol, req: Request) -> None:
         try:

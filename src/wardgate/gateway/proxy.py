@@ -48,7 +48,8 @@ class Exchange:
                  chunked_up: bool) -> None:
         """The upstream request head is `start_line`, the Host line (`host_line`, or the
         target's when None), `fields` (field lines joined by CRLF, the last "X-Request-Id: "),
-        the request id and the blank line: joined once, when a connection is in hand."""
+        the request id, the trace line (`req.trace_line`: empty unless tracing is on) and the blank
+        line: joined once, when a connection is in hand."""
         self.client = client
         self.req = req
         self.cluster = cluster
@@ -146,7 +147,7 @@ class Exchange:
         host = self.host_line or conn.target.host_line
         buffered = p.body
         if buffered:
-            parts = [self.start_line, host, self.fields, p.request_id, _HEAD_END]
+            parts = [self.start_line, host, self.fields, p.request_id, p.trace_line, _HEAD_END]
             p.body = None
             p.buffered = 0
             if self.chunked_up:
@@ -158,7 +159,8 @@ class Exchange:
             conn.send_many(parts)
             self.client.body_flushed()
         else:
-            conn.send(b"".join((self.start_line, host, self.fields, p.request_id, _HEAD_END)))
+            conn.send(b"".join((self.start_line, host, self.fields, p.request_id, p.trace_line,
+                                _HEAD_END)))
         if p.body_done:
             if self.chunked_up:
                 conn.send(_LAST_CHUNK)

@@ -20,7 +20,7 @@ class Request:
         "client_ip", "scheme", "keep_alive", "content_length", "chunked", "expect_continue",
         "upgrade", "request_id", "start", "route", "params", "identity", "auth_outcome",
         "body", "buffered", "body_done", "body_bytes", "limit", "exchange", "resp_fields",
-        "rate_limit",
+        "rate_limit", "trace", "trace_line",
     )
 
     def __init__(self) -> None:
@@ -49,6 +49,9 @@ class Request:
         self.auth_outcome: str = "-"     # reason code for the access log
         self.resp_fields = b""           # extra response field lines (b"\r\nName: value" each)
         self.rate_limit: str | None = None  # the limit that refused it, for the access log
+        #: (trace_id, span_id, parent_id, tracestate, sampled) when tracing is on (wardgate.trace)
+        self.trace: tuple[bytes, bytes, bytes | None, bytes | None, bool] | None = None
+        self.trace_line = b""            # the upstream's traceparent (+ tracestate) line(s)
         # -- the body as it arrives, and the exchange forwarding the request --------------------
         self.body: list[bytes] | None = None  # body bytes held until an upstream connection takes them
         self.buffered = 0                # their size

@@ -91,9 +91,17 @@ class Runtime:
             ))
         self.router = Router(entries)
         self.max_body_any = max(r.max_body for r in self.routes)
+        self.tracer: Any = None  # wardgate.trace.Tracer, when the file has `tracing:`
+        self.exporter: Any = None  # its OTLP exporter, when spans are exported
+        self._compile_tracing()
         self.pipeline = Pipeline(self)
         self.registry: Any = None
         self._compile_auth()
+        if self.tracer is not None:
+            from wardgate.trace import TRACE_HEADERS
+
+            for route in self.routes:  # inbound copies are replaced, never forwarded
+                route.strip_headers = route.strip_headers | TRACE_HEADERS
         self.state: Any = None  # wardgate.state.StateClient, when a route has a global limit
         self._limiters: list[Any] = []
         self._compile_limits()
@@ -119,7 +127,23 @@ class Runtime:
         from wardgate.observe.upstreams import UpstreamMetrics
 
         UpstreamMetrics(metrics, list(self.clusters.values()))
+        if self.exporter is not None:
+            from wardgate.trace.metrics import declare_trace_metrics
+
+            declare_trace_metrics(metrics, self.exporter)
         return metrics
+
+    def _compile_tracing(self) -> None:
+        cfg = self.config.tracing
+        if cfg is None:
+            return
+        from wardgate.trace import Tracer
+        from wardgate.trace.export import exporter_for
+
+        self.tracer = Tracer(cfg, self.trusted)
+        http_routes = {rc.name: rc.match.path or rc.match.path_prefix or "/"
+                       for rc in self.config.routes}
+        self.exporter = exporter_for(self.tracer, cfg, http_routes)
 
     def _compile_auth(self) -> None:
         if not any(rc.auth != "none" for rc in self.config.routes):
@@ -157,11 +181,15 @@ class Runtime:
             await self.registry.start()
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(c.run()) for c in self.checkers]
+        if self.exporter is not None:
+            self.exporter.start()
 
     async def stop(self) -> None:
         for t in self._tasks:
             t.cancel()
         self._tasks = []
+        if self.exporter is not None:
+            await self.exporter.stop()  # the last spans, bounded by tracing.timeout_ms
         if self.registry is not None:
             await self.registry.stop()
         if self.state is not None:

@@ -55,16 +55,21 @@ class WorkerState:
         #: the listener's connection cap (gateway/overload.py), set by `serve`
         self.cap: ConnectionCap | None = None
         #: whether a finished request has anything to record (access log line or metrics)
-        self.recording = accesslog.enabled or runtime.metrics is not None
-        if not accesslog.enabled and self.metrics is not None and self.metrics.values is not None:
-            # metrics without an access log: the whole of `log` is one closure over the slots
+        self.tracer = runtime.tracer if runtime.exporter is not None else None
+        self.recording = accesslog.enabled or runtime.metrics is not None \
+            or self.tracer is not None
+        if not accesslog.enabled and self.tracer is None and self.metrics is not None \
+                and self.metrics.values is not None:
+            # metrics alone: the whole of `log` is one closure over the slots
             self.log = self.metrics.finisher(loop.time, self._maybe_denied)  # type: ignore[method-assign]
 
     def log(self, req: Request, status: int, bytes_in: int, bytes_out: int, target: str,
             error: str | None, retried: str | None = None) -> None:
-        """The one place a request ends: its access log line and its metrics. `retried`: the
-        error code of a first try that failed and was retried."""
+        """The one place a request ends: its access log line, its metrics and its span.
+        `retried`: the error code of a first try that failed and was retried."""
         seconds = self.loop.time() - req.start if req.start else 0.0
+        if self.tracer is not None:
+            self.tracer.finish(req, status, seconds)
         if self.accesslog.enabled:
             self.accesslog.record(req, status, bytes_in, bytes_out, target, error, seconds * 1000,
                                   retried)
