@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -31,9 +33,15 @@ class UpstreamProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def signal(self, sig: int) -> None:
+        """Send a signal to this upstream only (SIGKILL, SIGSTOP/SIGCONT, SIGUSR1/SIGUSR2)."""
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, sig)
+
     def stop(self) -> None:
         """SIGTERM by PID, then SIGKILL if it lingers (only the process this object started)."""
         if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGCONT)  # a stopped process cannot handle SIGTERM
             self.proc.terminate()
             try:
                 self.proc.wait(5)
