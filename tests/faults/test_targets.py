@@ -29,3 +29,58 @@ def test_one_of_two_targets_sigkilled_mid_load_fails_no_request(upstream_procs, 
     assert not bad, summary(bad)
     assert {o.headers.get("x-upstream") for o in between(outcomes, killed + 1)} == {"a"}
     assert target_view(cfg, b.url)["workers"][0]["ejections"] >= 1
+
+
+def _connections_to(pid: int, port: int) -> int:
+    import psutil
+
+    return sum(1 for c in psutil.Process(pid).net_connections("tcp")
+               if c.raddr and c.raddr.port == port and c.status == psutil.CONN_ESTABLISHED)
+
+
+def _rss(pid: int) -> int:
+    import psutil
+
+    return int(psutil.Process(pid).memory_info().rss)
+
+
+def test_hung_target_gives_504_within_route_timeout_without_pile_up(upstream_procs,
+                                                                     gateway_factory):
+    a, b = upstream_procs("a"), upstream_procs("b")
+    total_s = 1.0
+    cfg = fault_config([a.url, b.url], route={"timeouts": {"total_s": total_s}})
+    gw = gateway_factory(cfg)
+    worker = gw.worker_pids()[0]
+    clients = 8
+    with Load(gw.port, "/echo", clients=clients) as load:
+        load.wait_for(300)
+        rss_before = _rss(worker)
+        b.signal(signal.SIGSTOP)  # accepts (the kernel completes handshakes), never answers
+        hung = time.monotonic()
+        peak = 0
+        while time.monotonic() < hung + 6:
+            peak = max(peak, _connections_to(worker, b.port))
+            time.sleep(0.1)
+        rss_after = _rss(worker)
+    outcomes = load.stop()
+    b.signal(signal.SIGCONT)
+    during = between(outcomes, hung)
+    timed_out = [o for o in during if o.status == 504]
+    served = [o for o in during if o.status == 200]
+    assert timed_out, summary(during)
+    assert {o.kind for o in during} == {"ok"}, summary(during)
+    assert {o.status for o in during} <= {200, 504}, summary(during)
+    # Each held request is answered 504 at the route's deadline (the sweeper adds <= 0.25 s),
+    # never left hanging until the client gives up.
+    assert max(o.latency for o in timed_out) < total_s + 1.5, sorted(o.latency for o in timed_out)
+    assert min(o.latency for o in timed_out) >= total_s - 0.05
+    # No pile-up: the hung target is ejected, so only the first requests and the half-open
+    # trials wait on it; everything else goes to the healthy target, as fast as before.
+    assert len(timed_out) <= clients + 8, summary(during)
+    assert len(served) > 10 * len(timed_out), summary(during)
+    assert {o.headers.get("x-upstream") for o in served} == {"a"}
+    fast = sorted(o.latency for o in served)
+    assert fast[len(fast) // 2] < 0.25, fast[len(fast) // 2]
+    assert peak <= clients + 2, peak  # gateway connections to the hung target stay bounded
+    assert rss_after - rss_before < 20 * 2**20, (rss_before, rss_after)
+    assert target_view(cfg, b.url)["workers"][0]["ejections"] >= 1
