@@ -84,3 +84,59 @@ def test_hung_target_gives_504_within_route_timeout_without_pile_up(upstream_pro
     assert peak <= clients + 2, peak  # gateway connections to the hung target stay bounded
     assert rss_after - rss_before < 20 * 2**20, (rss_before, rss_after)
     assert target_view(cfg, b.url)["workers"][0]["ejections"] >= 1
+
+
+def test_target_answering_503_is_ejected_load_moves_and_it_recovers(upstream_procs,
+                                                                     gateway_factory):
+    a, b = upstream_procs("a"), upstream_procs("b")
+    cfg = fault_config([a.url, b.url])
+    gw = gateway_factory(cfg)
+    with Load(gw.port, "/echo", clients=6) as load:
+        load.wait_for(100)
+        b.signal(signal.SIGUSR1)  # b now answers 503 to everything
+        failing = time.monotonic()
+        wait_state(cfg, b.url, {"ejected", "half_open"})
+        time.sleep(1.5)
+        b.signal(signal.SIGUSR2)  # healed
+        healed = time.monotonic()
+        wait_state(cfg, b.url, {"healthy"}, timeout=10)
+        back = time.monotonic()
+        time.sleep(1.0)
+    outcomes = load.stop()
+    assert {o.kind for o in outcomes} == {"ok"}, summary(outcomes)
+    errors = [o for o in between(outcomes, failing) if o.status == 503]
+    # Until the breaker opens, a few 503s pass through (answers, not gateway faults); then the
+    # load moves to a, apart from half-open trials.
+    assert 1 <= len(errors) <= 12, summary(between(outcomes, failing))
+    moved = between(outcomes, failing + 0.5, healed)
+    assert sum(o.status == 200 for o in moved) > 10 * max(1, sum(o.status == 503 for o in moved))
+    assert {o.headers.get("x-upstream") for o in between(outcomes, back + 0.2)} == {"a", "b"}
+    assert all(o.status == 200 for o in between(outcomes, back + 0.2)), summary(outcomes)
+
+
+def test_all_targets_down_answers_503_fast_with_retry_after(upstream_procs, gateway_factory):
+    a, b = upstream_procs("a"), upstream_procs("b")
+    cfg = fault_config([a.url, b.url], health={"ejection_s": 2, "max_ejection_s": 4})
+    gw = gateway_factory(cfg)
+    with Load(gw.port, "/echo", clients=6) as load:
+        load.wait_for(100)
+        a.signal(signal.SIGKILL)
+        b.signal(signal.SIGKILL)
+        down = time.monotonic()
+        wait_state(cfg, a.url, {"ejected"})
+        wait_state(cfg, b.url, {"ejected"})
+        ejected = time.monotonic()
+        time.sleep(2.0)
+    outcomes = load.stop()
+    during = between(outcomes, down)
+    assert {o.kind for o in during} == {"ok"}, summary(during)  # answered, never a hang
+    assert {o.status for o in during} <= {200, 502, 503}, summary(during)
+    late = between(outcomes, ejected + 0.3)
+    refused = [o for o in late if o.status == 503]
+    # Apart from the half-open trial each target gets when its ejection ends (refused: 502),
+    # every request is a fast 503 telling the client when to come back.
+    assert len(refused) > 50 and len(late) - len(refused) <= 4, summary(late)
+    assert {o.status for o in late} <= {502, 503}
+    assert all(o.headers.get("retry-after", "").isdigit() for o in refused)
+    assert max(o.latency for o in refused) < 0.5, max(o.latency for o in refused)
+    assert max(o.latency for o in during) < 2.0

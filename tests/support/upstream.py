@@ -210,14 +210,17 @@ class Upstream:
 
 def _serve_forever(name: str) -> None:
     """`python -m tests.support.upstream NAME`: one upstream in its own process (tests that
-    stop a target by PID); prints its port, serves until SIGTERM."""
+    stop a target by PID); prints its port, serves until SIGTERM. SIGUSR1 makes it answer
+    every request but /healthz with 503 (a failing service), SIGUSR2 heals it."""
     import signal
     import sys
 
     up = Upstream(name).start()
-    print(up.port, flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGUSR1, lambda *_: setattr(up, "force_status", 503))
+    signal.signal(signal.SIGUSR2, lambda *_: setattr(up, "force_status", None))
+    print(up.port, flush=True)
     stop.wait(600)  # bounded: a forgotten process ends by itself
     up.stop()
     sys.exit(0)
