@@ -316,11 +316,15 @@ class Supervisor:
             self.workers[i] = self._spawn(w.slot, self.sockets[w.slot])
 
     def shutdown(self) -> None:
+        # Close our copies of the listening sockets first: once each worker closes its own at
+        # the start of its drain, the port refuses new connections. Held open here, the kernel
+        # would keep completing handshakes for the whole drain, and those connections (request
+        # sent, nobody accepting) were reset at the end: accepted requests never answered.
+        for s in self.sockets:
+            s.close()
         everyone = self.workers + self.retiring
         self._stop(everyone)
         self._reap_all(self.cfg.timeouts.drain_s + 5.0)
-        for s in self.sockets:
-            s.close()
         logs.event("gateway_stopped")
 
     def _reap_all(self, timeout: float) -> None:
