@@ -74,6 +74,9 @@ class ProviderRegistry:
     async def refetch_for_kid(self, provider: str) -> None:
         await self.sources[provider].refetch_for_kid()
 
+    def reachable(self, provider: str) -> bool:
+        return self.sources[provider].reachable()
+
     def status(self) -> dict[str, dict[str, Any]]:
         """Each provider's key set (observe/keysets.py writes it for the admin API)."""
         return {name: s.status() for name, s in self.sources.items()}

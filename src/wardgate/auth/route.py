@@ -156,6 +156,11 @@ class RouteAuth:
                 ident = provider.verify(parts)
             except UnknownKid:
                 if refetched:
+                    if not self._registry.reachable(provider.name):
+                        # The key set cannot be fetched: the kid may be a rotated-in key we
+                        # could not see. 503 + Retry-After, not a 401 that makes a client
+                        # throw a good token away.
+                        raise KeysUnavailable(provider.name) from None
                     raise
                 # Claims first: an expired or foreign token must not cost the issuer a fetch.
                 provider.check_claims(parts.claims)

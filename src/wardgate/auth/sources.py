@@ -49,6 +49,7 @@ class KeySource(Protocol):
     async def stop(self) -> None: ...
     def ready(self) -> bool: ...
     async def refetch_for_kid(self) -> None: ...
+    def reachable(self) -> bool: ...
     def status(self) -> dict[str, Any]: ...
 
 
@@ -101,6 +102,9 @@ class StaticSource:
 
     async def refetch_for_kid(self) -> None:
         return None  # local keys change only with a new configuration
+
+    def reachable(self) -> bool:
+        return True
 
 
 class RemoteSource:
@@ -189,6 +193,10 @@ class RemoteSource:
         if self._inflight is None or self._inflight.done():
             self._inflight = asyncio.create_task(self._fetch())
         return await asyncio.shield(self._inflight)
+
+    def reachable(self) -> bool:
+        """False while the last fetch failed: an unknown kid cannot be ruled out then."""
+        return self.last_error is None
 
     async def refetch_for_kid(self) -> None:
         if self._inflight is not None and not self._inflight.done():

@@ -81,7 +81,12 @@ class TokenAuthenticator:
                 # A key rotated in since the last fetch: refetch once (single-flight, with the
                 # provider's cooldown, so forged kids cannot make us hammer the issuer).
                 await self.registry.refetch_for_kid(self.provider.name)
-                ident = self._verifier.verify(token)
+                try:
+                    ident = self._verifier.verify(token)
+                except UnknownKid:
+                    if not self.registry.reachable(self.provider.name):
+                        raise KeysUnavailable(self.provider.name) from None  # 503, not 401
+                    raise
         except Rejected as exc:
             # the reason code stays inside (the gateway logs it; a client learns nothing more)
             raise InvalidToken(_EXPIRED if exc.reason == "expired" else _INVALID)
