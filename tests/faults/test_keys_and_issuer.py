@@ -136,4 +136,58 @@ def test_jwks_down_longer_than_refresh_serves_cached_keys_within_stale_bound(
 
 @pytest.mark.postgres
 def test_issuer_database_unavailable_is_503_never_500_and_recovers(tmp_path):
-    pytest.skip("placeholder")
+    from tests.issuer.support import IssuerProcess, base_config
+    from tests.support.postgres import PG_BIN, Postgres
+
+    if not (PG_BIN / "postgres").exists():
+        pytest.skip("PostgreSQL binaries not installed (make sysdeps)")
+    pg = Postgres().start(create=True)
+    try:
+        iss = IssuerProcess(base_config(tmp_path, database_url=pg.url), tmp_path)
+        iss.add_user("alice", "correct horse", ["reader"])
+        iss.start()
+        try:
+            login = httpx.post(iss.url + "/login", timeout=10,
+                               json={"username": "alice", "password": "correct horse"})
+            assert login.status_code == 200, login.text
+            token = login.json()["access_token"]
+            port = int(iss.url.rsplit(":", 1)[1])
+            with Load(port, "/userinfo", clients=4, pause_s=0.02,
+                      headers={"Authorization": f"Bearer {token}"}) as load:
+                load.wait_for(40)
+                pg.stop()
+                down = time.monotonic()
+                time.sleep(1.5)
+                logins = [httpx.post(iss.url + "/login", timeout=10,
+                                     json={"username": "alice", "password": "correct horse"})
+                          for _ in range(3)]
+                pg.start()
+                up = time.monotonic()
+                deadline = up + 10
+                while time.monotonic() < deadline and load.snapshot()[-1].status != 200:
+                    time.sleep(0.1)
+                recovered = time.monotonic()
+                time.sleep(0.5)
+                again = httpx.post(iss.url + "/login", timeout=10,
+                                   json={"username": "alice", "password": "correct horse"})
+            outcomes = load.stop()
+            log = (tmp_path / "issuer.log").read_text()
+        finally:
+            iss.stop()
+    finally:
+        pg.remove()
+    assert {o.kind for o in outcomes} == {"ok"}, summary(outcomes)
+    assert {o.status for o in outcomes} <= {200, 503}, summary(outcomes)
+    outage = [o for o in between(outcomes, down + 0.2, up) if o.status != 200]
+    assert outage, summary(between(outcomes, down))
+    for o in outage:
+        body = json.loads(o.body)
+        assert body["error"] == "temporarily_unavailable", o.body
+        assert b"Traceback" not in o.body
+    for r in logins:
+        assert r.status_code == 503 and r.json()["error"] == "temporarily_unavailable", r.text
+    assert recovered - up < 8, recovered - up
+    assert all(o.status == 200 for o in between(outcomes, recovered + 0.1))
+    assert again.status_code == 200, again.text
+    # Every request failure went through the database handler; none reached the 500 one.
+    assert "database error" in log and "unexpected error" not in log, log[-3000:]

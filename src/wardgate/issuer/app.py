@@ -129,4 +129,8 @@ def _install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(HTTPException, on_http)
     app.add_exception_handler(DBAPIError, on_db)
+    # A database that cannot be reached fails the pool's connect with a bare OSError
+    # (ConnectionRefusedError, a reset, a connect timeout): SQLAlchemy wraps driver errors,
+    # not the socket's. Requests do no other socket or file I/O, so this is the database too.
+    app.add_exception_handler(OSError, on_db)
     app.add_exception_handler(Exception, on_unexpected)
