@@ -1,6 +1,7 @@
 """Schema-driven fuzzing (schemathesis) of /openapi.json: no input may produce a 5xx.
 
-Bounded: a few dozen positive and negative examples per operation. (Schemathesis's pytest
+Bounded by the fuzz budget (tests/fuzz/conftest.py): a few dozen positive and negative
+examples per operation in `make test`, more in `make fuzz`. (Schemathesis's pytest
 plugin does not run under pytest 9 here, so its strategies are driven by Hypothesis directly.)
 """
 
@@ -8,12 +9,11 @@ from __future__ import annotations
 
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis.errors import Unsatisfiable
 
+from tests.fuzz.conftest import fuzz_settings
 from tests.issuer.support import IssuerProcess
-
-EXAMPLES = 20
 
 
 @pytest.mark.parametrize("mode", list(schemathesis.GenerationMode))
@@ -25,8 +25,7 @@ def test_no_server_errors(issuer: IssuerProcess, mode: schemathesis.GenerationMo
         seen.append(f"{op.method.upper()} {op.path}")
 
         @given(op.as_strategy(generation_mode=mode))
-        @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
-                  suppress_health_check=list(HealthCheck))
+        @fuzz_settings(0.5)
         def run(case) -> None:  # type: ignore[no-untyped-def]
             response = case.call(timeout=10)
             assert response.status_code < 500, (case.method, case.path, response.text[:300])
