@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint unit bench sysdeps clean
+.PHONY: run test lint unit fuzz bench sysdeps clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || { py='$(PY)'; [ -n "$$py" ] || py=$$(scripts/pick-python.sh) || exit 1; \
@@ -33,6 +33,12 @@ unit: $(STAMP)
 test: sysdeps $(STAMP) lint
 	$(BIN)/pytest -q -p no:cacheprovider tests; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
+
+# A longer fuzz run (make test runs the same targets with a short budget): FUZZ_EXAMPLES
+# examples per target, fresh random inputs each run.
+FUZZ_EXAMPLES ?= 2000
+fuzz: $(STAMP)
+	WARDGATE_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -q -p no:cacheprovider tests/fuzz
 
 bench: $(STAMP)
 	@scripts/ensure-apt.sh nginx:nginx haproxy:haproxy wrk:wrk redis-server:redis-server
