@@ -12,7 +12,11 @@ from tests.support.load import Load, between, summary
 
 def test_one_of_two_targets_sigkilled_mid_load_fails_no_request(upstream_procs, gateway_factory):
     a, b = upstream_procs("a"), upstream_procs("b")
-    cfg = fault_config([a.url, b.url])
+    # The retry budget must cover the requests a dying target can hold at once (here up to one
+    # per client): with the default floor of 3, a fourth concurrent retry is refused by design
+    # (502 retry_budget_exhausted), which is what stops retries multiplying a real outage.
+    cfg = fault_config([a.url, b.url],
+                       circuit_breaker={"retry_budget": {"percent": 20, "min_retries": 8}})
     gw = gateway_factory(cfg)
     with Load(gw.port, "/echo", clients=8) as load:
         load.wait_for(200)
