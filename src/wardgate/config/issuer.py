@@ -9,6 +9,8 @@ from urllib.parse import urlsplit
 from pydantic import Field, ValidationInfo, field_validator
 
 from wardgate.config.common import ByteSize, HostPort, Strict, resolve_path
+from wardgate.config.limits import StateConfig
+from wardgate.config.revocation import IssuerRevocations
 
 Algorithm = Literal["RS256", "ES256", "EdDSA"]
 
@@ -80,6 +82,10 @@ class IssuerConfig(Strict):
     limits: LimitsConfig = LimitsConfig()
     # Role name -> scopes granted to users holding that role (synced to the database at start).
     roles: dict[str, list[str]] = {}
+    # Redis (optional): revocation events are relayed to a stream every gateway reads
+    state: StateConfig = StateConfig()
+    # GET /revocations (the gateways' polling feed) and the relay
+    revocations: IssuerRevocations = IssuerRevocations()
 
     @field_validator("issuer")
     @classmethod

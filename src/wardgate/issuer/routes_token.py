@@ -8,7 +8,17 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse, Response
 
-from wardgate.issuer import audit, clientauth, clients, forms, grants, refresh, sessions, tokens
+from wardgate.issuer import (
+    audit,
+    clientauth,
+    clients,
+    forms,
+    grants,
+    refresh,
+    revocations,
+    sessions,
+    tokens,
+)
 from wardgate.issuer.deps import address, issuer_of, no_store
 from wardgate.issuer.errors import UnsupportedGrantType
 from wardgate.issuer.service import Issuer
@@ -107,6 +117,8 @@ async def revoke(request: Request) -> Response:
         if row is not None:
             if row.client_id == client.client_id:
                 await refresh.revoke_family(conn, row.family_id)
+                # RFC 7009 §2.1: the access tokens of the same grant go with it
+                await revocations.emit_family(conn, row.family_id, now=now, reason="rfc7009")
                 await _audit(conn, now, "revoked", client.client_id, address(request),
                              kind="refresh_token")
         else:
