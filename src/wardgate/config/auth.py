@@ -288,6 +288,9 @@ class AuthPolicy(Strict):
     methods: dict[str, Requirement] = {}
     token: TokenSources = TokenSources()
     payload_header: str | None = None
+    # while the revocation feed is stale: allow (serve on the state held) or deny (503);
+    # None: the gateway's revocation.on_feed_error
+    on_feed_error: Literal["allow", "deny"] | None = None
 
     @field_validator("methods")
     @classmethod

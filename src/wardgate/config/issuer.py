@@ -9,6 +9,8 @@ from urllib.parse import urlsplit
 from pydantic import Field, ValidationInfo, field_validator
 
 from wardgate.config.common import ByteSize, HostPort, Strict, resolve_path
+from wardgate.config.limits import StateConfig
+from wardgate.config.revocation import IssuerRevocations
 
 Algorithm = Literal["RS256", "ES256", "EdDSA"]
 
@@ -115,6 +117,10 @@ class IssuerConfig(Strict):
                 raise ValueError(f"client {r.client!r} has two token_exchange rules")
             seen.add(r.client)
         return v
+    # Redis (optional): revocation events are relayed to a stream every gateway reads
+    state: StateConfig = StateConfig()
+    # GET /revocations (the gateways' polling feed) and the relay
+    revocations: IssuerRevocations = IssuerRevocations()
 
     @field_validator("issuer")
     @classmethod

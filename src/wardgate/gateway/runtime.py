@@ -98,6 +98,7 @@ class Runtime:
         self._compile_tracing()
         self.pipeline = Pipeline(self)
         self.registry: Any = None
+        self.revocation: Any = None  # wardgate.revoke.feed.RevocationFeed, with `revocation:`
         self._compile_auth()
         if self.tracer is not None:
             from wardgate.trace import TRACE_HEADERS
@@ -126,6 +127,10 @@ class Runtime:
             from wardgate.observe.keysets import KeySetMetrics
 
             KeySetMetrics(metrics, self.registry)
+        if self.revocation is not None:
+            from wardgate.observe.revocations import RevocationMetrics
+
+            RevocationMetrics(metrics, self.revocation)
         from wardgate.observe.upstreams import UpstreamMetrics
 
         UpstreamMetrics(metrics, list(self.clusters.values()))
@@ -154,6 +159,12 @@ class Runtime:
 
         self.registry = ProviderRegistry.from_config(
             list(self.config.providers), cache_size=self.config.limits.token_cache_entries)
+        if self.config.revocation is not None:
+            from wardgate.revoke.feed import RevocationFeed
+
+            # before the routes compile: each reads the feed's health for on_feed_error
+            self.registry.on_feed_error = self.config.revocation.on_feed_error
+            self.revocation = RevocationFeed(self.config, self.registry)
         for rc, route in zip(self.config.routes, self.routes, strict=True):
             route.auth = compile_route_auth(rc, self.registry)
             if route.auth is not None:
@@ -182,6 +193,8 @@ class Runtime:
             await self.state.start()  # connects in the background; never waits for Redis
         if self.registry is not None:
             await self.registry.start()
+        if self.revocation is not None:
+            await self.revocation.start()  # the first sync before the first request
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(c.run()) for c in self.checkers]
         if self.exporter is not None:
@@ -193,6 +206,8 @@ class Runtime:
         self._tasks = []
         if self.exporter is not None:
             await self.exporter.stop()  # the last spans, bounded by tracing.timeout_ms
+        if self.revocation is not None:
+            await self.revocation.stop()
         if self.registry is not None:
             await self.registry.stop()
         if self.state is not None:
@@ -203,6 +218,8 @@ class Runtime:
     def sweep(self, now: float) -> None:
         for c in self.clusters.values():
             c.sweep(now)
+        if self.revocation is not None:
+            self.revocation.sweep(time.time())  # wall clock: entries expire with token exp
         if self._limiters and now >= self._limits_swept + 5.0:
             self._limits_swept = now  # rested keys forgotten every few seconds, not each sweep
             clock = time.monotonic()  # the limiters' clock (see pipeline._limit_then_forward)

@@ -16,6 +16,7 @@ from wardgate.issuer import (
     forms,
     grants,
     refresh,
+    revocations,
     sessions,
     tokens,
 )
@@ -127,6 +128,8 @@ async def revoke(request: Request) -> Response:
         if row is not None:
             if row.client_id == client.client_id:
                 await refresh.revoke_family(conn, row.family_id)
+                # RFC 7009 §2.1: the access tokens of the same grant go with it
+                await revocations.emit_family(conn, row.family_id, now=now, reason="rfc7009")
                 await _audit(conn, now, "revoked", client.client_id, address(request),
                              kind="refresh_token")
         else:
