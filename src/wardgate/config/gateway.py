@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
-from wardgate.config.auth import AuthPolicy, ProviderConfig
+from wardgate.config.auth import AuthPolicy, DpopConfig, ProviderConfig
 from wardgate.config.common import ByteSize, ExistingFile, HostPort, Strict
 from wardgate.config.limits import RateLimitConfig, StateConfig
 from wardgate.config.tracing import TracingConfig
@@ -343,6 +343,7 @@ class GatewayConfig(Strict):
     routes: list[RouteConfig] = Field(min_length=1)
     state: StateConfig = StateConfig()
     tracing: TracingConfig | None = None  # absent: no trace propagation, no spans
+    dpop: DpopConfig = DpopConfig()  # how DPoP proofs are checked (routes say where)
 
     @property
     def admin_enabled(self) -> bool:
