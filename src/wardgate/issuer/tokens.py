@@ -104,13 +104,15 @@ def new_jti() -> str:
 
 def mint_access(ring: KeyRing, *, issuer: str, sub: str, audience: str | list[str],
                 client_id: str, scope: str, roles: list[str], ttl_s: int, now: int,
-                sid: str | None = None) -> tuple[str, dict[str, Any]]:
+                sid: str | None = None, jkt: str | None = None) -> tuple[str, dict[str, Any]]:
     claims: dict[str, Any] = {
         "iss": issuer, "sub": sub, "aud": audience, "exp": now + ttl_s, "iat": now,
         "nbf": now, "jti": new_jti(), "client_id": client_id, "scope": scope, "roles": roles,
     }
     if sid is not None:
         claims["sid"] = sid
+    if jkt is not None:
+        claims["cnf"] = {"jkt": jkt}  # RFC 9449 §6.1: bound to the proof's key
     return _sign(ring, ACCESS_TYP, claims, now), claims
 
 
