@@ -59,7 +59,8 @@ class ProofVerifier:
         if not algs or not algs <= ASYMMETRIC_ALGS:
             raise ValueError("DPoP algorithms must be a non-empty set of asymmetric algorithms")
         self.algorithms = algs
-        self.algs_value = " ".join(sorted(algs))  # the `algs` challenge parameter
+        # the `algs` challenge parameter, in the configured order (preference first)
+        self.algs_value = " ".join(dict.fromkeys(algorithms))
         self.max_age_s = float(max_age_s)
         self.max_future_s = float(max_future_s)
         self.max_bytes = max_bytes
