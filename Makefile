@@ -45,6 +45,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/hotpath.py --route jwt
 	$(BIN)/python bench/hotpath.py --route jwt-distinct --requests 40000
 	$(BIN)/python bench/issuer_bench.py
+	$(BIN)/python bench/dpop_bench.py
+	$(BIN)/python bench/hotpath.py --route dpop --requests 20000
 
 clean:
 	rm -rf $(VENV) .wardgate .pytest_cache .mypy_cache

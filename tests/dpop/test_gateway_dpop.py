@@ -18,6 +18,7 @@ from tests.issuer.support import IssuerProcess
 from tests.support.dpop import DROP, DpopKey, ath, b64
 from tests.support.gateway import GatewayProcess
 from tests.support.upstream import Upstream
+from wardgate.observe.http import AUTH_OUTCOMES
 
 from .conftest import gateway_config, login
 
@@ -150,6 +151,7 @@ def test_each_check_fails_its_own_case(gateway: GatewayProcess, upstream: Upstre
     assert 'algs="ES256 EdDSA RS256 PS256"' in challenge
     assert r.json()["code"] == "invalid_dpop_proof"
     assert outcome(gateway, rid) == expected
+    assert expected in AUTH_OUTCOMES  # counted under its own label on /metrics
     assert len(upstream.requests) == seen  # nothing reached the upstream
 
 
