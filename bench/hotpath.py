@@ -101,6 +101,16 @@ def build(route: str, connections: int = 1, rate_limit: bool = False, tracing: s
                     "auth": "none"}],
     }
     request = REQUEST
+    if route == "dpop":  # a DPoP-bound token (cached) and a fresh proof per request
+        cfg["providers"] = [{"name": "bench", "issuer": "http://127.0.0.1/bench-issuer",
+                             "audiences": ["bench-api"], "algorithms": ["RS256"],
+                             "jwks_file": str(CACHE / "jwks.json")}]
+        cfg["routes"].append({"name": "dpop", "match": {"path_prefix": "/dpop"},
+                              "upstream": "up",
+                              "auth": {"providers": ["bench"], "dpop": "required",
+                                       "require": {"scopes": ["bench:read"]}}})
+        cfg["dpop"] = {"algorithms": ["ES256"], "max_age_s": 3600, "max_future_s": 60,
+                       "replay_cache_entries": 10_000_000}
     if route == "jwt":
         # One token repeated (the verified-token cache hits), as make bench's jwt-same scenario.
         token = token_file().read_bytes().split(b"\n", 1)[0]
@@ -148,6 +158,20 @@ def build(route: str, connections: int = 1, rate_limit: bool = False, tracing: s
     return clients, conns, request
 
 
+def dpop_requests(count: int) -> list[bytes]:
+    """`count` requests of one client, each with a new DPoP proof (bench/dpop_bench.py)."""
+    import dpop_bench
+    import tokens as bench_tokens
+
+    client = dpop_bench.Client()
+    token = dpop_bench.bound_token(bench_tokens.load_or_create_key(CACHE), client.jkt)
+    ath, now = dpop_bench.ath_of(token), int(time.time())
+    head = b"GET /dpop HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nAuthorization: DPoP " + token.encode()
+    return [head + b"\r\nDPoP: " + client.proof("GET", "http://127.0.0.1:8080/dpop", ath,
+                                                 now).encode() + b"\r\n\r\n"
+            for _ in range(count)]
+
+
 def token_file() -> Path:
     """make bench's token pool (tokens-100000.txt), or the largest one a shorter run left."""
     pools = sorted((p for p in CACHE.glob("tokens-*.txt") if p.stem.split("-")[1].isdigit()
@@ -186,6 +210,10 @@ def run_wardgate(n: int, route: str, connections: int = 1, rate_limit: bool = Fa
     forged = route == "jwt-forged"
     clients, conns, request = build("jwt" if route in ("jwt-distinct", "jwt-forged") else route,
                                     connections, rate_limit, tracing, inbound_trace, metrics)
+    if route == "dpop":  # every proof is good once: make one for each request to be sent
+        n = max(n, connections)
+        pool_dpop = dpop_requests(-(-n // connections) * connections
+                                  + -(-2000 // connections) * connections)
     output.BATCH.bind(_Iteration())  # type: ignore[arg-type]
     spans = clients[0].state.runtime.tracer
     if spans is not None and spans.exporting:
@@ -199,7 +227,7 @@ def run_wardgate(n: int, route: str, connections: int = 1, rate_limit: bool = Fa
     # jwt-distinct: a pool twice the verified-token cache, cycled: every request a miss
     # jwt-forged: the same pool with bad signatures: each answered 401, nothing forwarded
     pool = (distinct_requests(20_000, forged) if route in ("jwt-distinct", "jwt-forged")
-            else [request])
+            else pool_dpop if route == "dpop" else [request])
     size = len(pool)
     if forged:
         def rounds(count: int, i: int) -> None:
@@ -293,10 +321,12 @@ def run_reference(n: int) -> float:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--requests", type=int, default=200_000)
-    ap.add_argument("--route", default="plain", choices=["plain", "jwt", "jwt-distinct", "jwt-forged"],
+    ap.add_argument("--route", default="plain",
+                    choices=["plain", "jwt", "jwt-distinct", "jwt-forged", "dpop"],
                     help="jwt: one token repeated; jwt-distinct: 20,000 tokens cycled (every one "
                          "a cache miss); jwt-forged: the same with bad signatures (every one "
-                         "refused); all need `make bench`'s cached key set and tokens")
+                         "refused); all need `make bench`'s cached key set and tokens; "
+                         "dpop: one bound token, a fresh ES256 proof per request")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--connections", type=int, default=64,
                     help="client connections served in turn, as wrk -c64 does in make bench "

@@ -16,7 +16,11 @@ into bytes on the wire):
     │   ├── MissingToken (401, no error attribute: RFC 6750 §3.1)
     │   ├── InvalidRequest (400, error="invalid_request")
     │   ├── InvalidToken (401, error="invalid_token")
-    │   └── InsufficientScope (403, error="insufficient_scope", scope="...")
+    │   ├── InsufficientScope (403, error="insufficient_scope", scope="...")
+    │   └── DpopError                   RFC 9449 §7.1: WWW-Authenticate: DPoP ..., algs="..."
+    │       ├── InvalidDpopProof (401, error="invalid_dpop_proof")
+    │       ├── UseDpopNonce (401, error="use_dpop_nonce", with DPoP-Nonce)
+    │       └── DpopInvalidToken (401, error="invalid_token": a bound token as Bearer, ...)
     └── UpstreamError                   5xx about the upstream or our own key state
         ├── BadGateway (502) / GatewayTimeout (504)
         └── ServiceUnavailable (503)    no healthy target, or keys unavailable
@@ -120,11 +124,16 @@ def _quote(value: str) -> str:
 
 
 _MEMO_MAX = 1024  # entries of each rendering memo below; emptied when full
-_CHALLENGES: dict[tuple[str | None, str, str, str | None], list[tuple[bytes, bytes]]] = {}
+_CHALLENGES: dict[tuple[str, str | None, str, str, str | None, str | None],
+                  tuple[bytes, bytes]] = {}
 
 
 class AuthError(GatewayError):
-    """RFC 6750 error. `realm` is filled in by the renderer from the route."""
+    """RFC 6750 error. `realm` is filled in by the renderer from the route.
+
+    On a route that takes DPoP (RFC 9449 §7.1) `dpop_algs` is set: the answer then also
+    challenges with the DPoP scheme, or only with it (`dpop_only`: the request used DPoP, or
+    the route requires it)."""
 
     error: str | None = None
 
@@ -132,11 +141,14 @@ class AuthError(GatewayError):
         super().__init__(detail, code=code)
         self.scope = scope
         self.realm = "wardgate"
+        self.dpop_algs: str | None = None
+        self.dpop_only = False
 
-    def extra_headers(self) -> list[tuple[bytes, bytes]]:
-        # A handful of distinct (error, realm, detail, scope) values per gateway: the field is
-        # built once each, so a flood of refused tokens costs no formatting per request.
-        key = (self.error, self.realm, self.detail, self.scope)
+    def _challenge(self, scheme: str) -> tuple[bytes, bytes]:
+        # A handful of distinct values per gateway: each field is built once, so a flood of
+        # refused tokens costs no formatting per request.
+        algs = self.dpop_algs if scheme == "DPoP" else None
+        key = (scheme, self.error, self.realm, self.detail, self.scope, algs)
         out = _CHALLENGES.get(key)
         if out is None:
             parts = [f'realm="{_quote(self.realm)}"']
@@ -145,11 +157,19 @@ class AuthError(GatewayError):
                 parts.append(f'error_description="{_quote(self.detail)}"')
             if self.scope:
                 parts.append(f'scope="{_quote(self.scope)}"')
-            out = [(b"WWW-Authenticate", ("Bearer " + ", ".join(parts)).encode())]
+            if algs:
+                parts.append(f'algs="{_quote(algs)}"')
+            out = (b"WWW-Authenticate", (scheme + " " + ", ".join(parts)).encode())
             if len(_CHALLENGES) >= _MEMO_MAX:
                 _CHALLENGES.clear()
             _CHALLENGES[key] = out
-        return list(out)
+        return out
+
+    def extra_headers(self) -> list[tuple[bytes, bytes]]:
+        if self.dpop_algs is None:
+            return [self._challenge("Bearer")]
+        dpop = self._challenge("DPoP")
+        return [dpop] if self.dpop_only else [self._challenge("Bearer"), dpop]
 
 
 class MissingToken(AuthError):
@@ -166,6 +186,40 @@ class InvalidToken(AuthError):
 
 class InsufficientScope(AuthError):
     status, title, code, error = 403, "Forbidden", "insufficient_scope", "insufficient_scope"
+
+
+class DpopError(AuthError):
+    """A DPoP failure (RFC 9449 §7.1): always a DPoP challenge with the accepted `algs`."""
+
+    status, title = 401, "Unauthorized"
+
+    def __init__(self, detail: str, *, algs: str, code: str | None = None,
+                 nonce: str | None = None) -> None:
+        super().__init__(detail, code=code)
+        self.dpop_algs = algs
+        self.dpop_only = True
+        self.nonce = nonce
+
+    def extra_headers(self) -> list[tuple[bytes, bytes]]:
+        out = super().extra_headers()
+        if self.nonce is not None:
+            out.append((b"DPoP-Nonce", self.nonce.encode()))  # RFC 9449 §8.1
+        return out
+
+
+class InvalidDpopProof(DpopError):
+    code = error = "invalid_dpop_proof"
+
+
+class UseDpopNonce(DpopError):
+    code = error = "use_dpop_nonce"
+
+
+class DpopInvalidToken(DpopError):
+    """The token does not fit the scheme: a DPoP-bound token as Bearer, an unbound one as
+    DPoP, or Bearer on a route that requires DPoP."""
+
+    code = error = "invalid_token"
 
 
 class CsrfFailed(ClientError):

@@ -128,7 +128,7 @@ class Identity:
     """
 
     __slots__ = ("provider", "sub", "_sub_hash", "claims", "scopes", "_roles", "_roles_path",
-                 "exp", "jti", "key", "payload_b64", "_headers")
+                 "exp", "jti", "key", "payload_b64", "_headers", "jkt")
 
     def __init__(self, provider: str, claims: dict[str, Any], payload_segment: bytes,
                  roles_path: tuple[str, ...], key: VerificationKey | None, exp: float) -> None:
@@ -151,6 +151,14 @@ class Identity:
         jti = claims.get("jti")
         self.jti: str | None = jti if isinstance(jti, str) else None
         self.key = key
+        # RFC 9449 §6.1: a DPoP-bound token names its key's thumbprint in cnf.jkt. A cnf that
+        # binds it some other way (mTLS x5t#S256, ...) is kept as "", which no proof matches
+        cnf = claims.get("cnf")
+        if cnf is None:
+            self.jkt: str | None = None
+        else:
+            jkt = cnf.get("jkt") if type(cnf) is dict else None
+            self.jkt = jkt if type(jkt) is str and jkt else ""
         # the signed payload segment is already base64url: forward it as-is, no re-encoding
         self.payload_b64 = payload_segment
         self._headers: dict[int, list[tuple[bytes, bytes]]] | None = None

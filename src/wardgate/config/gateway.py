@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
-from wardgate.config.auth import AuthPolicy, ProviderConfig
+from wardgate.config.auth import AuthPolicy, DpopConfig, ProviderConfig
 from wardgate.config.common import ByteSize, ExistingFile, HostPort, Strict
 from wardgate.config.limits import RateLimitConfig, StateConfig
 from wardgate.config.revocation import RevocationConfig
@@ -345,6 +345,7 @@ class GatewayConfig(Strict):
     state: StateConfig = StateConfig()
     tracing: TracingConfig | None = None  # absent: no trace propagation, no spans
     revocation: RevocationConfig | None = None  # absent: no revocation feed
+    dpop: DpopConfig = DpopConfig()  # how DPoP proofs are checked (routes say where)
 
     @property
     def admin_enabled(self) -> bool:

@@ -65,6 +65,27 @@ class ThrottleConfig(Strict):
     forget_after_s: float = Field(3600.0, gt=0)
 
 
+class IssuerDpopConfig(Strict):
+    """DPoP proofs (RFC 9449) at the token endpoint and /login."""
+
+    algorithms: list[str] = Field(["ES256", "EdDSA", "RS256", "PS256"], min_length=1)
+    max_age_s: int = Field(60, ge=1, le=3600, description="oldest acceptable proof iat")
+    max_future_s: int = Field(5, ge=0, le=300, description="clock skew allowed for iat")
+    require_nonce: bool = Field(False, description="proofs must carry a DPoP-Nonce value")
+    nonce_lifetime_s: int = Field(300, ge=10, le=86_400)
+
+    @field_validator("algorithms")
+    @classmethod
+    def _algs(cls, v: list[str]) -> list[str]:
+        from wardgate.config.auth import ASYMMETRIC_ALGS
+
+        bad = [a for a in v if a not in ASYMMETRIC_ALGS]
+        if bad:
+            raise ValueError(f"unsupported DPoP algorithm(s) {bad}; supported: "
+                             f"{sorted(ASYMMETRIC_ALGS)}")
+        return list(dict.fromkeys(v))
+
+
 class LimitsConfig(Strict):
     max_body_bytes: ByteSize = Field(64 * 1024, ge=1024)
 
@@ -103,6 +124,7 @@ class IssuerConfig(Strict):
     browser: BrowserConfig = BrowserConfig()
     throttle: ThrottleConfig = ThrottleConfig()
     limits: LimitsConfig = LimitsConfig()
+    dpop: IssuerDpopConfig = IssuerDpopConfig()
     # Role name -> scopes granted to users holding that role (synced to the database at start).
     roles: dict[str, list[str]] = {}
     # Token exchange (RFC 8693): one rule per client allowed to exchange; none by default.

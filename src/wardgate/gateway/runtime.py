@@ -98,6 +98,7 @@ class Runtime:
         self._compile_tracing()
         self.pipeline = Pipeline(self)
         self.registry: Any = None
+        self.state: Any = None  # wardgate.state.StateClient, when state.redis_url is used
         self.revocation: Any = None  # wardgate.revoke.feed.RevocationFeed, with `revocation:`
         self._compile_auth()
         if self.tracer is not None:
@@ -105,7 +106,6 @@ class Runtime:
 
             for route in self.routes:  # inbound copies are replaced, never forwarded
                 route.strip_headers = route.strip_headers | TRACE_HEADERS
-        self.state: Any = None  # wardgate.state.StateClient, when a route has a global limit
         self._limiters: list[Any] = []
         self._compile_limits()
         self.metrics = self._declare_metrics()
@@ -159,6 +159,12 @@ class Runtime:
 
         self.registry = ProviderRegistry.from_config(
             list(self.config.providers), cache_size=self.config.limits.token_cache_entries)
+        if self.config.state.urls():
+            # DPoP proofs are accepted once across every worker and gateway sharing Redis
+            from wardgate.state import client_from_config
+
+            self.state = client_from_config(self.config.state)
+        self.registry.enable_dpop(self.config.dpop, self.trusted, self.state)
         if self.config.revocation is not None:
             from wardgate.revoke.feed import RevocationFeed
 
@@ -181,7 +187,8 @@ class Runtime:
         if any(lim.scope == "global" for rc in self.config.routes for lim in rc.rate_limits):
             from wardgate.state import client_from_config
 
-            self.state = client_from_config(self.config.state)
+            if self.state is None:
+                self.state = client_from_config(self.config.state)
         for rc, route in zip(self.config.routes, self.routes, strict=True):
             if rc.rate_limits:
                 route.limiter = RouteLimiter(list(rc.rate_limits), rc.name, self.trusted,

@@ -86,7 +86,10 @@ class Supervisor:
         return Worker(slot, self.generation, proc, r)
 
     def _worker_env(self) -> dict[str, str]:
-        env = {**os.environ, RUN_KEY_ENV: self.run_key.hex()}
+        from wardgate.dpop.nonce import NONCE_KEY_ENV, run_key
+
+        # one DPoP nonce key per run: every worker accepts the nonces every other hands out
+        env = {**os.environ, RUN_KEY_ENV: self.run_key.hex(), NONCE_KEY_ENV: run_key(self.run_key)}
         if self.metrics_dir is not None:
             env[METRICS_DIR_ENV] = self.metrics_dir
         return env

@@ -92,14 +92,14 @@ async def add_client(cfg: IssuerConfig, client_id: str, *, name: str | None = No
                      auth_method: str = "client_secret_basic",
                      grant_types: list[str] | None = None, scopes: list[str] | None = None,
                      audiences: list[str] | None = None, redirect_uris: list[str] | None = None,
-                     jwks: dict[str, Any] | None = None) -> str | None:
+                     jwks: dict[str, Any] | None = None, dpop_bound: bool = False) -> str | None:
     """Register a client; returns its generated secret (shown once) for client_secret_*."""
     async with _tx(cfg) as conn:
         secret = await clients.add_client(
             conn, client_id=client_id, name=name or client_id, auth_method=auth_method,
             grant_types=grant_types or ["client_credentials"], scopes=scopes or [],
             audiences=audiences or [cfg.tokens.default_audience],
-            redirect_uris=redirect_uris or [], jwks=jwks, now=_now())
+            redirect_uris=redirect_uris or [], jwks=jwks, now=_now(), dpop_bound=dpop_bound)
         await audit.record(conn, _now(), "client_added", client_id=client_id,
                            auth_method=auth_method)
     return secret

@@ -48,6 +48,8 @@ async def discovery(request: Request) -> JSONResponse:
         "claims_supported": ["iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "sid",
                              "preferred_username", "roles", "scope", "client_id", "act"],
         "authorization_response_iss_parameter_supported": True,
+        # RFC 9449 §5.1: the token endpoint and /login bind tokens to a DPoP proof's key
+        "dpop_signing_alg_values_supported": list(iss.cfg.dpop.algorithms),
     }
     return JSONResponse(doc, headers={"Cache-Control": "public, max-age=3600"})
 

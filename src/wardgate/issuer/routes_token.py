@@ -75,6 +75,8 @@ async def token(request: Request) -> Response:
     addr = address(request)
     authz = request.headers.get("authorization")
     now = iss.now()
+    # RFC 9449 §5: a proof binds the tokens to its key (checked before any grant work)
+    jkt = iss.dpop.proof_jkt(request, iss.url("/token"))
     if grant_type == "refresh_token":
         rt = forms.need_str(p, "refresh_token", 256)
         scope = forms.scope_list(forms.opt_str(p, "scope"))
@@ -86,16 +88,17 @@ async def token(request: Request) -> Response:
                 client = await clientauth.authenticate(conn, p, authz,
                                                        audiences=_auth_audiences(iss), now=now)
         out, _ = await grants.refresh_grant(iss, rt, client, addr, public_only=anonymous,
-                                            scope=scope or None)
-        return no_store(out)
+                                            scope=scope or None, jkt=jkt)
+        return _answer(iss, out)
     if grant_type == "client_credentials":
         scope = forms.scope_list(forms.opt_str(p, "scope"))
         audience = forms.opt_str(p, "audience", 512) or forms.opt_str(p, "resource", 512)
         async with iss.db.begin() as conn:
             client = await clientauth.authenticate(conn, p, authz, audiences=_auth_audiences(iss),
                                                    now=now, allow_public=False)
-            out = await grants.client_credentials(iss, conn, client, scope, audience, addr)
-        return no_store(out)
+            out = await grants.client_credentials(iss, conn, client, scope, audience, addr,
+                                                  jkt=jkt)
+        return _answer(iss, out)
     if grant_type == "authorization_code":
         code = forms.need_str(p, "code", 256)
         async with iss.db.begin() as conn:
@@ -103,15 +106,23 @@ async def token(request: Request) -> Response:
                                                    audiences=_auth_audiences(iss), now=now)
         out = await grants.authorization_code(
             iss, client, code, forms.opt_str(p, "redirect_uri"),
-            forms.opt_str(p, "code_verifier", 256), addr)
-        return no_store(out)
+            forms.opt_str(p, "code_verifier", 256), addr, jkt=jkt)
+        return _answer(iss, out)
     if grant_type == exchange.GRANT_TYPE:
         async with iss.db.begin() as conn:
             client = await clientauth.authenticate(conn, p, authz, audiences=_auth_audiences(iss),
                                                    now=now, allow_public=False)
-            out = await exchange.exchange(iss, conn, client, p, addr)
-        return no_store(out)
+            out = await exchange.exchange(iss, conn, client, p, addr, jkt=jkt)
+        return _answer(iss, out)
     raise UnsupportedGrantType(f"grant_type {grant_type[:40]!r} is not supported")
+
+
+def _answer(iss: Issuer, out: dict[str, Any]) -> Response:
+    resp = no_store(out)
+    nonce = iss.dpop.fresh_nonce()
+    if nonce is not None:
+        resp.headers["DPoP-Nonce"] = nonce  # RFC 9449 §8.2: the next proof's nonce
+    return resp
 
 
 @router.post("/revoke", openapi_extra=_REVOKE)
@@ -173,4 +184,5 @@ async def introspect(request: Request) -> JSONResponse:
         sid = claims.get("sid")
         if isinstance(sid, str) and not await sessions.is_live(conn, sid, now):
             return no_store(inactive)
-    return no_store({"active": True, "token_type": "Bearer", **claims})
+    bound = isinstance(claims.get("cnf"), dict)
+    return no_store({"active": True, "token_type": "DPoP" if bound else "Bearer", **claims})

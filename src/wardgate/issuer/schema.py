@@ -66,6 +66,8 @@ clients = Table(
     Column("redirect_uris", Text, nullable=False),
     Column("disabled", Boolean, nullable=False, default=False),
     Column("created_at", BigInteger, nullable=False),
+    # RFC 9449 §5.2 dpop_bound_access_tokens: the client must send a DPoP proof
+    Column("dpop_bound", Boolean, nullable=True),
 )
 
 sessions = Table(
@@ -93,6 +95,8 @@ refresh_tokens = Table(
     Column("family_expires_at", BigInteger, nullable=False),  # absolute limit
     Column("used", Boolean, nullable=False, default=False),
     Column("revoked", Boolean, nullable=False, default=False),
+    # RFC 9449 §5: the JWK thumbprint a public client's refresh token is bound to
+    Column("jkt", String(64), nullable=True),
     Index("ix_wg_refresh_family", "family_id"),
     Index("ix_wg_refresh_sid", "sid"),
 )

@@ -57,6 +57,9 @@ class Grant:
     user_id: int | None
     sid: str | None
     with_refresh: bool
+    jkt: str | None = None  # RFC 9449: the DPoP key the access token is bound to
+    #: the key the refresh token is bound to (public clients, RFC 9449 §5)
+    refresh_jkt: str | None = None
 
 
 class Issuer:
@@ -76,6 +79,7 @@ class Issuer:
         #: names this database's revocation feed: a gateway seeing another epoch starts over
         self.revocation_epoch = ""
         self.relay: Any = None  # wardgate.revoke.relay.Relay, when state.redis_url is set
+        self.dpop: Any = None  # wardgate.issuer.dpop.IssuerDpop, made at start
         self._reloader: asyncio.Task[None] | None = None
 
     def now(self) -> int:
@@ -92,6 +96,11 @@ class Issuer:
             await users.sync_roles(conn, self.cfg.roles)
             self.csrf_key = bytes.fromhex(await self._meta_secret(conn, "csrf_key"))
             self.revocation_epoch = (await self._meta_secret(conn, "revocation_epoch"))[:16]
+            from wardgate.issuer.dpop import IssuerDpop
+
+            # one nonce key in the database: every issuer process accepts the others' nonces
+            self.dpop = IssuerDpop(self.cfg.dpop, bytes.fromhex(
+                await self._meta_secret(conn, "dpop_nonce_key")), self.clock)
             await self._ensure_login_client(conn, now)
             if not await keys.list_keys(conn):
                 # First start: one key that signs at once (rotation adds the lead time later).
@@ -190,7 +199,7 @@ class Issuer:
             rt, family = await refresh.issue(
                 conn, user_id=g.user_id, client_id=g.client_id, sid=g.sid,
                 scope=json.dumps(g.scope), audience=g.audience, now=now,
-                idle_s=t.refresh_idle_s, absolute_s=t.refresh_absolute_s)
+                idle_s=t.refresh_idle_s, absolute_s=t.refresh_absolute_s, jkt=g.refresh_jkt)
             out["refresh_token"] = rt
         await revocations.remember_access(conn, claims, family)
         return out, family
@@ -207,11 +216,12 @@ class Issuer:
             access, claims = tokens.mint_access(
                 self.ring, issuer=self.cfg.issuer, sub=g.sub, audience=g.audience,
                 client_id=g.client_id, scope=scope, roles=g.roles, ttl_s=t.access_ttl_s,
-                now=now, sid=g.sid)
+                now=now, sid=g.sid, jkt=g.jkt)
         except KeysUnavailable:
             raise TemporarilyUnavailable("no signing key is active") from None
-        return {"access_token": access, "token_type": "Bearer", "expires_in": t.access_ttl_s,
-                "scope": scope}, claims
+        # RFC 9449 §5.1: a bound token is of type DPoP
+        return {"access_token": access, "token_type": "DPoP" if g.jkt else "Bearer",
+                "expires_in": t.access_ttl_s, "scope": scope}, claims
 
     def id_token(self, *, sub: str, client_id: str, now: int, auth_time: int, sid: str,
                  nonce: str | None, username: str) -> str:

@@ -118,8 +118,8 @@ def new_jti() -> str:
 
 def mint_access(ring: KeyRing, *, issuer: str, sub: str, audience: str | list[str],
                 client_id: str, scope: str, roles: list[str], ttl_s: int, now: int,
-                sid: str | None = None, act: dict[str, Any] | None = None
-                ) -> tuple[str, dict[str, Any]]:
+                sid: str | None = None, act: dict[str, Any] | None = None,
+                jkt: str | None = None) -> tuple[str, dict[str, Any]]:
     claims: dict[str, Any] = {
         "iss": issuer, "sub": sub, "aud": audience, "exp": now + ttl_s, "iat": now,
         "nbf": now, "jti": new_jti(), "client_id": client_id, "scope": scope, "roles": roles,
@@ -128,6 +128,8 @@ def mint_access(ring: KeyRing, *, issuer: str, sub: str, audience: str | list[st
         claims["sid"] = sid
     if act is not None:
         claims["act"] = act
+    if jkt is not None:
+        claims["cnf"] = {"jkt": jkt}  # RFC 9449 §6.1: bound to the proof's key
     return _sign(ring, ACCESS_TYP, claims, now), claims
 
 
