@@ -1,7 +1,8 @@
 """The request pipeline, top to bottom, in one place.
 
     parse (protocol.py) → trace (wardgate.trace, only with `tracing:`) → match route → body limit → CORS preflight → authenticate + authorize
-    (wardgate.auth, only on routes that are not `auth: none`) → rate limit (wardgate.limits,
+    (wardgate.auth, only on routes that are not `auth: none`) → detection verdicts
+    (wardgate.detect, only on routes whose detection action is header/step_up/deny) → rate limit (wardgate.limits,
     only on routes with `rate_limits`) → rewrite path and headers
     (strip hop-by-hop and spoofed identity, add Forwarded/X-Forwarded-*/Via/X-Request-Id and
     the identity) → pick a healthy target → forward over a pooled connection (proxy.py) →
@@ -78,6 +79,9 @@ class Pipeline:
                             self._authorize_then_forward(client, req, route, matched))
                         return
                     self._auth_forward(client, req, route)
+                detect = route.detect
+                if detect is not None:
+                    detect(req)  # raises StepUpRequired / DetectionDenied, or adds the header
             if route.limiter is None:
                 self._forward(client, req, route, matched)
             else:
@@ -117,6 +121,8 @@ class Pipeline:
             if client.closed:
                 return
             self._auth_forward(client, req, route)
+            if route.detect is not None:
+                route.detect(req)
             if route.limiter is None:
                 self._forward(client, req, route, matched)
             else:
