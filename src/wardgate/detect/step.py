@@ -52,7 +52,7 @@ def compile_step(flags: Flags, action: str, header: str, counter: list[Any]) -> 
     if action == "log":
         return None
     jti_t, sub_t, net_t = flags.jti, flags.sub, flags.net
-    name = header.lower().encode()
+    line = b"\r\n" + header.encode() + b": "
 
     def count() -> None:
         values = counter[0]
@@ -66,8 +66,10 @@ def compile_step(flags: Flags, action: str, header: str, counter: list[Any]) -> 
             f = _flag_of(flags, req)
             if f is not None:
                 count()
-                # a new list: the connection's auth memo holds the old one
-                req.headers = [*req.headers, (name, f.header)]
+                # after the header rewrite, which drops every x-wardgate-* field a client sent:
+                # the field goes with the request's own upstream lines (proxy.Exchange), so the
+                # connection's header memos never see it
+                req.trace_line += line + f.header
         return step
 
     def refuse(req: Request) -> None:
