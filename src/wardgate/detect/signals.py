@@ -58,20 +58,22 @@ class TokenReplay:
         else:
             return None
         t = ev.time
-        st = self.table.get(key)
+        st = self.table.data.get(key)
         if st is None:
             self.table.put(key, _Token(ev.network, ev.ua, t))
             return None
-        weight = (1.0 if ev.network != st.net else 0.0) + (2.0 if ev.ua != st.ua else 0.0)
-        st.net, st.ua = ev.network, ev.ua
+        net = ev.network
+        if net == st.net and ev.ua == st.ua:
+            st.nets[net] = t
+            return None  # nothing changed: no new evidence (the common case, kept short)
+        weight = (1.0 if net != st.net else 0.0) + (2.0 if ev.ua != st.ua else 0.0)
+        st.net, st.ua = net, ev.ua
         nets = st.nets
-        if ev.network not in nets and len(nets) >= _MAX_NETS:
+        if net not in nets and len(nets) >= _MAX_NETS:
             del nets[min(nets, key=nets.__getitem__)]
-        nets[ev.network] = t
+        nets[net] = t
         if len(st.uas) < _MAX_NETS:
             st.uas.add(ev.ua)
-        if not weight:
-            return None  # nothing changed: no new evidence (and no work)
         horizon = t - self.cfg.window_s
         sw = [s for s in st.switches if s[0] >= horizon]
         sw.append((t, weight))
@@ -93,7 +95,7 @@ class TokenReplay:
 
 
 class _Rate:
-    __slots__ = ("start", "count", "mean", "dev", "buckets")
+    __slots__ = ("start", "count", "mean", "dev", "buckets", "thr")
 
     def __init__(self, start: float, mean: float, dev: float) -> None:
         self.start = start
@@ -101,6 +103,7 @@ class _Rate:
         self.mean = mean
         self.dev = dev
         self.buckets = 0
+        self.thr = 0.0  # the threshold of the bucket filling now (computed when it opens)
 
 
 class RateAnomaly:
@@ -140,6 +143,7 @@ class RateAnomaly:
             self._learn(st, 0.0)
         st.start += elapsed * bucket
         st.count = 0
+        st.thr = self.threshold(st)
 
     def threshold(self, st: _Rate) -> float:
         return max(float(self.cfg.min_requests), st.mean + self.cfg.k * max(st.dev, 1.0))
@@ -149,14 +153,15 @@ class RateAnomaly:
         if subject is None:
             return None
         t = ev.time
-        st = self.table.get(subject)
+        st = self.table.data.get(subject)
         if st is None:
             st = _Rate(t, self.pop_mean, self.pop_dev)
+            st.thr = self.threshold(st)
             self.table.put(subject, st)
         elif t >= st.start + self.cfg.bucket_s:
             self._close(st, t)
         st.count += 1
-        thr = self.threshold(st)
+        thr = st.thr
         if st.count < thr:
             return None
         return Finding(
@@ -169,13 +174,14 @@ class RateAnomaly:
 
 
 class _Enum:
-    __slots__ = ("start", "values", "last", "run")
+    __slots__ = ("start", "values", "last", "run", "value")
 
     def __init__(self, start: float) -> None:
         self.start = start
         self.values: set[str] = set()
         self.last: int | None = None
         self.run = 0
+        self.value: tuple[str, ...] | str | None = None  # the last request's value, as it came
 
 
 class Enumeration:
@@ -197,10 +203,15 @@ class Enumeration:
         t = ev.time
         cfg = self.cfg
         k = (subject, ev.route)
-        st = self.table.get(k)
+        st = self.table.data.get(k)
         if st is None or t >= st.start + cfg.window_s:
             st = _Enum(t)
             self.table.put(k, st)
+        else:
+            same = ev.params or ev.path
+            if same == st.value:
+                return None  # the same resource again: nothing new (the common case)
+        st.value = ev.params or ev.path
         value = "/".join(ev.params) if ev.params else ev.path
         if len(st.values) < cfg.max_distinct:
             st.values.add(value)
