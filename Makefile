@@ -40,6 +40,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/limits_bench.py
 	$(BIN)/python bench/metrics_bench.py
 	$(BIN)/python bench/detect_bench.py
+	$(BIN)/python bench/detect_eval.py
 	$(BIN)/python bench/scale_bench.py
 	$(BIN)/python bench/hotpath.py --route plain
 	$(BIN)/python bench/hotpath.py --route plain --metrics
