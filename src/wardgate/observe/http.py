@@ -33,7 +33,7 @@ AUTH_OUTCOMES = (
     "embedded_key", "crit", "b64", "nested", "bad_typ", "unknown_kid", "bad_signature",
     "expired", "not_yet_valid", "bad_iat", "bad_exp", "bad_aud", "missing_claim", "bad_claim",
     "lifetime", "revoked", "insufficient_scope", "forbidden", "keys_unavailable", "csrf_failed",
-    "step_up", "detection_denied", "other")
+    "revocation_stale", "step_up", "detection_denied", "other")
 #: requests that matched no route (404, or refused before routing)
 NO_ROUTE = "-"
 #: statuses that can be a refusal of the caller (auth, authorization, rate limits)
