@@ -39,6 +39,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/limits_bench.py
 	$(BIN)/python bench/metrics_bench.py
+	$(BIN)/python bench/detect_bench.py
+	$(BIN)/python bench/detect_eval.py
 	$(BIN)/python bench/scale_bench.py
 	$(BIN)/python bench/hotpath.py --route plain
 	$(BIN)/python bench/hotpath.py --route plain --metrics

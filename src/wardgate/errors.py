@@ -11,12 +11,14 @@ into bytes on the wire):
     │   ├── PayloadTooLarge (413) / HeadersTooLarge (431) / UriTooLong (414)
     │   ├── HttpVersionNotSupported (505)
     │   ├── CsrfFailed (403)            cookie-authenticated unsafe request without CSRF token
+    │   ├── DetectionDenied (403)       a token, subject or network under a detection verdict
     │   └── RateLimited (429, Retry-After)
     ├── AuthError                       RFC 6750 §3 answers with WWW-Authenticate: Bearer
     │   ├── MissingToken (401, no error attribute: RFC 6750 §3.1)
     │   ├── InvalidRequest (400, error="invalid_request")
     │   ├── InvalidToken (401, error="invalid_token")
     │   ├── InsufficientScope (403, error="insufficient_scope", scope="...")
+    │   ├── StepUpRequired (401, error="insufficient_user_authentication", RFC 9470)
     │   └── DpopError                   RFC 9449 §7.1: WWW-Authenticate: DPoP ..., algs="..."
     │       ├── InvalidDpopProof (401, error="invalid_dpop_proof")
     │       ├── UseDpopNonce (401, error="use_dpop_nonce", with DPoP-Nonce)
@@ -220,6 +222,19 @@ class DpopInvalidToken(DpopError):
     DPoP, or Bearer on a route that requires DPoP."""
 
     code = error = "invalid_token"
+
+
+class StepUpRequired(AuthError):
+    """RFC 9470 §3: the token is valid, but this use of it needs a fresh authentication (a
+    detection verdict holds for it); the client signs in again and retries with the new token."""
+
+    status, title, code, error = 401, "Unauthorized", "step_up", "insufficient_user_authentication"
+
+
+class DetectionDenied(ClientError):
+    """A detection verdict (wardgate.detect) holds for the token, subject or network."""
+
+    status, title, code = 403, "Forbidden", "detection_denied"
 
 
 class CsrfFailed(ClientError):

@@ -12,6 +12,7 @@ from pydantic import Field, field_validator, model_validator
 
 from wardgate.config.auth import AuthPolicy, DpopConfig, ProviderConfig
 from wardgate.config.common import ByteSize, ExistingFile, HostPort, Strict
+from wardgate.config.detect import DetectionConfig, RouteDetection
 from wardgate.config.limits import RateLimitConfig, StateConfig
 from wardgate.config.revocation import RevocationConfig
 from wardgate.config.tracing import TracingConfig
@@ -307,6 +308,7 @@ class RouteConfig(Strict):
     preserve_host: bool = False
     rate_limits: list[RateLimitConfig] = []
     timeouts: RouteTimeouts = RouteTimeouts()
+    detection: RouteDetection | None = None  # overrides the top-level `detection:`
 
     @model_validator(mode="after")
     def _checks(self) -> RouteConfig:
@@ -323,6 +325,9 @@ class RouteConfig(Strict):
             used = set(re.findall(r"\{([A-Za-z_][A-Za-z0-9_]*)\}", self.rewrite))
             if used - known:
                 raise ValueError(f"rewrite uses unknown parameter(s) {sorted(used - known)}")
+        if self.detection is not None and self.auth == "none":
+            raise ValueError("detection watches token use: a route with auth: none has no "
+                             "detection (remove its detection section)")
         names = [limit.name for limit in self.rate_limits]
         if len(set(names)) != len(names):
             raise ValueError(f"duplicate rate limit name(s): {sorted({n for n in names if names.count(n) > 1})}")
@@ -344,6 +349,7 @@ class GatewayConfig(Strict):
     routes: list[RouteConfig] = Field(min_length=1)
     state: StateConfig = StateConfig()
     tracing: TracingConfig | None = None  # absent: no trace propagation, no spans
+    detection: DetectionConfig | None = None  # absent: no detection
     revocation: RevocationConfig | None = None  # absent: no revocation feed
     dpop: DpopConfig = DpopConfig()  # how DPoP proofs are checked (routes say where)
 
@@ -381,6 +387,9 @@ class GatewayConfig(Strict):
                     if limit.scope == "global":
                         errors.append(f"route {r.name!r}: rate limit {limit.name!r} is global "
                                       "but state.redis_url is not set")
+            if r.detection is not None and self.detection is None:
+                errors.append(f"route {r.name!r}: detection overrides need the top-level "
+                              "detection section")
             if isinstance(r.auth, AuthPolicy):
                 for p in r.auth.provider_names():
                     if p not in provs:

@@ -2,7 +2,8 @@
 
     parse (protocol.py) → trace (wardgate.trace, only with `tracing:`) → match route → body limit → CORS preflight → authenticate + authorize
     (wardgate.auth, only on routes that are not `auth: none`; DPoP proofs by wardgate.dpop)
-    → DPoP replay check on Redis (only for a proof, with `state.redis_url`) → rate limit (wardgate.limits,
+    → DPoP replay check on Redis (only for a proof, with `state.redis_url`) → detection verdicts
+    (wardgate.detect, only on routes whose detection action is header/step_up/deny) → rate limit (wardgate.limits,
     only on routes with `rate_limits`) → rewrite path and headers
     (strip hop-by-hop and spoofed identity, add Forwarded/X-Forwarded-*/Via/X-Request-Id and
     the identity) → pick a healthy target → forward over a pooled connection (proxy.py) →
@@ -82,6 +83,9 @@ class Pipeline:
                     if req.dpop_key is not None:
                         self._replay_then_forward(client, req, route, matched)
                         return
+                detect = route.detect
+                if detect is not None:
+                    detect(req)  # raises StepUpRequired / DetectionDenied, or adds the header
             if route.limiter is None:
                 self._forward(client, req, route, matched)
             else:
@@ -103,6 +107,8 @@ class Pipeline:
         try:
             if err is not None:
                 raise err
+            if route.detect is not None:
+                route.detect(req)
             if route.limiter is None:
                 self._forward(client, req, route, matched)
             else:
@@ -144,7 +150,10 @@ class Pipeline:
             self._auth_forward(client, req, route)
             if req.dpop_key is not None:
                 self._replay_then_forward(client, req, route, matched)
-            elif route.limiter is None:
+                return
+            if route.detect is not None:
+                route.detect(req)
+            if route.limiter is None:
                 self._forward(client, req, route, matched)
             else:
                 self._limit_then_forward(client, req, route, matched)

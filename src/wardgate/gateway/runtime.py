@@ -26,7 +26,7 @@ class CompiledRoute:
         "name", "cluster", "max_body", "auth", "cors", "strip_headers", "strip_reserved",
         "preserve_host",
         "websocket", "realm", "_strip", "_rewrite", "_prefix", "path_as_is", "limiter", "metric_id",
-        "try_timeout", "total_timeout", "retry_timeouts",
+        "try_timeout", "total_timeout", "retry_timeouts", "detect", "observed",
     )
 
     def __init__(self, cfg: RouteConfig, cluster: Cluster, default_max_body: int, server: bytes) -> None:
@@ -42,6 +42,8 @@ class CompiledRoute:
         self.websocket = cfg.websocket
         self.realm = cfg.name
         self.limiter: Any = None  # wardgate.limits.RouteLimiter, when the route has rate_limits
+        self.detect: Any = None  # wardgate.detect step, when detection acts on this route
+        self.observed = False    # finished requests go to the detector (wardgate.detect)
         self._strip = cfg.strip_prefix
         self._rewrite = cfg.rewrite
         self._prefix = cfg.match.path_prefix is not None
@@ -108,6 +110,8 @@ class Runtime:
                 route.strip_headers = route.strip_headers | TRACE_HEADERS
         self._limiters: list[Any] = []
         self._compile_limits()
+        self.detection: Any = None  # wardgate.detect.DetectionRuntime, with `detection:`
+        self._compile_detection()
         self.metrics = self._declare_metrics()
         self.checkers = [ActiveChecker(self.clusters[u.name], u.health.active)
                          for u in cfg.upstreams if u.health.active is not None]
@@ -123,6 +127,8 @@ class Runtime:
         metrics.declare(self.routes, list(self.clusters.values()))
         for lim in self._limiters:
             lim.declare_metrics(metrics)
+        if self.detection is not None:
+            self.detection.declare_metrics(metrics)
         if self.registry is not None:
             from wardgate.observe.keysets import KeySetMetrics
 
@@ -195,6 +201,24 @@ class Runtime:
                                              self.state)
         self._limiters = [r.limiter for r in self.routes if r.limiter is not None]
 
+    def _compile_detection(self) -> None:
+        cfg = self.config.detection
+        if cfg is None or not cfg.enabled:
+            return
+        from wardgate.detect import DetectionRuntime
+
+        shared = None
+        if cfg.shared and self.config.state.urls():
+            from wardgate.detect.remote import SharedTokens
+            from wardgate.state import client_from_config
+
+            if self.state is None:
+                self.state = client_from_config(self.config.state)
+            shared = SharedTokens(self.state, cfg)
+        self.detection = DetectionRuntime(self.config, self.routes, shared)
+        if not self.detection.routes:
+            self.detection = None
+
     async def start(self) -> None:
         if self.state is not None:
             await self.state.start()  # connects in the background; never waits for Redis
@@ -204,6 +228,8 @@ class Runtime:
             await self.revocation.start()  # the first sync before the first request
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(c.run()) for c in self.checkers]
+        if self.detection is not None:
+            self.detection.start(loop)
         if self.exporter is not None:
             self.exporter.start()
 
@@ -211,6 +237,8 @@ class Runtime:
         for t in self._tasks:
             t.cancel()
         self._tasks = []
+        if self.detection is not None:
+            await self.detection.stop()
         if self.exporter is not None:
             await self.exporter.stop()  # the last spans, bounded by tracing.timeout_ms
         if self.revocation is not None:

@@ -166,6 +166,13 @@ class Supervisor:
             return {"denials": [], "top_clients": []}
         return denials.collect(self.metrics_dir, limit)
 
+    def detections(self, limit: int) -> list[dict[str, Any]]:
+        from wardgate.observe import detections
+
+        if self.metrics_dir is None:
+            return []
+        return detections.collect(self.metrics_dir, limit)
+
     def process_lines(self, openmetrics: bool) -> list[str]:
         reloads = "wardgate_config_reloads" if openmetrics else "wardgate_config_reloads_total"
         return [
@@ -376,6 +383,7 @@ class _View:
         self.process_lines, self.workers = sup.process_lines, sup.workers_info
         self.request_reload, self.reload_result = sup.request_reload, sup.reload_result
         self.denials, self.keysets = sup.denials, sup.keysets
+        self.detections = sup.detections
         self.upstream_states = sup.upstream_states
 
 

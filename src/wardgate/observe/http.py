@@ -33,7 +33,7 @@ AUTH_OUTCOMES = (
     "embedded_key", "crit", "b64", "nested", "bad_typ", "unknown_kid", "bad_signature",
     "expired", "not_yet_valid", "bad_iat", "bad_exp", "bad_aud", "missing_claim", "bad_claim",
     "lifetime", "revoked", "insufficient_scope", "forbidden", "keys_unavailable", "csrf_failed",
-    "revocation_stale",
+    "revocation_stale", "step_up", "detection_denied",
     # DPoP (wardgate.dpop, docs/auth.md#dpop-rfc-9449)
     "dpop_missing_proof", "dpop_multiple_proofs", "dpop_bad_target", "dpop_malformed",
     "dpop_oversize", "dpop_bad_typ", "dpop_bad_alg", "dpop_bad_header", "dpop_missing_jwk",
