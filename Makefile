@@ -45,6 +45,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/hotpath.py --route jwt
 	$(BIN)/python bench/hotpath.py --route jwt-distinct --requests 40000
 	$(BIN)/python bench/issuer_bench.py
+	$(BIN)/python bench/revoke_bench.py
 
 clean:
 	rm -rf $(VENV) .wardgate .pytest_cache .mypy_cache
