@@ -238,6 +238,8 @@ class Requirement(Strict):
     scopes: list[str] = []
     roles: list[str] = []
     claims: list[ClaimRule] = []
+    # A delegated token (RFC 8693 `act`) whose current actor (`act.sub`) is one of these.
+    actors: list[str] = []
     any: list[Requirement] | None = Field(None, min_length=1)
     all: list[Requirement] | None = Field(None, min_length=1)
     allow_missing: bool = False

@@ -23,7 +23,8 @@ _PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 class CompiledRoute:
     __slots__ = (
-        "name", "cluster", "max_body", "auth", "cors", "strip_headers", "preserve_host",
+        "name", "cluster", "max_body", "auth", "cors", "strip_headers", "strip_reserved",
+        "preserve_host",
         "websocket", "realm", "_strip", "_rewrite", "_prefix", "path_as_is", "limiter", "metric_id",
         "try_timeout", "total_timeout", "retry_timeouts",
     )
@@ -36,6 +37,7 @@ class CompiledRoute:
         self.cors = CorsPolicy(cfg.cors, server) if cfg.cors is not None else None
         # Identity headers are stripped from every client request, whatever the route's auth.
         self.strip_headers = frozenset(h.lower().encode() for h in cfg.claims_to_headers.values())
+        self.strip_reserved = True  # inbound x-wardgate-* dropped here (False: by the auth filter)
         self.preserve_host = cfg.preserve_host
         self.websocket = cfg.websocket
         self.realm = cfg.name
@@ -169,6 +171,7 @@ class Runtime:
                 # The auth filter strips spoofed identity headers and then adds the verified
                 # ones; stripping again here would remove what it added.
                 route.strip_headers = frozenset()
+                route.strip_reserved = False
 
     def _compile_limits(self) -> None:
         if not any(rc.rate_limits for rc in self.config.routes):

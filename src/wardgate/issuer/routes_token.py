@@ -12,6 +12,7 @@ from wardgate.issuer import (
     audit,
     clientauth,
     clients,
+    exchange,
     forms,
     grants,
     refresh,
@@ -37,11 +38,15 @@ _CLIENT = {"client_id": {"type": "string"}, "client_secret": {"type": "string"},
            "client_assertion_type": {"type": "string"}, "client_assertion": {"type": "string"}}
 _TOKEN = _form_body({
     "grant_type": {"type": "string",
-                   "enum": ["refresh_token", "client_credentials", "authorization_code"]},
+                   "enum": ["refresh_token", "client_credentials", "authorization_code",
+                            exchange.GRANT_TYPE]},
     "refresh_token": {"type": "string"}, "scope": {"type": "string"},
     "code": {"type": "string"}, "redirect_uri": {"type": "string"},
     "code_verifier": {"type": "string"}, "audience": {"type": "string"},
-    "resource": {"type": "string"}, **_CLIENT}, ["grant_type"])
+    "resource": {"type": "string"}, "subject_token": {"type": "string"},
+    "subject_token_type": {"type": "string"}, "actor_token": {"type": "string"},
+    "actor_token_type": {"type": "string"}, "requested_token_type": {"type": "string"},
+    **_CLIENT}, ["grant_type"])
 _REVOKE = _form_body({"token": {"type": "string"}, "token_type_hint": {"type": "string"},
                       **_CLIENT}, ["token"])
 
@@ -99,6 +104,12 @@ async def token(request: Request) -> Response:
         out = await grants.authorization_code(
             iss, client, code, forms.opt_str(p, "redirect_uri"),
             forms.opt_str(p, "code_verifier", 256), addr)
+        return no_store(out)
+    if grant_type == exchange.GRANT_TYPE:
+        async with iss.db.begin() as conn:
+            client = await clientauth.authenticate(conn, p, authz, audiences=_auth_audiences(iss),
+                                                   now=now, allow_public=False)
+            out = await exchange.exchange(iss, conn, client, p, addr)
         return no_store(out)
     raise UnsupportedGrantType(f"grant_type {grant_type[:40]!r} is not supported")
 
