@@ -51,6 +51,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/issuer_bench.py
 	$(BIN)/python bench/dpop_bench.py
 	$(BIN)/python bench/hotpath.py --route dpop --requests 20000
+	$(BIN)/python bench/revoke_bench.py
 
 clean:
 	rm -rf $(VENV) .wardgate .pytest_cache .mypy_cache

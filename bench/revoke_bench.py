@@ -129,18 +129,26 @@ class Conn:
         return int(head.split(b" ", 2)[1])
 
 
-async def _first_refusal(conn: Conn, token: str, give_up: float) -> float:
-    while True:
-        if await conn.status(token) == 401:
-            return time.monotonic()
-        if time.monotonic() > give_up:
-            return float("inf")
+async def _watch(conn: Conn, toks: list[str], give_up: float) -> list[float]:
+    """When this connection first answered 401 for each token (inf: never, within give_up)."""
+    seen = [float("inf")] * len(toks)
+    pending = list(range(len(toks)))
+    while pending and time.monotonic() < give_up:
+        still = []
+        for i in pending:
+            if await conn.status(toks[i]) == 401:
+                seen[i] = time.monotonic()
+            else:
+                still.append(i)
+        pending = still
+    return seen
 
 
 async def propagation(issuer: str, gw_ports: list[int], count: int, batch: int,
                       watchers: int, client: tuple[str, str]) -> list[float]:
     conns = [await Conn.open(p) for p in gw_ports for _ in range(watchers)]
     samples: list[float] = []
+    answered.clear()
     async with httpx.AsyncClient(base_url=issuer, timeout=10) as http:
         for start in range(0, count, batch):
             n = min(batch, count - start)
@@ -158,16 +166,21 @@ async def propagation(issuer: str, gw_ports: list[int], count: int, batch: int,
                 t0 = time.monotonic()
                 r = await http.post("/revoke", data={"token": tok}, auth=client)
                 r.raise_for_status()
+                answered.append(time.monotonic() - t0)
                 return t0
 
-            t0s = await asyncio.gather(*(revoke_and_watch(t) for t in toks))
             give_up = time.monotonic() + 10
-            for tok, t0 in zip(toks, t0s, strict=True):
-                done = await asyncio.gather(*(_first_refusal(c, tok, give_up) for c in conns))
-                samples.append(max(done) - t0)
+            watch = [asyncio.ensure_future(_watch(c, toks, give_up)) for c in conns]
+            t0s = await asyncio.gather(*(revoke_and_watch(t) for t in toks))
+            seen = await asyncio.gather(*watch)
+            for i, t0 in enumerate(t0s):
+                samples.append(max(s[i] for s in seen) - t0)
     for c in conns:
         c.w.close()
     return samples
+
+
+answered: list[float] = []  # the issuer's answer time of each revocation
 
 
 def pct(xs: list[float], p: float) -> float:
@@ -249,9 +262,11 @@ def _propagation(args: argparse.Namespace, procs: ProcessSet, work: Path, upstre
     print(f"\nrevocation propagation, Redis mode: {len(samples)} RFC 7009 revocations in "
           f"rounds of {args.batch}, 2 gateways x 2 workers, {args.watchers} kept-alive "
           f"connections watched per gateway ({took:.1f} s)\n")
-    print("| p50 ms | p99 ms | max ms | never refused | target |")
-    print("|---:|---:|---:|---:|---|")
+    ans = [a * 1000 for a in answered]
+    print("| p50 ms | p99 ms | max ms | never refused | issuer answered, p50 / p99 ms | target |")
+    print("|---:|---:|---:|---:|---:|---|")
     print(f"| {pct(ms, 50):.0f} | {pct(ms, 99):.0f} | {max(ms):.0f} | {lost} | "
+          f"{pct(ans, 50):.0f} / {pct(ans, 99):.0f} | "
           f"p99 < 1000 ms: {'met' if pct(ms, 99) < 1000 and not lost else 'NOT met'} |")
 
 

@@ -76,7 +76,6 @@ def test_redis_is_chosen_when_state_is_set(tmp_path: Path) -> None:
      "name the provider"),
     ({"on_feed_error": "maybe"}, {}, "on_feed_error"),
     ({"max_staleness_s": 0}, {}, "max_staleness_s"),
-    ({"token_env": "WG_NOT_SET_ANYWHERE"}, {}, "WG_NOT_SET_ANYWHERE is not set"),
     ({"typo": 1}, {}, "typo"),
     (None, {"route_policy": "deny"}, "needs a revocation: section"),
 ])

@@ -418,7 +418,7 @@ class GatewayConfig(Strict):
         if source == "poll":
             if rv.poll_url is None:
                 errors.append("revocation: polling needs poll_url (or state.redis_url)")
-            if rv.token() is None:
+            if not rv.has_token_source():
                 errors.append("revocation: polling needs token_env or token_file")
         return errors
 

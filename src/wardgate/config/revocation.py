@@ -35,12 +35,16 @@ class _Secret(Strict):
     def _secret(self) -> _Secret:
         if self.token_env is not None and self.token_file is not None:
             raise ValueError("set token_env or token_file, not both")
-        if self.token_env is not None and self.token_env not in os.environ:
-            raise ValueError(f"environment variable {self.token_env} is not set")
+        # An unset variable is a run-time matter, as for admin.token_env: a poller without
+        # its token reports the feed stale (logged once), an issuer serves no feed (404).
+        # A token that is there must be long enough to be a secret.
         tok = self.token()
-        if (self.token_env or self.token_file) and (tok is None or len(tok) < MIN_FEED_TOKEN):
+        if (self.token_file or tok is not None) and (tok is None or len(tok) < MIN_FEED_TOKEN):
             raise ValueError(f"the feed token must have at least {MIN_FEED_TOKEN} characters")
         return self
+
+    def has_token_source(self) -> bool:
+        return self.token_env is not None or self.token_file is not None
 
     def token(self) -> str | None:
         return _read_secret(self.token_env, self.token_file)

@@ -26,6 +26,8 @@ from wardgate.issuer.schema import issued_access, revocation_events
 from wardgate.revoke.events import Revocation
 
 PAGE = 1000
+#: set on a connection whose transaction emitted an event (wardgate.revoke.relay listens)
+EMITTED = "wardgate_revocation_emitted"
 ACCESS_INSERT = insert(issued_access).inline()
 ACCESS_COLUMNS = ("jti", "family_id", "sid", "expires_at")
 
@@ -50,6 +52,7 @@ async def emit(conn: AsyncConnection, kind: str, value: str, *, now: int, until:
                reason: str) -> Revocation:
     before = now + 1 if kind != "jti" else 0
     ev = Revocation(kind=kind, value=value, until=until, before=before)  # validates
+    conn.info[EMITTED] = True  # the relay (if any) wakes when this transaction commits
     res = await conn.execute(insert(revocation_events).values(
         kind=kind, value=value, before=before, until=until, at=now, reason=reason))
     seq = res.inserted_primary_key[0] if res.inserted_primary_key else 0

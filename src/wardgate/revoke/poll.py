@@ -48,6 +48,7 @@ class Poller:
 
     def __init__(self, url: str, token: str, interval_s: float, timeout_s: float) -> None:
         self.url = url
+        self._has_token = bool(token)
         self._auth = {"Authorization": "Bearer " + token, "Accept": "application/json"}
         self.interval_s = interval_s
         self.timeout_s = timeout_s
@@ -57,6 +58,8 @@ class Poller:
     async def _page(self, client: httpx.AsyncClient) -> bool:
         import json
 
+        if not self._has_token:
+            raise FeedError("the feed token is not set (revocation.token_env / token_file)")
         async with client.stream("GET", self.url, params={"since": self.cursor},
                                  headers=self._auth) as resp:
             if resp.status_code != 200:

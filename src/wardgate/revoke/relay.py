@@ -64,12 +64,31 @@ class Relay:
         self.relayed = 0
         self._task: asyncio.Task[None] | None = None
         self._down: bool | None = None
+        self._wake: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def start(self) -> None:
+        from sqlalchemy import event
+
         await self.client.start()
-        self._task = asyncio.get_running_loop().create_task(self._run())
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        # An event committed by this process is relayed at once, not at the next tick
+        # (events of other processes, `wardgate revoke`, wait for the tick).
+        event.listen(self.db.engine.sync_engine, "commit", self._committed)
+        self._task = self._loop.create_task(self._run())
+
+    def _committed(self, conn: Any) -> None:
+        from wardgate.issuer.revocations import EMITTED
+
+        if conn.info.pop(EMITTED, False) and self._loop is not None and self._wake is not None:
+            self._loop.call_soon_threadsafe(self._wake.set)
 
     async def stop(self) -> None:
+        from sqlalchemy import event
+
+        if self._loop is not None:
+            event.remove(self.db.engine.sync_engine, "commit", self._committed)
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -118,7 +137,10 @@ class Relay:
                 self._state(True, str(exc))
             except Exception as exc:  # noqa: BLE001 - a bad read must not end the relay
                 self._state(True, f"{type(exc).__name__}: {exc}")
-            await asyncio.sleep(self.interval_s)
+            assert self._wake is not None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.interval_s)
+            self._wake.clear()
 
     def _state(self, down: bool, reason: str) -> None:
         if self._down is down:
