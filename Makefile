@@ -44,6 +44,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/hotpath.py --route plain --metrics
 	$(BIN)/python bench/hotpath.py --route jwt
 	$(BIN)/python bench/hotpath.py --route jwt-distinct --requests 40000
+	$(BIN)/python bench/hotpath.py --route jwt-forged --requests 40000
+	$(BIN)/python bench/auth_miss.py --tokens 20000 --repeat 3
 	$(BIN)/python bench/issuer_bench.py
 	$(BIN)/python bench/dpop_bench.py
 	$(BIN)/python bench/hotpath.py --route dpop --requests 20000

@@ -29,6 +29,7 @@ into bytes on the wire):
 from __future__ import annotations
 
 import json
+from json.encoder import encode_basestring_ascii as _json_string  # C; what json.dumps uses
 
 
 class GatewayError(Exception):
@@ -122,6 +123,11 @@ def _quote(value: str) -> str:
     return "".join(c for c in value if 0x20 <= ord(c) < 0x7F and c not in '"\\')
 
 
+_MEMO_MAX = 1024  # entries of each rendering memo below; emptied when full
+_CHALLENGES: dict[tuple[str | None, str, str, str | None, str | None, bool],
+                  list[tuple[bytes, bytes]]] = {}
+
+
 class AuthError(GatewayError):
     """RFC 6750 error. `realm` is filled in by the renderer from the route.
 
@@ -138,22 +144,33 @@ class AuthError(GatewayError):
         self.dpop_algs: str | None = None
         self.dpop_only = False
 
-    def _challenge(self, scheme: str, with_scope: bool) -> tuple[bytes, bytes]:
+    def _challenge(self, scheme: str) -> tuple[bytes, bytes]:
         parts = [f'realm="{_quote(self.realm)}"']
         if self.error:
             parts.append(f'error="{self.error}"')
             parts.append(f'error_description="{_quote(self.detail)}"')
-        if self.scope and with_scope:
+        if self.scope:
             parts.append(f'scope="{_quote(self.scope)}"')
         if scheme == "DPoP" and self.dpop_algs:
             parts.append(f'algs="{_quote(self.dpop_algs)}"')
         return (b"WWW-Authenticate", (scheme + " " + ", ".join(parts)).encode())
 
     def extra_headers(self) -> list[tuple[bytes, bytes]]:
-        if self.dpop_algs is None:
-            return [self._challenge("Bearer", True)]
-        dpop = self._challenge("DPoP", True)
-        return [dpop] if self.dpop_only else [self._challenge("Bearer", True), dpop]
+        # A handful of distinct (error, realm, detail, scope, DPoP) values per gateway: the
+        # fields are built once each, so a flood of refused tokens costs no formatting per request.
+        key = (self.error, self.realm, self.detail, self.scope, self.dpop_algs, self.dpop_only)
+        out = _CHALLENGES.get(key)
+        if out is None:
+            if self.dpop_algs is None:
+                out = [self._challenge("Bearer")]
+            elif self.dpop_only:
+                out = [self._challenge("DPoP")]
+            else:
+                out = [self._challenge("Bearer"), self._challenge("DPoP")]
+            if len(_CHALLENGES) >= _MEMO_MAX:
+                _CHALLENGES.clear()
+            _CHALLENGES[key] = out
+        return list(out)
 
 
 class MissingToken(AuthError):
@@ -237,22 +254,47 @@ class ServiceUnavailable(UpstreamError):
         return []
 
 
+_BODY_STARTS: dict[tuple[str, str, int, str, str], bytes] = {}
+_HEAD_STARTS: dict[tuple[int, str, bytes], bytes] = {}
+
+
 def render(err: GatewayError, *, request_id: bytes, server: bytes, keep_alive: bool,
            head_only: bool = False, extra: list[tuple[bytes, bytes]] | None = None) -> bytes:
-    """The single place an error becomes a response: RFC 9457 problem+json, never a trace."""
-    body = json.dumps(
-        {"type": err.problem_type, "title": err.title, "status": err.status, "detail": err.detail,
-         "code": err.code, "request_id": request_id.decode("latin-1"), **err.extra_members()},
-        separators=(",", ":"),
-    ).encode()
-    lines = [
-        b"HTTP/1.1 %d %s" % (err.status, err.title.encode()),
-        b"Server: " + server,
-        b"Content-Type: application/problem+json",
-        b"Content-Length: %d" % len(body),
-        b"Cache-Control: no-store",
-        b"X-Request-Id: " + request_id,
-    ]
+    """The single place an error becomes a response: RFC 9457 problem+json, never a trace.
+
+    Everything but the request id repeats across answers of one kind, so the body up to it
+    and the head up to Content-Length are built once per kind: a refused request (a flood of
+    forged tokens, say) must not cost more than an accepted one."""
+    members = err.extra_members()
+    rid = request_id.decode("latin-1")
+    if members:
+        body = json.dumps(
+            {"type": err.problem_type, "title": err.title, "status": err.status,
+             "detail": err.detail, "code": err.code, "request_id": rid, **members},
+            separators=(",", ":"),
+        ).encode()
+    else:
+        key = (err.problem_type, err.title, err.status, err.detail, err.code)
+        start = _BODY_STARTS.get(key)
+        if start is None:
+            start = json.dumps(
+                {"type": err.problem_type, "title": err.title, "status": err.status,
+                 "detail": err.detail, "code": err.code}, separators=(",", ":"),
+            )[:-1].encode() + b',"request_id":'
+            if len(_BODY_STARTS) >= _MEMO_MAX:
+                _BODY_STARTS.clear()
+            _BODY_STARTS[key] = start
+        body = start + _json_string(rid).encode() + b"}"
+    hkey = (err.status, err.title, server)
+    head_start = _HEAD_STARTS.get(hkey)
+    if head_start is None:
+        head_start = (b"HTTP/1.1 %d %s\r\nServer: %s\r\nContent-Type: application/problem+json"
+                      b"\r\nContent-Length: " % (err.status, err.title.encode(), server))
+        if len(_HEAD_STARTS) >= _MEMO_MAX:
+            _HEAD_STARTS.clear()
+        _HEAD_STARTS[hkey] = head_start
+    lines = [head_start + b"%d\r\nCache-Control: no-store\r\nX-Request-Id: " % len(body)
+             + request_id]
     for name, value in err.extra_headers():
         lines.append(name + b": " + value)
     if extra:

@@ -72,11 +72,30 @@ def _strings(value: Any) -> frozenset[str]:
     return frozenset()
 
 
+def act_chain(value: Any, limit: int = 16) -> list[str] | None:
+    """RFC 8693 §4.1 `act`: the actors, current first; None unless a chain of string subs."""
+    out: list[str] = []
+    while value is not None:
+        if not isinstance(value, dict) or len(out) >= limit:
+            return None
+        sub = value.get("sub")
+        if not isinstance(sub, str):
+            return None
+        out.append(sub)
+        value = value.get("act")
+    return out
+
+
 def header_value(value: Any) -> bytes | None:
     """Render a claim for an upstream header: scalars as text, arrays joined with ','.
 
     None when the value cannot be sent safely (objects, CR/LF/NUL or other controls).
     """
+    if isinstance(value, dict):
+        # the one object a header can carry: a delegation chain, sent as "current,earlier,..."
+        value = act_chain(value)
+        if value is None:
+            return None
     if isinstance(value, bool):
         text = "true" if value else "false"
     elif isinstance(value, str):

@@ -86,6 +86,10 @@ class RouteAuth:
         self._drop_auth = policy.token.header and not forward_token
         self._drop_cookie = self._extract.cookie is not None and not forward_token
         self._drop_query = self._extract.query is not None and not forward_token
+        # on_feed_error: deny: refuse (503) while the revocation feed is stale
+        self._feed = registry.revocation_health
+        self._need_fresh = self._feed is not None and \
+            (policy.on_feed_error or registry.on_feed_error) == "deny"
         csrf = policy.token.csrf if policy.token.cookie else None
         self._csrf = (csrf.cookie.encode(), csrf.header.lower().encode()) if csrf else None
         # DPoP (wardgate.dpop): bound tokens need a proof on every route; `dpop:` decides
@@ -176,6 +180,10 @@ class RouteAuth:
         if revoked is not None and revoked(ident):
             req.auth_outcome = "revoked"
             raise InvalidToken(_INVALID)
+        if self._need_fresh and not self._feed.fresh:
+            req.auth_outcome = "revocation_stale"
+            raise ServiceUnavailable("Revocation state is not fresh enough for this route",
+                                     code="revocation_state_stale", retry_after_s=5)
         req.identity = ident
         denied = check(ident, req.params)
         if denied is not None:
@@ -197,6 +205,8 @@ class RouteAuth:
         revoked = self._registry.revocation
         if revoked is not None and revoked(ident):
             return False  # the full path answers it (and logs the reason)
+        if self._need_fresh and not self._feed.fresh:
+            return False
         self._cache.hits += 1
         return True
 

@@ -238,6 +238,8 @@ class Requirement(Strict):
     scopes: list[str] = []
     roles: list[str] = []
     claims: list[ClaimRule] = []
+    # A delegated token (RFC 8693 `act`) whose current actor (`act.sub`) is one of these.
+    actors: list[str] = []
     any: list[Requirement] | None = Field(None, min_length=1)
     all: list[Requirement] | None = Field(None, min_length=1)
     allow_missing: bool = False
@@ -333,6 +335,9 @@ class AuthPolicy(Strict):
     methods: dict[str, Requirement] = {}
     token: TokenSources = TokenSources()
     payload_header: str | None = None
+    # while the revocation feed is stale: allow (serve on the state held) or deny (503);
+    # None: the gateway's revocation.on_feed_error
+    on_feed_error: Literal["allow", "deny"] | None = None
 
     @field_validator("methods")
     @classmethod

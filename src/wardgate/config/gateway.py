@@ -13,6 +13,7 @@ from pydantic import Field, field_validator, model_validator
 from wardgate.config.auth import AuthPolicy, DpopConfig, ProviderConfig
 from wardgate.config.common import ByteSize, ExistingFile, HostPort, Strict
 from wardgate.config.limits import RateLimitConfig, StateConfig
+from wardgate.config.revocation import RevocationConfig
 from wardgate.config.tracing import TracingConfig
 
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE")
@@ -344,6 +345,7 @@ class GatewayConfig(Strict):
     state: StateConfig = StateConfig()
     tracing: TracingConfig | None = None  # absent: no trace propagation, no spans
     dpop: DpopConfig = DpopConfig()  # how DPoP proofs are checked (routes say where)
+    revocation: RevocationConfig | None = None  # absent: no revocation feed
 
     @property
     def admin_enabled(self) -> bool:
@@ -383,6 +385,38 @@ class GatewayConfig(Strict):
                 for p in r.auth.provider_names():
                     if p not in provs:
                         errors.append(f"route {r.name!r}: unknown provider {p!r}")
+        errors += self._revocation_errors(provs)
         if errors:
             raise ValueError("; ".join(errors))
         return self
+
+    def _revocation_errors(self, provs: set[str]) -> list[str]:
+        rv = self.revocation
+        deny = [r.name for r in self.routes
+                if isinstance(r.auth, AuthPolicy) and r.auth.on_feed_error is not None]
+        if rv is None:
+            return [f"route {n!r}: on_feed_error needs a revocation: section" for n in deny]
+        errors = []
+        if rv.provider is None and len(provs) != 1:
+            errors.append("revocation.provider: name the provider the feed covers")
+        elif rv.provider is not None and rv.provider not in provs:
+            errors.append(f"revocation.provider: unknown provider {rv.provider!r}")
+        source = rv.source
+        if source == "auto":
+            source = "redis" if self.state.urls() else "poll"
+        if source == "redis" and not self.state.urls():
+            errors.append("revocation.source is redis but state.redis_url is not set")
+        if source == "poll":
+            if rv.poll_url is None:
+                errors.append("revocation: polling needs poll_url (or state.redis_url)")
+            if rv.token() is None:
+                errors.append("revocation: polling needs token_env or token_file")
+        return errors
+
+    def revocation_source(self) -> str:
+        rv = self.revocation
+        if rv is None:
+            return "none"
+        if rv.source != "auto":
+            return rv.source
+        return "redis" if self.state.urls() else "poll"

@@ -179,6 +179,7 @@ class Pipeline:
                 headers, route.strip_headers, client_ip=req.client_ip, scheme=req.scheme,
                 host=req.host_header, trusted=req.client_ip in self.rt.trusted,
                 request_id=None, keep_upgrade=req.upgrade is not None,
+                reserved=route.strip_reserved,
             )
             if req.chunked:
                 lines.append(b"Transfer-Encoding: chunked")

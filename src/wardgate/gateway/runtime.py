@@ -23,7 +23,8 @@ _PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 class CompiledRoute:
     __slots__ = (
-        "name", "cluster", "max_body", "auth", "cors", "strip_headers", "preserve_host",
+        "name", "cluster", "max_body", "auth", "cors", "strip_headers", "strip_reserved",
+        "preserve_host",
         "websocket", "realm", "_strip", "_rewrite", "_prefix", "path_as_is", "limiter", "metric_id",
         "try_timeout", "total_timeout", "retry_timeouts",
     )
@@ -36,6 +37,7 @@ class CompiledRoute:
         self.cors = CorsPolicy(cfg.cors, server) if cfg.cors is not None else None
         # Identity headers are stripped from every client request, whatever the route's auth.
         self.strip_headers = frozenset(h.lower().encode() for h in cfg.claims_to_headers.values())
+        self.strip_reserved = True  # inbound x-wardgate-* dropped here (False: by the auth filter)
         self.preserve_host = cfg.preserve_host
         self.websocket = cfg.websocket
         self.realm = cfg.name
@@ -97,6 +99,7 @@ class Runtime:
         self.pipeline = Pipeline(self)
         self.registry: Any = None
         self.state: Any = None  # wardgate.state.StateClient, when state.redis_url is used
+        self.revocation: Any = None  # wardgate.revoke.feed.RevocationFeed, with `revocation:`
         self._compile_auth()
         if self.tracer is not None:
             from wardgate.trace import TRACE_HEADERS
@@ -124,6 +127,10 @@ class Runtime:
             from wardgate.observe.keysets import KeySetMetrics
 
             KeySetMetrics(metrics, self.registry)
+        if self.revocation is not None:
+            from wardgate.observe.revocations import RevocationMetrics
+
+            RevocationMetrics(metrics, self.revocation)
         from wardgate.observe.upstreams import UpstreamMetrics
 
         UpstreamMetrics(metrics, list(self.clusters.values()))
@@ -158,12 +165,19 @@ class Runtime:
 
             self.state = client_from_config(self.config.state)
         self.registry.enable_dpop(self.config.dpop, self.trusted, self.state)
+        if self.config.revocation is not None:
+            from wardgate.revoke.feed import RevocationFeed
+
+            # before the routes compile: each reads the feed's health for on_feed_error
+            self.registry.on_feed_error = self.config.revocation.on_feed_error
+            self.revocation = RevocationFeed(self.config, self.registry)
         for rc, route in zip(self.config.routes, self.routes, strict=True):
             route.auth = compile_route_auth(rc, self.registry)
             if route.auth is not None:
                 # The auth filter strips spoofed identity headers and then adds the verified
                 # ones; stripping again here would remove what it added.
                 route.strip_headers = frozenset()
+                route.strip_reserved = False
 
     def _compile_limits(self) -> None:
         if not any(rc.rate_limits for rc in self.config.routes):
@@ -186,6 +200,8 @@ class Runtime:
             await self.state.start()  # connects in the background; never waits for Redis
         if self.registry is not None:
             await self.registry.start()
+        if self.revocation is not None:
+            await self.revocation.start()  # the first sync before the first request
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(c.run()) for c in self.checkers]
         if self.exporter is not None:
@@ -197,6 +213,8 @@ class Runtime:
         self._tasks = []
         if self.exporter is not None:
             await self.exporter.stop()  # the last spans, bounded by tracing.timeout_ms
+        if self.revocation is not None:
+            await self.revocation.stop()
         if self.registry is not None:
             await self.registry.stop()
         if self.state is not None:
@@ -207,6 +225,8 @@ class Runtime:
     def sweep(self, now: float) -> None:
         for c in self.clusters.values():
             c.sweep(now)
+        if self.revocation is not None:
+            self.revocation.sweep(time.time())  # wall clock: entries expire with token exp
         if self._limiters and now >= self._limits_swept + 5.0:
             self._limits_swept = now  # rested keys forgotten every few seconds, not each sweep
             clock = time.monotonic()  # the limiters' clock (see pipeline._limit_then_forward)

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from wardgate.issuer import audit, clients, rawsql, refresh, sessions, users
+from wardgate.issuer import audit, clients, rawsql, refresh, revocations, sessions, users
 from wardgate.issuer.errors import (
     InvalidClient,
     InvalidDpopProof,
@@ -108,11 +108,14 @@ async def refresh_grant(iss: Issuer, token: str, client: clients.Client | None,
             await audit.record(conn, now, "refresh_reuse", client_id=rot.row.client_id,
                                address=address, family=rot.row.family_id,
                                user_id=rot.row.user_id)
+            await revocations.emit_family(conn, rot.row.family_id, now=now,
+                                          reason="refresh_reuse")
         elif rot.outcome is not refresh.Outcome.OK:
             raise InvalidGrant(f"refresh token {rot.outcome.value}")
         else:
             assert rot.row is not None and rot.new_token is not None
-            out = iss.access_answer(_grant_for(rot.row, st, scope, jkt), now)
+            out, claims = iss.mint(_grant_for(rot.row, st, scope, jkt), now)
+            await revocations.remember_access(conn, claims, rot.row.family_id)
             out["refresh_token"] = rot.new_token
             await audit.record(conn, now, "refresh", client_id=rot.row.client_id,
                                address=address, family=rot.row.family_id)
@@ -146,15 +149,19 @@ def _rotate_live(iss: Issuer, claim: refresh.Claim, client: clients.Client | Non
                                    and claim.session_expires_at is not None
                                    and claim.session_expires_at > now)
         st = users.Standing(disabled=claim.user_disabled, roles=claim.roles, session_live=live)
-    out = iss.access_answer(_grant_for(row, st, scope, jkt), now)
+    out, claims = iss.mint(_grant_for(row, st, scope, jkt), now)
     out["refresh_token"], _, successor = refresh.successor(
         user_id=row.user_id, client_id=row.client_id, sid=row.sid, scope=row.scope,
         audience=row.audience, now=now, idle_s=iss.cfg.tokens.refresh_idle_s, absolute_s=0,
         family_id=row.family_id, parent_hash=row.token_hash,
         family_expires_at=row.family_expires_at, jkt=row.jkt)
     db = iss.db
-    return (out, row), [
-        (db.compiled(refresh.INSERT, refresh.COLUMNS), successor),
+    writes: rawsql.Writes = [(db.compiled(refresh.INSERT, refresh.COLUMNS), successor)]
+    issued = revocations.access_row(claims, row.family_id)
+    if issued is not None:
+        writes.append((db.compiled(revocations.ACCESS_INSERT, revocations.ACCESS_COLUMNS),
+                       issued))
+    return (out, row), writes + [
         (db.compiled(audit.INSERT, audit.COLUMNS),
          audit.event_row(now, "refresh", client_id=row.client_id, address=address,
                          family=row.family_id))]
@@ -217,6 +224,8 @@ async def authorization_code(iss: Issuer, client: clients.Client, code: str,
             replayed = True
             if c["family_id"]:
                 await refresh.revoke_family(conn, c["family_id"])
+                await revocations.emit_family(conn, c["family_id"], now=now,
+                                              reason="code_replay")
             await audit.record(conn, now, "code_replay", client_id=client.client_id,
                                address=address)
         else:

@@ -8,7 +8,18 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse, Response
 
-from wardgate.issuer import audit, clients, cookies, csrf, forms, refresh, sessions, tokens, users
+from wardgate.issuer import (
+    audit,
+    clients,
+    cookies,
+    csrf,
+    forms,
+    refresh,
+    revocations,
+    sessions,
+    tokens,
+    users,
+)
 from wardgate.issuer.deps import address, bearer, issuer_of, no_store
 from wardgate.issuer.errors import (
     CsrfFailed,
@@ -154,8 +165,10 @@ async def logout(request: Request) -> Response:
     async with iss.db.begin() as conn:
         if family is not None:
             await refresh.revoke_family(conn, family)
+            await revocations.emit_family(conn, family, now=now, reason="logout")
         if sid is not None:
             await sessions.end(conn, sid)
+            await revocations.emit_session(conn, sid, now=now, reason="logout")
         await audit.record(conn, now, "logout", address=address(request), sid=sid)
     resp = no_store({"logged_out": True})
     cookies.clear_all(resp, iss.cfg.browser.same_site)

@@ -8,7 +8,18 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse, Response
 
-from wardgate.issuer import audit, clientauth, clients, forms, grants, refresh, sessions, tokens
+from wardgate.issuer import (
+    audit,
+    clientauth,
+    clients,
+    exchange,
+    forms,
+    grants,
+    refresh,
+    revocations,
+    sessions,
+    tokens,
+)
 from wardgate.issuer.deps import address, issuer_of, no_store
 from wardgate.issuer.errors import UnsupportedGrantType
 from wardgate.issuer.service import Issuer
@@ -27,11 +38,15 @@ _CLIENT = {"client_id": {"type": "string"}, "client_secret": {"type": "string"},
            "client_assertion_type": {"type": "string"}, "client_assertion": {"type": "string"}}
 _TOKEN = _form_body({
     "grant_type": {"type": "string",
-                   "enum": ["refresh_token", "client_credentials", "authorization_code"]},
+                   "enum": ["refresh_token", "client_credentials", "authorization_code",
+                            exchange.GRANT_TYPE]},
     "refresh_token": {"type": "string"}, "scope": {"type": "string"},
     "code": {"type": "string"}, "redirect_uri": {"type": "string"},
     "code_verifier": {"type": "string"}, "audience": {"type": "string"},
-    "resource": {"type": "string"}, **_CLIENT}, ["grant_type"])
+    "resource": {"type": "string"}, "subject_token": {"type": "string"},
+    "subject_token_type": {"type": "string"}, "actor_token": {"type": "string"},
+    "actor_token_type": {"type": "string"}, "requested_token_type": {"type": "string"},
+    **_CLIENT}, ["grant_type"])
 _REVOKE = _form_body({"token": {"type": "string"}, "token_type_hint": {"type": "string"},
                       **_CLIENT}, ["token"])
 
@@ -93,6 +108,15 @@ async def token(request: Request) -> Response:
             iss, client, code, forms.opt_str(p, "redirect_uri"),
             forms.opt_str(p, "code_verifier", 256), addr, jkt=jkt)
         return _answer(iss, out)
+    if grant_type == exchange.GRANT_TYPE:
+        async with iss.db.begin() as conn:
+            client = await clientauth.authenticate(conn, p, authz, audiences=_auth_audiences(iss),
+                                                   now=now, allow_public=False)
+            # a client that must use DPoP still needs a proof; the exchanged token itself is
+            # not bound yet (token exchange keeps its own minting)
+            grants.check_dpop(client, jkt)
+            out = await exchange.exchange(iss, conn, client, p, addr)
+        return no_store(out)
     raise UnsupportedGrantType(f"grant_type {grant_type[:40]!r} is not supported")
 
 
@@ -118,6 +142,8 @@ async def revoke(request: Request) -> Response:
         if row is not None:
             if row.client_id == client.client_id:
                 await refresh.revoke_family(conn, row.family_id)
+                # RFC 7009 §2.1: the access tokens of the same grant go with it
+                await revocations.emit_family(conn, row.family_id, now=now, reason="rfc7009")
                 await _audit(conn, now, "revoked", client.client_id, address(request),
                              kind="refresh_token")
         else:

@@ -154,3 +154,30 @@ audit_events = Table(
     Column("detail", Text, nullable=False),
     Index("ix_wg_audit_event", "event"),
 )
+
+# The revocation feed (wardgate.revoke): every event the gateways must apply, in order. `seq`
+# is the feed's cursor; rows go once `until` (plus the serving grace) has passed.
+revocation_events = Table(
+    "wg_revocation_events", metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(16), nullable=False),  # jti | sub | client
+    Column("value", String(256), nullable=False),
+    Column("before", BigInteger, nullable=False),  # sub/client: tokens with iat < before; jti: 0
+    Column("until", BigInteger, nullable=False),  # the last covered token is dead after this
+    Column("at", BigInteger, nullable=False),
+    Column("reason", String(32), nullable=False),
+    Index("ix_wg_revocation_until", "until"),
+    sqlite_autoincrement=True,  # a seq is never reused after a purge: it is a cursor
+)
+
+# Access tokens issued inside a session or a refresh family (not the token, its jti): what a
+# logout, a refresh-token reuse or an RFC 7009 refresh revocation must revoke by jti.
+issued_access = Table(
+    "wg_issued_access", metadata,
+    Column("jti", String(64), primary_key=True),
+    Column("family_id", String(32), nullable=True),
+    Column("sid", String(32), nullable=True),
+    Column("expires_at", BigInteger, nullable=False),
+    Index("ix_wg_issued_family", "family_id"),
+    Index("ix_wg_issued_sid", "sid"),
+)

@@ -41,7 +41,7 @@ AUTH_OUTCOMES = (
     "dpop_missing_ath", "dpop_bad_ath", "dpop_key_mismatch", "dpop_nonce_required",
     "dpop_bad_nonce", "dpop_replayed", "dpop_replay_cache_full", "dpop_store_error",
     "dpop_unbound_token", "dpop_bound_as_bearer", "dpop_required", "dpop_unsupported",
-    "other")
+    "revocation_stale", "other")
 #: requests that matched no route (404, or refused before routing)
 NO_ROUTE = "-"
 #: statuses that can be a refusal of the caller (auth, authorization, rate limits)
