@@ -124,8 +124,8 @@ def _quote(value: str) -> str:
 
 
 _MEMO_MAX = 1024  # entries of each rendering memo below; emptied when full
-_CHALLENGES: dict[tuple[str | None, str, str, str | None, str | None, bool],
-                  list[tuple[bytes, bytes]]] = {}
+_CHALLENGES: dict[tuple[str, str | None, str, str, str | None, str | None],
+                  tuple[bytes, bytes]] = {}
 
 
 class AuthError(GatewayError):
@@ -145,32 +145,31 @@ class AuthError(GatewayError):
         self.dpop_only = False
 
     def _challenge(self, scheme: str) -> tuple[bytes, bytes]:
-        parts = [f'realm="{_quote(self.realm)}"']
-        if self.error:
-            parts.append(f'error="{self.error}"')
-            parts.append(f'error_description="{_quote(self.detail)}"')
-        if self.scope:
-            parts.append(f'scope="{_quote(self.scope)}"')
-        if scheme == "DPoP" and self.dpop_algs:
-            parts.append(f'algs="{_quote(self.dpop_algs)}"')
-        return (b"WWW-Authenticate", (scheme + " " + ", ".join(parts)).encode())
-
-    def extra_headers(self) -> list[tuple[bytes, bytes]]:
-        # A handful of distinct (error, realm, detail, scope, DPoP) values per gateway: the
-        # fields are built once each, so a flood of refused tokens costs no formatting per request.
-        key = (self.error, self.realm, self.detail, self.scope, self.dpop_algs, self.dpop_only)
+        # A handful of distinct values per gateway: each field is built once, so a flood of
+        # refused tokens costs no formatting per request.
+        algs = self.dpop_algs if scheme == "DPoP" else None
+        key = (scheme, self.error, self.realm, self.detail, self.scope, algs)
         out = _CHALLENGES.get(key)
         if out is None:
-            if self.dpop_algs is None:
-                out = [self._challenge("Bearer")]
-            elif self.dpop_only:
-                out = [self._challenge("DPoP")]
-            else:
-                out = [self._challenge("Bearer"), self._challenge("DPoP")]
+            parts = [f'realm="{_quote(self.realm)}"']
+            if self.error:
+                parts.append(f'error="{self.error}"')
+                parts.append(f'error_description="{_quote(self.detail)}"')
+            if self.scope:
+                parts.append(f'scope="{_quote(self.scope)}"')
+            if algs:
+                parts.append(f'algs="{_quote(algs)}"')
+            out = (b"WWW-Authenticate", (scheme + " " + ", ".join(parts)).encode())
             if len(_CHALLENGES) >= _MEMO_MAX:
                 _CHALLENGES.clear()
             _CHALLENGES[key] = out
-        return list(out)
+        return out
+
+    def extra_headers(self) -> list[tuple[bytes, bytes]]:
+        if self.dpop_algs is None:
+            return [self._challenge("Bearer")]
+        dpop = self._challenge("DPoP")
+        return [dpop] if self.dpop_only else [self._challenge("Bearer"), dpop]
 
 
 class MissingToken(AuthError):

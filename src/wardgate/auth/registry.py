@@ -33,12 +33,12 @@ class ProviderRegistry:
         self.cache = TokenCache(cache_size)
         self.counters: dict[str, int] = {}
         self.revocation: RevocationCheck | None = None
-        #: the worker's DPoP state (wardgate.dpop.step.DpopContext), set by enable_dpop
-        self.dpop: Any = None
         #: the feed's freshness (wardgate.revoke.health.FeedHealth: `.fresh`), when fed
         self.revocation_health: Any = None
         #: routes' on_feed_error when they do not say (the gateway's revocation section)
         self.on_feed_error = "allow"
+        #: the worker's DPoP state (wardgate.dpop.step.DpopContext), set by enable_dpop
+        self.dpop: Any = None
 
     @classmethod
     def from_config(cls, providers: list[ProviderConfig], *, clock: Callable[[], float] = time.time,

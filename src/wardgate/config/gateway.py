@@ -344,8 +344,8 @@ class GatewayConfig(Strict):
     routes: list[RouteConfig] = Field(min_length=1)
     state: StateConfig = StateConfig()
     tracing: TracingConfig | None = None  # absent: no trace propagation, no spans
-    dpop: DpopConfig = DpopConfig()  # how DPoP proofs are checked (routes say where)
     revocation: RevocationConfig | None = None  # absent: no revocation feed
+    dpop: DpopConfig = DpopConfig()  # how DPoP proofs are checked (routes say where)
 
     @property
     def admin_enabled(self) -> bool:

@@ -60,8 +60,9 @@ def _audiences(claims: dict[str, Any]) -> list[str]:
 
 
 async def exchange(iss: Issuer, conn: AsyncConnection, client: clients.Client,
-                   p: dict[str, Any], address: str) -> dict[str, Any]:
-    """The token response for an authenticated confidential `client`; raises OAuth errors."""
+                   p: dict[str, Any], address: str, jkt: str | None = None) -> dict[str, Any]:
+    """The token response for an authenticated confidential `client`; raises OAuth errors.
+    `jkt`: the request carried a DPoP proof, so the new token is bound to its key."""
     rule = rule_for(iss, client)
     now = iss.now()
     subject_token = _token_param(p, "subject_token")
@@ -120,12 +121,13 @@ async def exchange(iss: Issuer, conn: AsyncConnection, client: clients.Client,
         token, _ = tokens.mint_access(
             iss.ring, issuer=iss.cfg.issuer, sub=sub, audience=audience,
             client_id=client.client_id, scope=" ".join(scope), roles=roles, ttl_s=ttl, now=now,
-            sid=sid, act=act)
+            sid=sid, act=act, jkt=jkt)
     except KeysUnavailable:
         raise TemporarilyUnavailable("no signing key is active") from None
     await audit.record(conn, now, "token_exchange", client_id=client.client_id,
                        address=address, audience=audience, actor=actor,
                        subject_jti=str(subject["jti"]))
     # §2.2.1: no refresh token; the service exchanges again with a fresh subject token.
-    return {"access_token": token, "issued_token_type": ACCESS_TOKEN, "token_type": "Bearer",
+    return {"access_token": token, "issued_token_type": ACCESS_TOKEN,
+            "token_type": "DPoP" if jkt else "Bearer",
             "expires_in": ttl, "scope": " ".join(scope)}

@@ -112,11 +112,9 @@ async def token(request: Request) -> Response:
         async with iss.db.begin() as conn:
             client = await clientauth.authenticate(conn, p, authz, audiences=_auth_audiences(iss),
                                                    now=now, allow_public=False)
-            # a client that must use DPoP still needs a proof; the exchanged token itself is
-            # not bound yet (token exchange keeps its own minting)
-            grants.check_dpop(client, jkt)
-            out = await exchange.exchange(iss, conn, client, p, addr)
-        return no_store(out)
+            grants.check_dpop(client, jkt)  # RFC 9449 §5.2: a client that must use DPoP
+            out = await exchange.exchange(iss, conn, client, p, addr, jkt=jkt)
+        return _answer(iss, out)
     raise UnsupportedGrantType(f"grant_type {grant_type[:40]!r} is not supported")
 
 

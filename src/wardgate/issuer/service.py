@@ -76,10 +76,10 @@ class Issuer:
                                       base_delay=t.base_delay_s, max_delay=t.max_delay_s,
                                       forget_after=t.forget_after_s)
         self.csrf_key = b""
-        self.dpop: Any = None  # wardgate.issuer.dpop.IssuerDpop, made at start
         #: names this database's revocation feed: a gateway seeing another epoch starts over
         self.revocation_epoch = ""
         self.relay: Any = None  # wardgate.revoke.relay.Relay, when state.redis_url is set
+        self.dpop: Any = None  # wardgate.issuer.dpop.IssuerDpop, made at start
         self._reloader: asyncio.Task[None] | None = None
 
     def now(self) -> int:
@@ -95,12 +95,12 @@ class Issuer:
         async with self.db.begin() as conn:
             await users.sync_roles(conn, self.cfg.roles)
             self.csrf_key = bytes.fromhex(await self._meta_secret(conn, "csrf_key"))
+            self.revocation_epoch = (await self._meta_secret(conn, "revocation_epoch"))[:16]
             from wardgate.issuer.dpop import IssuerDpop
 
             # one nonce key in the database: every issuer process accepts the others' nonces
             self.dpop = IssuerDpop(self.cfg.dpop, bytes.fromhex(
                 await self._meta_secret(conn, "dpop_nonce_key")), self.clock)
-            self.revocation_epoch = (await self._meta_secret(conn, "revocation_epoch"))[:16]
             await self._ensure_login_client(conn, now)
             if not await keys.list_keys(conn):
                 # First start: one key that signs at once (rotation adds the lead time later).
