@@ -226,6 +226,7 @@ def run_wardgate(n: int, route: str, connections: int = 1, rate_limit: bool = Fa
         flush = output.BATCH.flush
     # jwt-distinct: a pool twice the verified-token cache, cycled: every request a miss
     # jwt-forged: the same pool with bad signatures: each answered 401, nothing forwarded
+    # dpop: a fresh proof for every request (a proof is good once)
     pool = (distinct_requests(20_000, forged) if route in ("jwt-distinct", "jwt-forged")
             else pool_dpop if route == "dpop" else [request])
     size = len(pool)

@@ -112,6 +112,7 @@ async def token(request: Request) -> Response:
         async with iss.db.begin() as conn:
             client = await clientauth.authenticate(conn, p, authz, audiences=_auth_audiences(iss),
                                                    now=now, allow_public=False)
+            grants.check_dpop(client, jkt)  # RFC 9449 §5.2: a client that must use DPoP
             out = await exchange.exchange(iss, conn, client, p, addr, jkt=jkt)
         return _answer(iss, out)
     raise UnsupportedGrantType(f"grant_type {grant_type[:40]!r} is not supported")
