@@ -45,12 +45,19 @@ bench: $(STAMP)
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/limits_bench.py
 	$(BIN)/python bench/metrics_bench.py
+	$(BIN)/python bench/detect_bench.py
+	$(BIN)/python bench/detect_eval.py
 	$(BIN)/python bench/scale_bench.py
 	$(BIN)/python bench/hotpath.py --route plain
 	$(BIN)/python bench/hotpath.py --route plain --metrics
 	$(BIN)/python bench/hotpath.py --route jwt
 	$(BIN)/python bench/hotpath.py --route jwt-distinct --requests 40000
+	$(BIN)/python bench/hotpath.py --route jwt-forged --requests 40000
+	$(BIN)/python bench/auth_miss.py --tokens 20000 --repeat 3
 	$(BIN)/python bench/issuer_bench.py
+	$(BIN)/python bench/dpop_bench.py
+	$(BIN)/python bench/hotpath.py --route dpop --requests 20000
+	$(BIN)/python bench/revoke_bench.py
 
 clean:
 	rm -rf $(VENV) .wardgate .pytest_cache .mypy_cache

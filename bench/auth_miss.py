@@ -8,6 +8,9 @@ and prints µs of CPU time (time.process_time) per request for:
 - miss: every request a different token, cycling a pool larger than the cache (as the wrk
   scenario does), so every request verifies, inserts and evicts;
 - hit: one token repeated;
+- forged: every request a different token with a bad signature (the same tokens, one
+  signature character changed), each refused with 401: a flood of forgeries must cost no
+  less per request than valid new tokens, or it would be the cheaper attack;
 - verify: joserfc's bare RS256 verify of the same tokens (the floor set by the library);
 - crypto: the bare `cryptography` RSA PKCS#1 v1.5 verify (the floor of any implementation).
 
@@ -162,6 +165,32 @@ def run(ra: RouteAuth, reqs: Batch) -> float:
     return (CLOCK() - t0) / len(reqs) * 1e6
 
 
+def forge(tok: bytes) -> bytes:
+    """The token with one signature character changed (still valid base64url)."""
+    head, _, sig = tok.rpartition(b".")
+    i = len(sig) // 2
+    return head + b"." + sig[:i] + (b"A" if sig[i:i + 1] != b"A" else b"B") + sig[i + 1:]
+
+
+def run_refused(ra: RouteAuth, reqs: Batch) -> float:
+    """µs per request over `reqs` that must each be refused (check raises a GatewayError)."""
+    from wardgate.errors import GatewayError
+
+    check = ra.check
+    refused = 0
+    t0 = CLOCK()
+    for req, headers in reqs:
+        req.headers = headers
+        try:
+            check(req)
+        except GatewayError:
+            refused += 1
+    us = (CLOCK() - t0) / len(reqs) * 1e6
+    if refused != len(reqs):
+        raise SystemExit(f"only {refused} of {len(reqs)} forged tokens were refused")
+    return us
+
+
 def floors(key: rsa.RSAPrivateKey, toks: list[bytes]) -> tuple[float, float]:
     from joserfc.jwk import RSAKey
     from joserfc.jws import JWSRegistry
@@ -211,10 +240,12 @@ def main() -> None:
         return
     run(ra, requests(toks))  # warm-up: the cache is full and every later insert evicts
     hit_reqs = requests(toks[:1] * len(toks))
-    miss, hit, vfy, cry = [], [], [], []
+    forged_toks = [forge(t) for t in toks]
+    miss, hit, forged, vfy, cry = [], [], [], [], []
     for _ in range(args.repeat):
         miss.append(run(ra, requests(toks)))
         hit.append(run(ra, hit_reqs))
+        forged.append(run_refused(ra, requests(forged_toks)))
         j, c = floors(key, toks[: len(toks) // 4])
         vfy.append(j)
         cry.append(c)
@@ -222,13 +253,14 @@ def main() -> None:
     print(f"python {sys.version.split()[0]}, {len(toks)} tokens, cache {args.cache}, "
           f"ballast {len(ballast)}, "
           f"gc {'on' if gc.isenabled() else 'off'} {gc.get_threshold()}, cache len {len(cache)}")
-    for name, xs in (("miss", miss), ("hit", hit), ("joserfc verify", vfy),
+    for name, xs in (("miss", miss), ("hit", hit), ("forged", forged), ("joserfc verify", vfy),
                      ("cryptography verify", cry)):
         runs = " ".join(f"{x:.1f}" for x in xs)
         print(f"{name:>20}: best {min(xs):6.1f} µs/op  median {sorted(xs)[len(xs) // 2]:6.1f}"
               f"  (runs: {runs})")
     print(f"{'miss - hit':>20}: {min(miss) - min(hit):6.1f} µs  "
           f"miss - hit - joserfc verify: {min(miss) - min(hit) - min(vfy):6.1f} µs")
+    print(f"{'forged / miss':>20}: {min(forged) / min(miss):6.2f}x the CPU of a valid new token")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ answer fed to that connection's `data_received`, the response written to the cli
 left out is exactly the kernel (syscalls, loopback delivery) and the event loop's own work, so
 this is the part of a request that wardgate's Python code decides.
 
-    .venv/bin/python bench/hotpath.py [--requests 200000] [--route plain|jwt|jwt-distinct]
+    .venv/bin/python bench/hotpath.py [--requests 200000] [--route plain|jwt|jwt-distinct|jwt-forged]
                                       [--connections 64] [--profile]
                                       [--tracing [propagate|export]] [--inbound-trace]
 
@@ -101,9 +101,19 @@ def build(route: str, connections: int = 1, rate_limit: bool = False, tracing: s
                     "auth": "none"}],
     }
     request = REQUEST
+    if route == "dpop":  # a DPoP-bound token (cached) and a fresh proof per request
+        cfg["providers"] = [{"name": "bench", "issuer": "http://127.0.0.1/bench-issuer",
+                             "audiences": ["bench-api"], "algorithms": ["RS256"],
+                             "jwks_file": str(CACHE / "jwks.json")}]
+        cfg["routes"].append({"name": "dpop", "match": {"path_prefix": "/dpop"},
+                              "upstream": "up",
+                              "auth": {"providers": ["bench"], "dpop": "required",
+                                       "require": {"scopes": ["bench:read"]}}})
+        cfg["dpop"] = {"algorithms": ["ES256"], "max_age_s": 3600, "max_future_s": 60,
+                       "replay_cache_entries": 10_000_000}
     if route == "jwt":
         # One token repeated (the verified-token cache hits), as make bench's jwt-same scenario.
-        token = (CACHE / "tokens-100000.txt").read_bytes().split(b"\n", 1)[0]
+        token = token_file().read_bytes().split(b"\n", 1)[0]
         cfg["providers"] = [{"name": "bench", "issuer": "http://127.0.0.1/bench-issuer",
                              "audiences": ["bench-api"], "algorithms": ["RS256"],
                              "jwks_file": str(CACHE / "jwks.json")}]
@@ -148,9 +158,37 @@ def build(route: str, connections: int = 1, rate_limit: bool = False, tracing: s
     return clients, conns, request
 
 
-def distinct_requests(count: int) -> list[bytes]:
-    """`count` requests, each with a different token (make bench's pool), for jwt-distinct."""
-    tokens = (CACHE / "tokens-100000.txt").read_bytes().split()[:count]
+def dpop_requests(count: int) -> list[bytes]:
+    """`count` requests of one client, each with a new DPoP proof (bench/dpop_bench.py)."""
+    import dpop_bench
+    import tokens as bench_tokens
+
+    client = dpop_bench.Client()
+    token = dpop_bench.bound_token(bench_tokens.load_or_create_key(CACHE), client.jkt)
+    ath, now = dpop_bench.ath_of(token), int(time.time())
+    head = b"GET /dpop HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nAuthorization: DPoP " + token.encode()
+    return [head + b"\r\nDPoP: " + client.proof("GET", "http://127.0.0.1:8080/dpop", ath,
+                                                 now).encode() + b"\r\n\r\n"
+            for _ in range(count)]
+
+
+def token_file() -> Path:
+    """make bench's token pool (tokens-100000.txt), or the largest one a shorter run left."""
+    pools = sorted((p for p in CACHE.glob("tokens-*.txt") if p.stem.split("-")[1].isdigit()
+                    and not p.stem.endswith("forged")), key=lambda p: int(p.stem.split("-")[1]))
+    if not pools:
+        raise SystemExit("no token pool in bench/results/cache: run `make bench` first")
+    return pools[-1]
+
+
+def distinct_requests(count: int, forged: bool = False) -> list[bytes]:
+    """`count` requests, each with a different token (make bench's pool), for jwt-distinct;
+    with `forged`, each token's signature tampered (jwt-forged: every request refused)."""
+    tokens = token_file().read_bytes().split()[:count]
+    if forged:
+        from tokens import tampered
+
+        tokens = [tampered(t.decode()).encode() for t in tokens]
     return [b"GET /jwt HTTP/1.1\r\nHost: 127.0.0.1:8080\r\nAuthorization: Bearer " + t
             + b"\r\n\r\n" for t in tokens]
 
@@ -169,8 +207,13 @@ def run_wardgate(n: int, route: str, connections: int = 1, rate_limit: bool = Fa
     """CPU µs per request. With several connections, each round is what one event-loop
     iteration of the worker sees under `wrk -c<connections>`: a request read on every
     connection, then every upstream answer; so `n` is rounded up to whole rounds."""
-    clients, conns, request = build("jwt" if route == "jwt-distinct" else route, connections,
-                                    rate_limit, tracing, inbound_trace, metrics)
+    forged = route == "jwt-forged"
+    clients, conns, request = build("jwt" if route in ("jwt-distinct", "jwt-forged") else route,
+                                    connections, rate_limit, tracing, inbound_trace, metrics)
+    if route == "dpop":  # every proof is good once: make one for each request to be sent
+        n = max(n, connections)
+        pool_dpop = dpop_requests(-(-n // connections) * connections
+                                  + -(-2000 // connections) * connections)
     output.BATCH.bind(_Iteration())  # type: ignore[arg-type]
     spans = clients[0].state.runtime.tracer
     if spans is not None and spans.exporting:
@@ -182,9 +225,19 @@ def run_wardgate(n: int, route: str, connections: int = 1, rate_limit: bool = Fa
     else:
         flush = output.BATCH.flush
     # jwt-distinct: a pool twice the verified-token cache, cycled: every request a miss
-    pool = distinct_requests(20_000) if route == "jwt-distinct" else [request]
+    # jwt-forged: the same pool with bad signatures: each answered 401, nothing forwarded
+    # dpop: a fresh proof for every request (a proof is good once)
+    pool = (distinct_requests(20_000, forged) if route in ("jwt-distinct", "jwt-forged")
+            else pool_dpop if route == "dpop" else [request])
     size = len(pool)
-    if connections == 1:
+    if forged:
+        def rounds(count: int, i: int) -> None:
+            for _ in range(count):
+                for client in clients:
+                    client.data_received(pool[i % size])
+                    i += 1
+                flush()
+    elif connections == 1:
         feed, answer = clients[0].data_received, conns[0].data_received
 
         def rounds(count: int, first: int) -> None:
@@ -208,7 +261,7 @@ def run_wardgate(n: int, route: str, connections: int = 1, rate_limit: bool = Fa
     warm = -(-2000 // connections)
     rounds(warm, 0)  # warm-up, and a check that the path really completes
     done = warm * connections
-    assert sum(c.transport.writes for c in conns) == done, "upstream writes"
+    assert sum(c.transport.writes for c in conns) == (0 if forged else done), "upstream writes"
     assert sum(c.transport.writes for c in clients) == done, "client writes"
     count = -(-n // connections)
     t0 = time.process_time()
@@ -269,9 +322,12 @@ def run_reference(n: int) -> float:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--requests", type=int, default=200_000)
-    ap.add_argument("--route", default="plain", choices=["plain", "jwt", "jwt-distinct"],
+    ap.add_argument("--route", default="plain",
+                    choices=["plain", "jwt", "jwt-distinct", "jwt-forged", "dpop"],
                     help="jwt: one token repeated; jwt-distinct: 20,000 tokens cycled (every one "
-                         "a cache miss); both need `make bench`'s cached key set and tokens")
+                         "a cache miss); jwt-forged: the same with bad signatures (every one "
+                         "refused); all need `make bench`'s cached key set and tokens; "
+                         "dpop: one bound token, a fresh ES256 proof per request")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--connections", type=int, default=64,
                     help="client connections served in turn, as wrk -c64 does in make bench "

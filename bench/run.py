@@ -31,7 +31,7 @@ from targets import Target
 BENCH = Path(__file__).resolve().parent
 RESULTS = BENCH / "results"
 CACHE = RESULTS / "cache"
-SCENARIOS = ("plain", "jwt-same", "jwt-distinct")
+SCENARIOS = ("plain", "jwt-same", "jwt-distinct", "jwt-forged")
 PROXIES = ("direct", "nginx", "haproxy", "haproxy-jwt", "wardgate", "wardgate-accesslog", "floor")
 DEFAULT_ONLY = ("nginx", "haproxy", "haproxy-jwt", "wardgate", "wardgate-accesslog")
 
@@ -161,10 +161,11 @@ def measure(target: Target, scenario: str, args: argparse.Namespace, lua: dict[s
     pid = target.managed.pid if target.managed and target.name != "direct" else None
     cores_before = psutil.cpu_times(percpu=True)
     cpu_before, wall_before = (_tree_cpu_seconds(pid) if pid else 0.0), time.monotonic()
-    if scenario == "jwt-distinct":
+    if scenario in ("jwt-distinct", "jwt-forged"):
         assert token_path is not None
+        path = token_path if scenario == "jwt-distinct" else tokens.forged_file(token_path)
         result = wrkrun.run(url, duration, args.connections, lua["tokens"],
-                            args=[str(token_path), str(offset)])
+                            args=[str(path), str(offset)])
     else:
         headers = {"Authorization": f"Bearer {token}"} if token else None
         result = wrkrun.run(url, duration, args.connections, lua["report"], headers=headers)
@@ -285,7 +286,8 @@ def main(argv: list[str] | None = None) -> int:
         token = keys.mint("user-repeated", int(time.time())) if keys else None
         bad = tokens.tampered(token) if token else None
         token_path = (tokens.token_file(keys, CACHE, args.tokens, args.fresh_tokens)
-                      if keys and "jwt-distinct" in args.scenarios else None)
+                      if keys and {"jwt-distinct", "jwt-forged"} & set(args.scenarios)
+                      else None)
         lua = {name: wrkrun.script(workdir, name) for name in ("report", "tokens")}
 
         upstream = targets.start_upstream(procs, workdir)
@@ -347,7 +349,10 @@ def main(argv: list[str] | None = None) -> int:
                     if sent[target.name] > args.tokens:
                         notes.append(f"token pool ({args.tokens:,}) cycled: no token repeats "
                                      "within the verified-token cache's admission window")
-                if result.err_status:
+                if scenario == "jwt-forged":
+                    if result.err_status < result.requests:
+                        notes.append("FORGED TOKENS ANSWERED WITHOUT AN ERROR STATUS")
+                elif result.err_status:
                     notes.append("non-2xx answers")
                 proxy_core = int(targets.PROXY_CPU)
                 if cpu is not None and busy[proxy_core] - cpu > 10:

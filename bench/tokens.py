@@ -104,6 +104,19 @@ def _first_token_verifies(path: Path, keys: KeyMaterial) -> bool:
     return True
 
 
+def forged_file(path: Path) -> Path:
+    """Beside the token file: the same tokens, each with its signature tampered (one
+    character changed), for the forged-signature flood; made once per token file."""
+    out = path.with_name(path.stem + "-forged" + path.suffix)
+    if not out.exists() or out.stat().st_mtime < path.stat().st_mtime:
+        with path.open() as src, out.open("w") as dst:
+            for line in src:
+                line = line.strip()
+                if line:
+                    dst.write(tampered(line) + "\n")
+    return out
+
+
 def tampered(token: str) -> str:
     """The same token with one signature character changed: must be rejected."""
     head, _, sig = token.rpartition(".")

@@ -13,6 +13,7 @@ _COMMAND_MODULES = (
     "wardgate.auth.commands",
     "wardgate.demo.commands",
     "wardgate.admin.commands",
+    "wardgate.revoke.commands",
 )
 
 

@@ -11,12 +11,18 @@ into bytes on the wire):
     │   ├── PayloadTooLarge (413) / HeadersTooLarge (431) / UriTooLong (414)
     │   ├── HttpVersionNotSupported (505)
     │   ├── CsrfFailed (403)            cookie-authenticated unsafe request without CSRF token
+    │   ├── DetectionDenied (403)       a token, subject or network under a detection verdict
     │   └── RateLimited (429, Retry-After)
     ├── AuthError                       RFC 6750 §3 answers with WWW-Authenticate: Bearer
     │   ├── MissingToken (401, no error attribute: RFC 6750 §3.1)
     │   ├── InvalidRequest (400, error="invalid_request")
     │   ├── InvalidToken (401, error="invalid_token")
-    │   └── InsufficientScope (403, error="insufficient_scope", scope="...")
+    │   ├── InsufficientScope (403, error="insufficient_scope", scope="...")
+    │   ├── StepUpRequired (401, error="insufficient_user_authentication", RFC 9470)
+    │   └── DpopError                   RFC 9449 §7.1: WWW-Authenticate: DPoP ..., algs="..."
+    │       ├── InvalidDpopProof (401, error="invalid_dpop_proof")
+    │       ├── UseDpopNonce (401, error="use_dpop_nonce", with DPoP-Nonce)
+    │       └── DpopInvalidToken (401, error="invalid_token": a bound token as Bearer, ...)
     └── UpstreamError                   5xx about the upstream or our own key state
         ├── BadGateway (502) / GatewayTimeout (504)
         └── ServiceUnavailable (503)    no healthy target, or keys unavailable
@@ -25,6 +31,7 @@ into bytes on the wire):
 from __future__ import annotations
 
 import json
+from json.encoder import encode_basestring_ascii as _json_string  # C; what json.dumps uses
 
 
 class GatewayError(Exception):
@@ -118,8 +125,17 @@ def _quote(value: str) -> str:
     return "".join(c for c in value if 0x20 <= ord(c) < 0x7F and c not in '"\\')
 
 
+_MEMO_MAX = 1024  # entries of each rendering memo below; emptied when full
+_CHALLENGES: dict[tuple[str, str | None, str, str, str | None, str | None],
+                  tuple[bytes, bytes]] = {}
+
+
 class AuthError(GatewayError):
-    """RFC 6750 error. `realm` is filled in by the renderer from the route."""
+    """RFC 6750 error. `realm` is filled in by the renderer from the route.
+
+    On a route that takes DPoP (RFC 9449 §7.1) `dpop_algs` is set: the answer then also
+    challenges with the DPoP scheme, or only with it (`dpop_only`: the request used DPoP, or
+    the route requires it)."""
 
     error: str | None = None
 
@@ -127,15 +143,35 @@ class AuthError(GatewayError):
         super().__init__(detail, code=code)
         self.scope = scope
         self.realm = "wardgate"
+        self.dpop_algs: str | None = None
+        self.dpop_only = False
+
+    def _challenge(self, scheme: str) -> tuple[bytes, bytes]:
+        # A handful of distinct values per gateway: each field is built once, so a flood of
+        # refused tokens costs no formatting per request.
+        algs = self.dpop_algs if scheme == "DPoP" else None
+        key = (scheme, self.error, self.realm, self.detail, self.scope, algs)
+        out = _CHALLENGES.get(key)
+        if out is None:
+            parts = [f'realm="{_quote(self.realm)}"']
+            if self.error:
+                parts.append(f'error="{self.error}"')
+                parts.append(f'error_description="{_quote(self.detail)}"')
+            if self.scope:
+                parts.append(f'scope="{_quote(self.scope)}"')
+            if algs:
+                parts.append(f'algs="{_quote(algs)}"')
+            out = (b"WWW-Authenticate", (scheme + " " + ", ".join(parts)).encode())
+            if len(_CHALLENGES) >= _MEMO_MAX:
+                _CHALLENGES.clear()
+            _CHALLENGES[key] = out
+        return out
 
     def extra_headers(self) -> list[tuple[bytes, bytes]]:
-        parts = [f'realm="{_quote(self.realm)}"']
-        if self.error:
-            parts.append(f'error="{self.error}"')
-            parts.append(f'error_description="{_quote(self.detail)}"')
-        if self.scope:
-            parts.append(f'scope="{_quote(self.scope)}"')
-        return [(b"WWW-Authenticate", ("Bearer " + ", ".join(parts)).encode())]
+        if self.dpop_algs is None:
+            return [self._challenge("Bearer")]
+        dpop = self._challenge("DPoP")
+        return [dpop] if self.dpop_only else [self._challenge("Bearer"), dpop]
 
 
 class MissingToken(AuthError):
@@ -152,6 +188,53 @@ class InvalidToken(AuthError):
 
 class InsufficientScope(AuthError):
     status, title, code, error = 403, "Forbidden", "insufficient_scope", "insufficient_scope"
+
+
+class DpopError(AuthError):
+    """A DPoP failure (RFC 9449 §7.1): always a DPoP challenge with the accepted `algs`."""
+
+    status, title = 401, "Unauthorized"
+
+    def __init__(self, detail: str, *, algs: str, code: str | None = None,
+                 nonce: str | None = None) -> None:
+        super().__init__(detail, code=code)
+        self.dpop_algs = algs
+        self.dpop_only = True
+        self.nonce = nonce
+
+    def extra_headers(self) -> list[tuple[bytes, bytes]]:
+        out = super().extra_headers()
+        if self.nonce is not None:
+            out.append((b"DPoP-Nonce", self.nonce.encode()))  # RFC 9449 §8.1
+        return out
+
+
+class InvalidDpopProof(DpopError):
+    code = error = "invalid_dpop_proof"
+
+
+class UseDpopNonce(DpopError):
+    code = error = "use_dpop_nonce"
+
+
+class DpopInvalidToken(DpopError):
+    """The token does not fit the scheme: a DPoP-bound token as Bearer, an unbound one as
+    DPoP, or Bearer on a route that requires DPoP."""
+
+    code = error = "invalid_token"
+
+
+class StepUpRequired(AuthError):
+    """RFC 9470 §3: the token is valid, but this use of it needs a fresh authentication (a
+    detection verdict holds for it); the client signs in again and retries with the new token."""
+
+    status, title, code, error = 401, "Unauthorized", "step_up", "insufficient_user_authentication"
+
+
+class DetectionDenied(ClientError):
+    """A detection verdict (wardgate.detect) holds for the token, subject or network."""
+
+    status, title, code = 403, "Forbidden", "detection_denied"
 
 
 class CsrfFailed(ClientError):
@@ -185,22 +268,47 @@ class ServiceUnavailable(UpstreamError):
         return []
 
 
+_BODY_STARTS: dict[tuple[str, str, int, str, str], bytes] = {}
+_HEAD_STARTS: dict[tuple[int, str, bytes], bytes] = {}
+
+
 def render(err: GatewayError, *, request_id: bytes, server: bytes, keep_alive: bool,
            head_only: bool = False, extra: list[tuple[bytes, bytes]] | None = None) -> bytes:
-    """The single place an error becomes a response: RFC 9457 problem+json, never a trace."""
-    body = json.dumps(
-        {"type": err.problem_type, "title": err.title, "status": err.status, "detail": err.detail,
-         "code": err.code, "request_id": request_id.decode("latin-1"), **err.extra_members()},
-        separators=(",", ":"),
-    ).encode()
-    lines = [
-        b"HTTP/1.1 %d %s" % (err.status, err.title.encode()),
-        b"Server: " + server,
-        b"Content-Type: application/problem+json",
-        b"Content-Length: %d" % len(body),
-        b"Cache-Control: no-store",
-        b"X-Request-Id: " + request_id,
-    ]
+    """The single place an error becomes a response: RFC 9457 problem+json, never a trace.
+
+    Everything but the request id repeats across answers of one kind, so the body up to it
+    and the head up to Content-Length are built once per kind: a refused request (a flood of
+    forged tokens, say) must not cost more than an accepted one."""
+    members = err.extra_members()
+    rid = request_id.decode("latin-1")
+    if members:
+        body = json.dumps(
+            {"type": err.problem_type, "title": err.title, "status": err.status,
+             "detail": err.detail, "code": err.code, "request_id": rid, **members},
+            separators=(",", ":"),
+        ).encode()
+    else:
+        key = (err.problem_type, err.title, err.status, err.detail, err.code)
+        start = _BODY_STARTS.get(key)
+        if start is None:
+            start = json.dumps(
+                {"type": err.problem_type, "title": err.title, "status": err.status,
+                 "detail": err.detail, "code": err.code}, separators=(",", ":"),
+            )[:-1].encode() + b',"request_id":'
+            if len(_BODY_STARTS) >= _MEMO_MAX:
+                _BODY_STARTS.clear()
+            _BODY_STARTS[key] = start
+        body = start + _json_string(rid).encode() + b"}"
+    hkey = (err.status, err.title, server)
+    head_start = _HEAD_STARTS.get(hkey)
+    if head_start is None:
+        head_start = (b"HTTP/1.1 %d %s\r\nServer: %s\r\nContent-Type: application/problem+json"
+                      b"\r\nContent-Length: " % (err.status, err.title.encode(), server))
+        if len(_HEAD_STARTS) >= _MEMO_MAX:
+            _HEAD_STARTS.clear()
+        _HEAD_STARTS[hkey] = head_start
+    lines = [head_start + b"%d\r\nCache-Control: no-store\r\nX-Request-Id: " % len(body)
+             + request_id]
     for name, value in err.extra_headers():
         lines.append(name + b": " + value)
     if extra:

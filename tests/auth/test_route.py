@@ -159,6 +159,25 @@ async def test_claim_rules(env: Env, rsa_key: Any, rule: Any, claims_over: Any, 
             await route.authenticate(req)
 
 
+@pytest.mark.parametrize(("act", "ok"), [
+    ({"sub": "orders-svc"}, True),
+    ({"sub": "orders-svc", "act": {"sub": "web-bff"}}, True),  # current actor is outermost
+    ({"sub": "web-bff", "act": {"sub": "orders-svc"}}, False),  # orders-svc acted earlier only
+    ({"sub": "billing-svc"}, False),
+    ({"sub": ["orders-svc"]}, False),
+    ("orders-svc", False),
+    (None, False),  # not delegated at all
+])
+async def test_actors_requirement(env: Env, rsa_key: Any, act: Any, ok: bool) -> None:
+    route = env.route({"providers": ["main"], "require": {"actors": ["orders-svc"]}})
+    req = request(token=tok(rsa_key, **({"act": act} if act is not None else {})))
+    if ok:
+        await route.authenticate(req)
+    else:
+        with pytest.raises(InsufficientScope):
+            await route.authenticate(req)
+
+
 async def test_per_method_rules_and_optional_auth(env: Env, rsa_key: Any) -> None:
     route = env.route({"providers": ["main"], "require": {"scopes": ["orders:read"]},
                        "methods": {"get": {"allow_missing": True, "scopes": ["orders:read"]},

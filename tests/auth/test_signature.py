@@ -1,5 +1,5 @@
 """Differential test of the lean RS256/384/512 signature check (keys._rsa_check) against
-joserfc's RSAAlgorithm.verify, which it replaces on the hot path: on valid signatures, on
+joserfc's RSAAlgorithm.verify (and of keys._ec_check against ESAlgorithm.verify, below), which it replaces on the hot path: on valid signatures, on
 generated mutations of them (bit flips, truncation, extension, other messages, other keys,
 other paddings and hashes, 0 and n-1) both must say the same thing."""
 
@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -179,9 +180,67 @@ def test_mutated_signatures_agree_with_joserfc(alg_bits: tuple[str, int], msg: b
 
 
 def test_other_algorithms_keep_joserfc() -> None:
-    from cryptography.hazmat.primitives.asymmetric import ec
-
     ps = key_from_jwk(public_jwk(_private(2048), "PS256", "p"), ["PS256"])
-    es = key_from_jwk(public_jwk(ec.generate_private_key(ec.SECP256R1()), "ES256", "e"), ["ES256"])
-    for key in (ps, es):
-        assert not key.check.__qualname__.startswith("_rsa_check")
+    assert not ps.check.__qualname__.startswith(("_rsa_check", "_ec_check"))
+
+
+# -- ES256/384/512: keys._ec_check against joserfc's ESAlgorithm.verify ----------------------
+_CURVES = {"ES256": (ec.SECP256R1, hashes.SHA256, 32), "ES384": (ec.SECP384R1, hashes.SHA384, 48),
+           "ES512": (ec.SECP521R1, hashes.SHA512, 66)}
+
+
+@functools.cache
+def _ec_private(alg: str) -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(_CURVES[alg][0]())
+
+
+@functools.cache
+def _ec_key(alg: str) -> VerificationKey:
+    return key_from_jwk(public_jwk(_ec_private(alg), alg, f"e-{alg}"), [alg])
+
+
+def _ec_sign(alg: str, msg: bytes) -> bytes:
+    _, hash_cls, size = _CURVES[alg]
+    r, s = decode_dss_signature(_ec_private(alg).sign(msg, ec.ECDSA(hash_cls())))
+    return r.to_bytes(size, "big") + s.to_bytes(size, "big")
+
+
+@pytest.mark.parametrize("alg", list(_CURVES))
+def test_the_lean_ec_path_is_in_use_and_agrees_on_fixed_cases(alg: str) -> None:
+    key = _ec_key(alg)
+    assert key.check.__qualname__.startswith("_ec_check")
+    size = _CURVES[alg][2]
+    msg = b"eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhIn0"
+    good = _ec_sign(alg, msg)
+    order = {32: 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551}.get(size)
+    r, s = good[:size], good[size:]
+    cases = [good, b"", good[:-1], good + b"\0", bytes(2 * size), b"\xff" * (2 * size),
+             s + r, r + r, _ec_sign(alg, msg + b"x")]
+    if order is not None:  # (r, n - s): the malleable twin both accept (jose-facts)
+        cases.append(r + (order - int.from_bytes(s, "big")).to_bytes(size, "big"))
+    for sig in cases:
+        assert _lean(key, msg, sig) == _library(key, msg, sig), sig.hex()
+    assert _lean(key, msg, good) is True
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(alg=st.sampled_from(list(_CURVES)), msg=st.binary(max_size=600),
+       flips=st.lists(st.integers(min_value=0), max_size=3), cut=st.integers(-2, 2),
+       tamper_msg=st.booleans())
+def test_mutated_ec_signatures_agree_with_joserfc(alg: str, msg: bytes, flips: list[int],
+                                                  cut: int, tamper_msg: bool) -> None:
+    key = _ec_key(alg)
+    good = _ec_sign(alg, msg)
+    sig = bytearray(good)
+    for f in flips:
+        sig[f % len(sig)] ^= 1 << (f // len(sig) % 8)
+    sig_b = bytes(sig)
+    if cut < 0:
+        sig_b = sig_b[:cut]
+    elif cut > 0:
+        sig_b = sig_b + bytes(cut)
+    if tamper_msg:
+        msg = msg + b"\x00"
+    lean, lib = _lean(key, msg, sig_b), _library(key, msg, sig_b)
+    assert lean == lib
+    assert lean is (sig_b == good and not tamper_msg)

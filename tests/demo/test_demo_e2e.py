@@ -191,6 +191,13 @@ def test_demo_end_to_end(demo: Demo, tmp_path: Path) -> None:
         r = client.post(f"{iss}/token", data={"grant_type": "refresh_token",
                                               "refresh_token": fresh["refresh_token"]})
         assert r.status_code == 400 and r.json()["error"] == "invalid_grant"
+        # the revoked refresh token's access token is refused by the gateway within 1 s
+        # (the demo gateway polls the issuer's revocation feed)
+        revoked_at = time.monotonic()
+        fresh_auth = {"Authorization": f"Bearer {fresh['access_token']}"}
+        while client.get(f"{gw}/orders", headers=fresh_auth).status_code != 401:
+            assert time.monotonic() - revoked_at < 1.0, "revocation not applied within 1 s"
+            time.sleep(0.02)
 
     # The admin listener: the printed token (0600 file) opens the API and the dashboard.
     admin = demo.url("admin")

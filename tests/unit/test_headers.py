@@ -9,9 +9,10 @@ from wardgate.gateway.headers import (
 )
 
 
-def up(headers, trusted=False, strip=frozenset(), ip="10.0.0.9"):
+def up(headers, trusted=False, strip=frozenset(), ip="10.0.0.9", reserved=True):
     lines = upstream_request_lines(headers, strip, client_ip=ip, scheme="https", host=b"api.test",
-                                   trusted=trusted, request_id=b"rid", keep_upgrade=False)
+                                   trusted=trusted, request_id=b"rid", keep_upgrade=False,
+                                   reserved=reserved)
     return b"\r\n".join(lines).split(b"\r\n")  # an element may hold several lines
 
 
@@ -28,6 +29,13 @@ def test_identity_and_underscore_headers_stripped():
                 (b"accept", b"1")], strip=frozenset({b"x-user-id"}))
     assert lines[0] == b"accept: 1"
     assert not any(b"admin" in ln for ln in lines)
+
+
+def test_identity_headers_of_an_auth_route_may_use_the_reserved_prefix():
+    # the auth filter dropped inbound x-wardgate-* and added the verified ones
+    lines = up([(b"x-wardgate-actor", b"orders-svc"), (b"x_user_id", b"a")], reserved=False)
+    assert lines[0] == b"x-wardgate-actor: orders-svc"
+    assert not any(b"x_user_id" in ln for ln in lines)
 
 
 def test_forwarded_untrusted_replaced_trusted_appended():

@@ -100,6 +100,18 @@ def _provider_summary(p: dict[str, Any]) -> dict[str, Any]:
             "last_error": next((ks["last_error"] for ks in sets if ks["last_error"]), None)}
 
 
+_DETECTION_FIELDS = ("time", "kind", "action", "route", "client", "score", "dry_run")
+
+
+def _detection_summary(view: AdminView) -> dict[str, Any]:
+    """The ten newest detections, trimmed to what the dashboard and `wardgate status` show;
+    no key at all while the gateway runs without `detection:`."""
+    if view.config().detection is None:
+        return {}
+    return {"detections": [{k: d.get(k) for k in _DETECTION_FIELDS}
+                           for d in view.detections(10)]}
+
+
 def build_app(view: AdminView) -> FastAPI:
     app = FastAPI(title="wardgate admin API", version="1", openapi_url="/admin/openapi.json",
                   docs_url=None, redoc_url=None)
@@ -187,6 +199,10 @@ def build_app(view: AdminView) -> FastAPI:
     def denials(limit: int = Query(100, ge=1, le=1024)) -> dict[str, Any]:
         return view.denials(limit)
 
+    @api.get("/detections", summary="Recent detection verdicts (wardgate.detect), newest first")
+    def detections(limit: int = Query(100, ge=1, le=1024)) -> dict[str, Any]:
+        return {"detections": view.detections(limit)}
+
     @api.get("/summary", summary="Totals for the dashboard and `wardgate status`")
     def summary() -> dict[str, Any]:
         agg = view.metrics()
@@ -208,6 +224,7 @@ def build_app(view: AdminView) -> FastAPI:
                 "routes": [r["name"] for r in routes()["routes"]],
                 "workers": len(view.workers()),
                 "top_refused": view.denials(1)["top_clients"],
+                **_detection_summary(view),
                 "providers": [_provider_summary(p) for p in providers()["providers"]]}
 
     @api.post("/reload", summary="Reload the config file (validated first; kept if bad)")

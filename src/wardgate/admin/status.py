@@ -160,7 +160,13 @@ def render(s: dict[str, Any], url: str, rate: float | None = None) -> str:
     top = s.get("top_refused") or []
     line("top refused", "  ".join(f"{c['client']} ({c['count']})" for c in top[:5]) or "none")
     det = s.get("detections")
-    line("detections", "none" if not det else json.dumps(det, sort_keys=True))
+    if isinstance(det, list) and det:
+        for i, d in enumerate(det[:5]):
+            line("detections" if i == 0 else "",
+                 f"{d.get('kind')} {d.get('action')}{' (dry run)' if d.get('dry_run') else ''}"
+                 f"  {d.get('route')}  {d.get('client')}  score {d.get('score')}")
+    else:
+        line("detections", "none" if not det else json.dumps(det, sort_keys=True))
     return "\n".join(out)
 
 

@@ -38,6 +38,12 @@ class AdminView(Protocol):
         refused most often: {"denials": [...], "top_clients": [{"client", "count"}]}."""
         ...
 
+    def detections(self, limit: int) -> list[dict[str, Any]]:
+        """The newest detection verdicts over every worker's ring (observe/detections.py):
+        [{"time", "kind", "score", "action", "dry_run", "route", "sub", "jti", "client",
+        "key", "features", "reason"}], newest first."""
+        ...
+
     def request_reload(self) -> int:
         """Ask for a reload (the supervisor's loop does it); the reload's sequence number."""
         ...

@@ -9,6 +9,7 @@ token has several valid spellings (ECDSA (r, n-s)), all of which would have to b
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 
 from wardgate.auth.identity import Identity
 
@@ -67,6 +68,13 @@ class TokenCache:
     def drop_jti(self, jti: str) -> int:
         """Remove every entry carrying this jti (for a revocation pushed to this worker)."""
         doomed = [t for t, i in self._entries.items() if i.jti == jti]
+        for t in doomed:
+            del self._entries[t]
+        return len(doomed)
+
+    def drop_where(self, revoked: Callable[[Identity], bool]) -> int:
+        """Remove every entry the predicate refuses (a batch of revocations, once per batch)."""
+        doomed = [t for t, i in self._entries.items() if revoked(i)]
         for t in doomed:
             del self._entries[t]
         return len(doomed)

@@ -31,6 +31,11 @@ def _is_bearer(value: bytes) -> bool:
     return value[:7].lower() == b"bearer " or value.lower() == b"bearer"
 
 
+def _is_dpop(value: bytes) -> bool:
+    # RFC 9449 §7.1: `Authorization: DPoP <token>`
+    return value[:5].lower() == b"dpop "
+
+
 def _cookie_pairs(value: bytes) -> list[tuple[bytes, bytes]]:
     out = []
     for part in value.split(b";"):
@@ -71,7 +76,7 @@ def csrf_ok(headers: list[tuple[bytes, bytes]], cookie: bytes, header: bytes) ->
 
 
 def has_bearer(headers: list[tuple[bytes, bytes]]) -> bool:
-    return any(n == b"authorization" and _is_bearer(v) for n, v in headers)
+    return any(n == b"authorization" and (_is_bearer(v) or _is_dpop(v)) for n, v in headers)
 
 
 class TokenExtractor:
@@ -83,16 +88,28 @@ class TokenExtractor:
         self.query = cfg.query.encode() if cfg.query else None
 
     def extract(self, headers: list[tuple[bytes, bytes]], query: bytes) -> bytes | None:
-        """The request's token, None if there is none; BadTokenRequest if ambiguous/malformed."""
+        """The request's token, None if there is none; BadTokenRequest if ambiguous/malformed.
+        A DPoP-scheme token counts as none: only extract_scheme's callers check proofs."""
+        token, dpop = self.extract_scheme(headers, query)
+        return None if dpop else token
+
+    def extract_scheme(self, headers: list[tuple[bytes, bytes]],
+                       query: bytes) -> tuple[bytes | None, bool]:
+        """(token, True when it came as `Authorization: DPoP`), as `extract`."""
         found: bytes | None = None
         seen_auth = False
+        dpop = False
         for name, value in headers:
             if name == b"authorization" and self.header:
                 if seen_auth:
                     raise BadTokenRequest("multiple_authorization")
                 seen_auth = True
                 if not _is_bearer(value):
-                    continue  # another scheme (Basic, ...) is not ours to judge
+                    if not _is_dpop(value):
+                        continue  # another scheme (Basic, ...) is not ours to judge
+                    dpop = True
+                    found = self._merge(found, value[5:].lstrip(b" "))
+                    continue
                 # syntax is checked on a cache miss only (check_syntax): a cached token passed
                 # the stricter compact-JWS parser already
                 found = self._merge(found, value[7:].lstrip(b" "))
@@ -112,7 +129,7 @@ class TokenExtractor:
                     found = self._merge(found, qval)
         if found is not None and not found:
             raise BadTokenRequest("empty_token")
-        return found
+        return found, dpop
 
     @staticmethod
     def check_syntax(token: bytes) -> None:

@@ -72,11 +72,30 @@ def _strings(value: Any) -> frozenset[str]:
     return frozenset()
 
 
+def act_chain(value: Any, limit: int = 16) -> list[str] | None:
+    """RFC 8693 §4.1 `act`: the actors, current first; None unless a chain of string subs."""
+    out: list[str] = []
+    while value is not None:
+        if not isinstance(value, dict) or len(out) >= limit:
+            return None
+        sub = value.get("sub")
+        if not isinstance(sub, str):
+            return None
+        out.append(sub)
+        value = value.get("act")
+    return out
+
+
 def header_value(value: Any) -> bytes | None:
     """Render a claim for an upstream header: scalars as text, arrays joined with ','.
 
     None when the value cannot be sent safely (objects, CR/LF/NUL or other controls).
     """
+    if isinstance(value, dict):
+        # the one object a header can carry: a delegation chain, sent as "current,earlier,..."
+        value = act_chain(value)
+        if value is None:
+            return None
     if isinstance(value, bool):
         text = "true" if value else "false"
     elif isinstance(value, str):
@@ -109,7 +128,7 @@ class Identity:
     """
 
     __slots__ = ("provider", "sub", "_sub_hash", "claims", "scopes", "_roles", "_roles_path",
-                 "exp", "jti", "key", "payload_b64", "_headers")
+                 "exp", "jti", "key", "payload_b64", "_headers", "jkt")
 
     def __init__(self, provider: str, claims: dict[str, Any], payload_segment: bytes,
                  roles_path: tuple[str, ...], key: VerificationKey | None, exp: float) -> None:
@@ -132,6 +151,14 @@ class Identity:
         jti = claims.get("jti")
         self.jti: str | None = jti if isinstance(jti, str) else None
         self.key = key
+        # RFC 9449 §6.1: a DPoP-bound token names its key's thumbprint in cnf.jkt. A cnf that
+        # binds it some other way (mTLS x5t#S256, ...) is kept as "", which no proof matches
+        cnf = claims.get("cnf")
+        if cnf is None:
+            self.jkt: str | None = None
+        else:
+            jkt = cnf.get("jkt") if type(cnf) is dict else None
+            self.jkt = jkt if type(jkt) is str and jkt else ""
         # the signed payload segment is already base64url: forward it as-is, no re-encoding
         self.payload_b64 = payload_segment
         self._headers: dict[int, list[tuple[bytes, bytes]]] | None = None

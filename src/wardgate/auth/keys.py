@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric import padding
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from joserfc.errors import SecurityWarning, UnsupportedAlgorithmError
 from joserfc.jwk import ECKey, OctKey, OKPKey, RSAKey
 from joserfc.jws import JWSRegistry
@@ -100,7 +102,8 @@ class VerificationKey:
             except Exception as exc:  # noqa: BLE001 - joserfc key errors vary
                 raise KeyImportError(f"key does not fit {self.alg}: {exc}") from None
         if self.check is None:
-            self.check = _rsa_check(self.alg, self.key) or _library_check(self.algo, self.key)
+            self.check = (_rsa_check(self.alg, self.key) or _ec_check(self.alg, self.key)
+                          or _library_check(self.algo, self.key))
 
 
 def _library_check(algo: Any, key: Any) -> Any:
@@ -146,6 +149,41 @@ def _rsa_check(alg: str, key: Any) -> Any:
         except InvalidSignature:
             return False
         return compare(data, digest_info + new_hash(msg).digest())
+    return check
+
+
+_EC_HASH = {"ES256": (hashes.SHA256, 32), "ES384": (hashes.SHA384, 48),
+            "ES512": (hashes.SHA512, 66)}
+
+
+def _ec_check(alg: str, key: Any) -> Any:
+    """ES256/384/512 as joserfc's ESAlgorithm.verify decides (RFC 7518 §3.4: R || S, each
+    exactly the curve's octet length, then ECDSA over the signing input), with the public key
+    and the ECDSA(hash) object resolved once instead of on every call: a DPoP route checks one
+    per request. tests/auth/test_signature.py checks both agree. None for other algorithms and
+    for a key whose use/key_ops forbid verifying (joserfc then refuses it on every call)."""
+    spec = _EC_HASH.get(alg)
+    if spec is None:
+        return None
+    try:
+        public = key.get_op_key("verify")
+    except Exception:  # noqa: BLE001 - joserfc's key-operation errors vary
+        return None
+    hash_cls, size = spec
+    if (key.curve_key_size + 7) // 8 != size:
+        return None  # a curve that does not fit: joserfc's check_key refused it already
+    verify, ecdsa = public.verify, ec.ECDSA(hash_cls())
+    from_bytes = int.from_bytes
+
+    def check(msg: bytes, sig: bytes) -> bool:
+        if len(sig) != 2 * size:
+            return False
+        try:
+            verify(encode_dss_signature(from_bytes(sig[:size], "big"),
+                                        from_bytes(sig[size:], "big")), msg, ecdsa)
+        except InvalidSignature:
+            return False
+        return True
     return check
 
 

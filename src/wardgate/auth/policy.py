@@ -70,6 +70,13 @@ def compile_rule(rule: ClaimRule) -> Callable[[dict[str, Any], dict[str, str]], 
     raise ValueError(f"unknown claim operator {op!r}")
 
 
+def current_actor(claims: dict[str, Any]) -> str | None:
+    """RFC 8693 §4.1: the outermost `act.sub` acts now; nested ones acted before it."""
+    act = claims.get("act")
+    sub = act.get("sub") if isinstance(act, dict) else None
+    return sub if isinstance(sub, str) else None
+
+
 def compile_requirement(node: Requirement) -> Check:
     leaves: list[Check] = []
     if node.provider is not None:
@@ -88,6 +95,10 @@ def compile_requirement(node: Requirement) -> Check:
     if node.roles:
         roles = frozenset(node.roles)
         leaves.append(lambda i, p: None if roles <= i.roles else _DENY)  # type: ignore[union-attr]
+    if node.actors:
+        actors: frozenset[str | None] = frozenset(node.actors)
+        leaves.append(lambda i, p: None if current_actor(i.claims) in actors  # type: ignore[union-attr]
+                      else _DENY)
     for rule in node.claims:
         fn = compile_rule(rule)
         leaves.append(lambda i, p, fn=fn: None if fn(i.claims, p) else _DENY)  # type: ignore[misc,union-attr]

@@ -17,7 +17,7 @@ from wardgate.auth.identity import Identity
 from wardgate.auth.keys import KeyRing
 from wardgate.auth.sources import KeySource, RemoteSource, StaticSource
 from wardgate.auth.verifier import ProviderVerifier
-from wardgate.config.auth import ProviderConfig
+from wardgate.config.auth import DpopConfig, ProviderConfig
 
 #: Return True when a verified token has been revoked (checked on every request, cache hits
 #: included; keep it a set lookup by jti, or sub plus iat, never by the token string).
@@ -33,6 +33,12 @@ class ProviderRegistry:
         self.cache = TokenCache(cache_size)
         self.counters: dict[str, int] = {}
         self.revocation: RevocationCheck | None = None
+        #: the feed's freshness (wardgate.revoke.health.FeedHealth: `.fresh`), when fed
+        self.revocation_health: Any = None
+        #: routes' on_feed_error when they do not say (the gateway's revocation section)
+        self.on_feed_error = "allow"
+        #: the worker's DPoP state (wardgate.dpop.step.DpopContext), set by enable_dpop
+        self.dpop: Any = None
 
     @classmethod
     def from_config(cls, providers: list[ProviderConfig], *, clock: Callable[[], float] = time.time,
@@ -80,6 +86,14 @@ class ProviderRegistry:
     def status(self) -> dict[str, dict[str, Any]]:
         """Each provider's key set (observe/keysets.py writes it for the admin API)."""
         return {name: s.status() for name, s in self.sources.items()}
+
+    def enable_dpop(self, cfg: DpopConfig, trusted: Any, state: Any = None) -> None:
+        """Check DPoP proofs (RFC 9449) for the routes compiled after this call. `trusted`:
+        the proxies whose Forwarded fields name the client's scheme and host; `state`: the
+        Redis client that shares the replay cache, None for this worker's alone."""
+        from wardgate.dpop.step import DpopContext
+
+        self.dpop = DpopContext(cfg, trusted, self.clock, state)
 
     def set_revocation_check(self, check: RevocationCheck | None) -> None:
         self.revocation = check

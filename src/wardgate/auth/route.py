@@ -9,10 +9,17 @@ from __future__ import annotations
 
 import itertools
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from wardgate.auth.errors import KeysUnavailable, Rejected, UnknownKid
-from wardgate.auth.extract import BadTokenRequest, TokenExtractor, _is_bearer, csrf_ok, has_bearer
+from wardgate.auth.extract import (
+    BadTokenRequest,
+    TokenExtractor,
+    _is_bearer,
+    _is_dpop,
+    csrf_ok,
+    has_bearer,
+)
 from wardgate.auth.identity import Identity
 from wardgate.auth.policy import Check, compile_requirement
 from wardgate.auth.registry import ProviderRegistry
@@ -20,7 +27,9 @@ from wardgate.auth.verifier import TokenVerifier
 from wardgate.config.auth import AuthPolicy
 from wardgate.config.gateway import RouteConfig
 from wardgate.errors import (
+    AuthError,
     CsrfFailed,
+    DpopInvalidToken,
     InsufficientScope,
     InvalidRequest,
     InvalidToken,
@@ -77,8 +86,18 @@ class RouteAuth:
         self._drop_auth = policy.token.header and not forward_token
         self._drop_cookie = self._extract.cookie is not None and not forward_token
         self._drop_query = self._extract.query is not None and not forward_token
+        # on_feed_error: deny: refuse (503) while the revocation feed is stale
+        self._feed = registry.revocation_health
+        self._need_fresh = self._feed is not None and \
+            (policy.on_feed_error or registry.on_feed_error) == "deny"
         csrf = policy.token.csrf if policy.token.cookie else None
         self._csrf = (csrf.cookie.encode(), csrf.header.lower().encode()) if csrf else None
+        # DPoP (wardgate.dpop): bound tokens need a proof on every route; `dpop:` decides
+        # whether the route advertises DPoP and whether unbound (Bearer) tokens are refused
+        self._dpop = registry.dpop
+        self._dpop_mode = policy.dpop
+        self._dpop_required = policy.dpop == "required"
+        self._dpop_algs = registry.dpop.algs if registry.dpop is not None else None
 
     def check(self, req: Request) -> bool:
         """Authenticate and authorize without awaiting. True when decided (req.identity set, or
@@ -102,10 +121,11 @@ class RouteAuth:
 
     def _run(self, req: Request, refetched: bool) -> None:
         try:
-            token = self._extract.extract(req.headers, req.query)
+            token, dpop = self._extract.extract_scheme(req.headers, req.query)
         except BadTokenRequest as exc:
             req.auth_outcome = exc.reason
-            raise InvalidRequest("The request carries malformed or conflicting credentials")
+            raise self._challenge(InvalidRequest(
+                "The request carries malformed or conflicting credentials"), False)
         check = self._methods.get(req.method, self._default)
         if token is None:
             if check(None, req.params) is None:
@@ -113,7 +133,26 @@ class RouteAuth:
                 req.auth_outcome = "anonymous"
                 return
             req.auth_outcome = "no_token"
-            raise MissingToken("Authentication required")  # RFC 6750 §3.1: no error code
+            # RFC 6750 §3.1: no error code
+            raise self._challenge(MissingToken("Authentication required"), False)
+        if dpop or self._dpop_mode is not None:
+            try:
+                self._decide(req, token, check, refetched, dpop)
+            except AuthError as err:
+                raise self._challenge(err, dpop)
+            return
+        self._decide(req, token, check, refetched, False)
+
+    def _challenge(self, err: AuthError, dpop: bool) -> AuthError:
+        """RFC 9449 §7.1: a route that takes DPoP says so in its challenges; a request that
+        used DPoP, or a route that requires it, is answered with the DPoP scheme only."""
+        if (dpop or self._dpop_mode is not None) and err.dpop_algs is None:
+            err.dpop_algs = self._dpop_algs
+            err.dpop_only = dpop or self._dpop_required
+        return err
+
+    def _decide(self, req: Request, token: bytes, check: Check, refetched: bool,
+                dpop: bool) -> None:
         csrf = self._csrf
         if csrf is not None and req.method not in _SAFE_METHODS and not has_bearer(req.headers) \
                 and not csrf_ok(req.headers, *csrf):
@@ -123,10 +162,28 @@ class RouteAuth:
         ident = self._cache.get(token, self._clock())
         if ident is None or ident.provider not in self._providers:
             ident = self._verify(req, token, refetched)
+        if dpop:
+            if self._dpop is None:
+                req.auth_outcome = "dpop_unsupported"
+                raise InvalidToken(_INVALID)
+            self._dpop.check(req, token, ident)  # raises the DPoP errors
+        elif ident.jkt is not None:
+            # RFC 9449 §7.2: a bound token presented as a bearer token is refused everywhere
+            req.auth_outcome = "dpop_bound_as_bearer"
+            raise DpopInvalidToken("A DPoP-bound token needs the DPoP scheme and a proof",
+                                   algs=self._dpop_algs or "")
+        elif self._dpop_required:
+            req.auth_outcome = "dpop_required"
+            raise DpopInvalidToken("This resource requires a DPoP-bound token",
+                                   algs=self._dpop_algs or "")
         revoked = self._registry.revocation
         if revoked is not None and revoked(ident):
             req.auth_outcome = "revoked"
             raise InvalidToken(_INVALID)
+        if self._need_fresh and not self._feed.fresh:
+            req.auth_outcome = "revocation_stale"
+            raise ServiceUnavailable("Revocation state is not fresh enough for this route",
+                                     code="revocation_state_stale", retry_after_s=5)
         req.identity = ident
         denied = check(ident, req.params)
         if denied is not None:
@@ -143,9 +200,13 @@ class RouteAuth:
         key = ident.key
         if self._clock() >= ident.exp or (key is not None and not key.alive):
             return False
+        if ident.jkt is not None:
+            return False  # every request needs a fresh proof (and its replay check)
         revoked = self._registry.revocation
         if revoked is not None and revoked(ident):
             return False  # the full path answers it (and logs the reason)
+        if self._need_fresh and not self._feed.fresh:
+            return False
         self._cache.hits += 1
         return True
 
@@ -183,6 +244,10 @@ class RouteAuth:
         self._cache.put(token, ident)
         return ident
 
+    def start_replay(self, req: Request, resume: Any) -> None:
+        """The Redis half of the DPoP replay check (the pipeline's step after this one)."""
+        self._dpop.start_remote(req, resume)
+
     def forward(self, req: Request) -> None:
         """Rewrite the request for the upstream: drop spoofed identity headers and (unless
         forward_token) the token; add this route's identity headers."""
@@ -192,8 +257,11 @@ class RouteAuth:
             name = field[0]
             if name in strip or name.startswith(b"x-wardgate-"):
                 continue
-            if name == b"authorization" and self._drop_auth and _is_bearer(field[1]):
+            if name == b"authorization" and self._drop_auth \
+                    and (_is_bearer(field[1]) or _is_dpop(field[1])):
                 continue
+            if name == b"dpop" and self._drop_auth:
+                continue  # the proof was for us (its htu names the gateway)
             if name == b"cookie" and self._drop_cookie:
                 value = self._extract.strip_cookie(field[1])
                 if not value:

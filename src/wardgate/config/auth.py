@@ -238,6 +238,8 @@ class Requirement(Strict):
     scopes: list[str] = []
     roles: list[str] = []
     claims: list[ClaimRule] = []
+    # A delegated token (RFC 8693 `act`) whose current actor (`act.sub`) is one of these.
+    actors: list[str] = []
     any: list[Requirement] | None = Field(None, min_length=1)
     all: list[Requirement] | None = Field(None, min_length=1)
     allow_missing: bool = False
@@ -280,12 +282,62 @@ class TokenSources(Strict):
         return self
 
 
+class DpopNonceConfig(Strict):
+    """Server nonces (RFC 9449 §8): proofs must carry a recent `DPoP-Nonce` value."""
+
+    secret_env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+                                   description="environment variable with the nonce HMAC key "
+                                   "(at least 16 bytes; give every gateway the same); unset: "
+                                   "a random key per `wardgate run`")
+    lifetime_s: int = Field(300, ge=10, le=86_400,
+                            description="a nonce is good for one to two of these")
+
+    @model_validator(mode="after")
+    def _key(self) -> DpopNonceConfig:
+        if self.secret_env is not None and len(os.environ.get(self.secret_env, "").encode()) < 16:
+            raise ValueError(f"environment variable {self.secret_env} must hold at least 16 bytes")
+        return self
+
+
+class DpopConfig(Strict):
+    """How DPoP proofs (RFC 9449) are checked, for every route (`dpop:` at the top level)."""
+
+    algorithms: list[str] = Field(["ES256", "EdDSA", "RS256", "PS256"], min_length=1,
+                                  description="proof algorithms accepted (asymmetric only)")
+    max_age_s: int = Field(60, ge=1, le=3600, description="oldest acceptable proof iat")
+    max_future_s: int = Field(5, ge=0, le=300, description="clock skew allowed for iat")
+    max_proof_bytes: ByteSize = Field(4096, ge=512, le=16384)
+    replay_cache_entries: int = Field(500_000, ge=1000, le=50_000_000,
+                                      description="proofs remembered per worker")
+    on_store_error: Literal["local", "deny"] = Field(
+        "local", description="with state.redis_url, when Redis fails: rely on this worker's "
+        "replay cache (local) or refuse the request with 503 (deny)")
+    nonce: DpopNonceConfig | None = None
+    min_rsa_bits: int = Field(2048, ge=2048)
+
+    @field_validator("algorithms")
+    @classmethod
+    def _algs(cls, v: list[str]) -> list[str]:
+        bad = [a for a in v if a not in ASYMMETRIC_ALGS]
+        if bad:
+            # RFC 9449 §4.3 step 5: "none" and symmetric (MAC) algorithms are never valid
+            raise ValueError(f"unsupported DPoP algorithm(s) {bad}; supported: "
+                             f"{sorted(ASYMMETRIC_ALGS)}")
+        return list(dict.fromkeys(v))
+
+
 class AuthPolicy(Strict):
     providers: list[str] = Field(min_length=1)
+    # RFC 9449: absent, a DPoP-bound token is accepted only with a valid proof and unbound
+    # tokens as Bearer; `allowed` also advertises DPoP in challenges; `required` refuses Bearer
+    dpop: Literal["required", "allowed"] | None = None
     require: Requirement = Requirement()
     methods: dict[str, Requirement] = {}
     token: TokenSources = TokenSources()
     payload_header: str | None = None
+    # while the revocation feed is stale: allow (serve on the state held) or deny (503);
+    # None: the gateway's revocation.on_feed_error
+    on_feed_error: Literal["allow", "deny"] | None = None
 
     @field_validator("methods")
     @classmethod

@@ -47,9 +47,15 @@ def config_warnings(cfg: Any) -> list[str]:
     if cfg.admin_enabled and _admin_token_missing(cfg):
         out.append("admin: no token configured (token_env/token_file): "
                    "/admin/* and the dashboard will refuse every request")
-    if cfg.state.urls() and not any(lim.scope == "global" for r in cfg.routes
-                                    for lim in r.rate_limits):
-        out.append("state: no route has a scope: global rate limit, so nothing uses Redis")
+    authed = any(r.auth != "none" for r in cfg.routes)
+    if cfg.state.urls() and not authed and not any(lim.scope == "global" for r in cfg.routes
+                                                   for lim in r.rate_limits):
+        out.append("state: no route has a scope: global rate limit or auth (DPoP replay "
+                   "state), so nothing uses Redis")
+    if cfg.workers > 1 and not cfg.state.urls() and any(
+            r.auth != "none" and r.auth.dpop is not None for r in cfg.routes):
+        out.append("dpop: several workers without state.redis_url: each worker has its own "
+                   "replay cache, so a proof replayed to another worker is accepted once there")
     tracing = cfg.tracing
     if tracing is not None and tracing.trust_inbound == "trusted_proxies" \
             and not cfg.trusted_proxies:

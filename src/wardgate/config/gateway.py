@@ -10,9 +10,11 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 
-from wardgate.config.auth import AuthPolicy, ProviderConfig
+from wardgate.config.auth import AuthPolicy, DpopConfig, ProviderConfig
 from wardgate.config.common import ByteSize, ExistingFile, HostPort, Strict
+from wardgate.config.detect import DetectionConfig, RouteDetection
 from wardgate.config.limits import RateLimitConfig, StateConfig
+from wardgate.config.revocation import RevocationConfig
 from wardgate.config.tracing import TracingConfig
 
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE")
@@ -306,6 +308,7 @@ class RouteConfig(Strict):
     preserve_host: bool = False
     rate_limits: list[RateLimitConfig] = []
     timeouts: RouteTimeouts = RouteTimeouts()
+    detection: RouteDetection | None = None  # overrides the top-level `detection:`
 
     @model_validator(mode="after")
     def _checks(self) -> RouteConfig:
@@ -322,6 +325,9 @@ class RouteConfig(Strict):
             used = set(re.findall(r"\{([A-Za-z_][A-Za-z0-9_]*)\}", self.rewrite))
             if used - known:
                 raise ValueError(f"rewrite uses unknown parameter(s) {sorted(used - known)}")
+        if self.detection is not None and self.auth == "none":
+            raise ValueError("detection watches token use: a route with auth: none has no "
+                             "detection (remove its detection section)")
         names = [limit.name for limit in self.rate_limits]
         if len(set(names)) != len(names):
             raise ValueError(f"duplicate rate limit name(s): {sorted({n for n in names if names.count(n) > 1})}")
@@ -343,6 +349,9 @@ class GatewayConfig(Strict):
     routes: list[RouteConfig] = Field(min_length=1)
     state: StateConfig = StateConfig()
     tracing: TracingConfig | None = None  # absent: no trace propagation, no spans
+    detection: DetectionConfig | None = None  # absent: no detection
+    revocation: RevocationConfig | None = None  # absent: no revocation feed
+    dpop: DpopConfig = DpopConfig()  # how DPoP proofs are checked (routes say where)
 
     @property
     def admin_enabled(self) -> bool:
@@ -378,10 +387,45 @@ class GatewayConfig(Strict):
                     if limit.scope == "global":
                         errors.append(f"route {r.name!r}: rate limit {limit.name!r} is global "
                                       "but state.redis_url is not set")
+            if r.detection is not None and self.detection is None:
+                errors.append(f"route {r.name!r}: detection overrides need the top-level "
+                              "detection section")
             if isinstance(r.auth, AuthPolicy):
                 for p in r.auth.provider_names():
                     if p not in provs:
                         errors.append(f"route {r.name!r}: unknown provider {p!r}")
+        errors += self._revocation_errors(provs)
         if errors:
             raise ValueError("; ".join(errors))
         return self
+
+    def _revocation_errors(self, provs: set[str]) -> list[str]:
+        rv = self.revocation
+        deny = [r.name for r in self.routes
+                if isinstance(r.auth, AuthPolicy) and r.auth.on_feed_error is not None]
+        if rv is None:
+            return [f"route {n!r}: on_feed_error needs a revocation: section" for n in deny]
+        errors = []
+        if rv.provider is None and len(provs) != 1:
+            errors.append("revocation.provider: name the provider the feed covers")
+        elif rv.provider is not None and rv.provider not in provs:
+            errors.append(f"revocation.provider: unknown provider {rv.provider!r}")
+        source = rv.source
+        if source == "auto":
+            source = "redis" if self.state.urls() else "poll"
+        if source == "redis" and not self.state.urls():
+            errors.append("revocation.source is redis but state.redis_url is not set")
+        if source == "poll":
+            if rv.poll_url is None:
+                errors.append("revocation: polling needs poll_url (or state.redis_url)")
+            if not rv.has_token_source():
+                errors.append("revocation: polling needs token_env or token_file")
+        return errors
+
+    def revocation_source(self) -> str:
+        rv = self.revocation
+        if rv is None:
+            return "none"
+        if rv.source != "auto":
+            return rv.source
+        return "redis" if self.state.urls() else "poll"

@@ -9,6 +9,8 @@ from urllib.parse import urlsplit
 from pydantic import Field, ValidationInfo, field_validator
 
 from wardgate.config.common import ByteSize, HostPort, Strict, resolve_path
+from wardgate.config.limits import StateConfig
+from wardgate.config.revocation import IssuerRevocations
 
 Algorithm = Literal["RS256", "ES256", "EdDSA"]
 
@@ -63,8 +65,52 @@ class ThrottleConfig(Strict):
     forget_after_s: float = Field(3600.0, gt=0)
 
 
+class IssuerDpopConfig(Strict):
+    """DPoP proofs (RFC 9449) at the token endpoint and /login."""
+
+    algorithms: list[str] = Field(["ES256", "EdDSA", "RS256", "PS256"], min_length=1)
+    max_age_s: int = Field(60, ge=1, le=3600, description="oldest acceptable proof iat")
+    max_future_s: int = Field(5, ge=0, le=300, description="clock skew allowed for iat")
+    require_nonce: bool = Field(False, description="proofs must carry a DPoP-Nonce value")
+    nonce_lifetime_s: int = Field(300, ge=10, le=86_400)
+
+    @field_validator("algorithms")
+    @classmethod
+    def _algs(cls, v: list[str]) -> list[str]:
+        from wardgate.config.auth import ASYMMETRIC_ALGS
+
+        bad = [a for a in v if a not in ASYMMETRIC_ALGS]
+        if bad:
+            raise ValueError(f"unsupported DPoP algorithm(s) {bad}; supported: "
+                             f"{sorted(ASYMMETRIC_ALGS)}")
+        return list(dict.fromkeys(v))
+
+
 class LimitsConfig(Strict):
     max_body_bytes: ByteSize = Field(64 * 1024, ge=1024)
+
+
+class ExchangeRule(Strict):
+    """RFC 8693 policy for one client: what it may present and what it may get back."""
+
+    # The confidential client that calls POST /token with the token-exchange grant.
+    client: str = Field(min_length=1, max_length=100)
+    # `aud` values of subject tokens it may exchange (normally its own inbound audience).
+    subject_audiences: list[str] = Field(min_length=1)
+    # Audiences it may request; the first is the default when the request names none.
+    audiences: list[str] = Field(min_length=1)
+    # Upper bound on the new token's scopes; the subject token's scopes bound them too.
+    scopes: list[str] = Field(min_length=1)
+    # Longest delegation chain (`act` nesting) a new token may carry.
+    max_chain: int = Field(4, ge=1, le=16)
+
+    @field_validator("scopes")
+    @classmethod
+    def _scopes(cls, v: list[str]) -> list[str]:
+        for s in v:
+            if not s or any(c.isspace() or c in '"\\' for c in s):
+                raise ValueError(f"bad scope {s!r} (RFC 6749 §3.3)")
+        return v
 
 
 class IssuerConfig(Strict):
@@ -78,8 +124,25 @@ class IssuerConfig(Strict):
     browser: BrowserConfig = BrowserConfig()
     throttle: ThrottleConfig = ThrottleConfig()
     limits: LimitsConfig = LimitsConfig()
+    dpop: IssuerDpopConfig = IssuerDpopConfig()
     # Role name -> scopes granted to users holding that role (synced to the database at start).
     roles: dict[str, list[str]] = {}
+    # Token exchange (RFC 8693): one rule per client allowed to exchange; none by default.
+    token_exchange: list[ExchangeRule] = []
+
+    @field_validator("token_exchange")
+    @classmethod
+    def _one_rule_per_client(cls, v: list[ExchangeRule]) -> list[ExchangeRule]:
+        seen: set[str] = set()
+        for r in v:
+            if r.client in seen:
+                raise ValueError(f"client {r.client!r} has two token_exchange rules")
+            seen.add(r.client)
+        return v
+    # Redis (optional): revocation events are relayed to a stream every gateway reads
+    state: StateConfig = StateConfig()
+    # GET /revocations (the gateways' polling feed) and the relay
+    revocations: IssuerRevocations = IssuerRevocations()
 
     @field_validator("issuer")
     @classmethod

@@ -26,12 +26,14 @@ from wardgate.demo import guide
 from wardgate.demo.bootstrap import bootstrap
 from wardgate.demo.settings import (
     ADMIN_TOKEN_ENV,
+    REVOCATION_TOKEN_ENV,
     DemoFiles,
     Ports,
     admin_token,
     examples_dir,
     port_answers,
     prepare,
+    revocation_token,
     taken_ports,
 )
 from wardgate.demo.stack import Child, StartError, http_probe, python_argv, wait_until
@@ -152,6 +154,10 @@ def run_demo(args: argparse.Namespace) -> int:
               "demo with --<part>-port / WARDGATE_DEMO_<PART>_PORT.", file=sys.stderr)
         return 1
     state = Path(args.dir).resolve()
+    state.mkdir(parents=True, exist_ok=True)
+    # the revocation feed's token: the gateway polls the issuer with it (examples/*.yaml)
+    feed_token, _ = revocation_token(state)
+    env = {**env, REVOCATION_TOKEN_ENV: feed_token}
     try:
         files = prepare(state, examples, ports)
     except ConfigError as exc:

@@ -90,10 +90,23 @@ ADMIN_TOKEN_FILE = "admin-token"
 ADMIN_TOKEN_ENV = "WARDGATE_ADMIN_TOKEN"
 
 
+REVOCATION_TOKEN_FILE = "revocation-token"
+#: the variable examples/gateway.yaml's and examples/issuer.yaml's feed `token_env` name
+REVOCATION_TOKEN_ENV = "WARDGATE_REVOCATION_TOKEN"
+
+
 def admin_token(state: Path) -> tuple[str, Path]:
     """The demo's admin token: generated on the first run into state/admin-token (0600, only
     this user may read it), reused afterwards."""
-    path = state / ADMIN_TOKEN_FILE
+    return _secret_file(state / ADMIN_TOKEN_FILE)
+
+
+def revocation_token(state: Path) -> tuple[str, Path]:
+    """The token the demo gateway polls the issuer's revocation feed with (as admin_token)."""
+    return _secret_file(state / REVOCATION_TOKEN_FILE)
+
+
+def _secret_file(path: Path) -> tuple[str, Path]:
     try:
         token = path.read_text(encoding="utf-8").strip()
     except FileNotFoundError:

@@ -128,9 +128,13 @@ def _forwarding_block(client_ip: str, scheme: str, host: bytes) -> bytes:
 def upstream_request_lines(
     headers: list[tuple[bytes, bytes]], strip: frozenset[bytes], *, client_ip: str, scheme: str,
     host: bytes, trusted: bool, request_id: bytes | None, keep_upgrade: bool,
+    reserved: bool = True,
 ) -> list[bytes]:
     """Header lines (b'Name: value') for the upstream request, minus framing and Host (and
-    minus X-Request-Id when request_id is None: the caller adds it)."""
+    minus X-Request-Id when request_id is None: the caller adds it).
+
+    `reserved` False: the route's auth filter has already dropped every inbound `x-wardgate-*`
+    field and added its own identity headers, which may use that prefix."""
     out: list[bytes] = []
     xff = xfp = xfh = fwd = via = None
     upgrade = None
@@ -140,7 +144,7 @@ def upstream_request_lines(
         kind = get(name)
         if kind is None:
             if (strip and name in strip) or b"_" in name \
-                    or (name[0] == 120 and name.startswith(b"x-wardgate-")) \
+                    or (reserved and name[0] == 120 and name.startswith(b"x-wardgate-")) \
                     or (name[0] == 112 and name.startswith(b"proxy-")):  # 120 "x", 112 "p"
                 continue
             out.append(name + b": " + value)

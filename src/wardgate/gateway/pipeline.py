@@ -1,7 +1,9 @@
 """The request pipeline, top to bottom, in one place.
 
     parse (protocol.py) → trace (wardgate.trace, only with `tracing:`) → match route → body limit → CORS preflight → authenticate + authorize
-    (wardgate.auth, only on routes that are not `auth: none`) → rate limit (wardgate.limits,
+    (wardgate.auth, only on routes that are not `auth: none`; DPoP proofs by wardgate.dpop)
+    → DPoP replay check on Redis (only for a proof, with `state.redis_url`) → detection verdicts
+    (wardgate.detect, only on routes whose detection action is header/step_up/deny) → rate limit (wardgate.limits,
     only on routes with `rate_limits`) → rewrite path and headers
     (strip hop-by-hop and spoofed identity, add Forwarded/X-Forwarded-*/Via/X-Request-Id and
     the identity) → pick a healthy target → forward over a pooled connection (proxy.py) →
@@ -78,12 +80,41 @@ class Pipeline:
                             self._authorize_then_forward(client, req, route, matched))
                         return
                     self._auth_forward(client, req, route)
+                    if req.dpop_key is not None:
+                        self._replay_then_forward(client, req, route, matched)
+                        return
+                detect = route.detect
+                if detect is not None:
+                    detect(req)  # raises StepUpRequired / DetectionDenied, or adds the header
             if route.limiter is None:
                 self._forward(client, req, route, matched)
             else:
                 self._limit_then_forward(client, req, route, matched)
         except GatewayError as err:
             client.request_failed(req, err)
+
+    def _replay_then_forward(self, client: ClientProtocol, req: Request, route: CompiledRoute,
+                             matched: int) -> None:
+        """The DPoP step on Redis (wardgate.dpop.step): the proof's jti is claimed across
+        every worker; the request goes on when Redis has answered (no task, a callback)."""
+        route.auth.start_replay(  # type: ignore[union-attr]
+            req, lambda err: self._after_replay(client, req, route, matched, err))
+
+    def _after_replay(self, client: ClientProtocol, req: Request, route: CompiledRoute,
+                      matched: int, err: GatewayError | None) -> None:
+        if client.closed:
+            return
+        try:
+            if err is not None:
+                raise err
+            if route.detect is not None:
+                route.detect(req)
+            if route.limiter is None:
+                self._forward(client, req, route, matched)
+            else:
+                self._limit_then_forward(client, req, route, matched)
+        except GatewayError as exc:
+            client.request_failed(req, exc)
 
     def _limit_then_forward(self, client: ClientProtocol, req: Request, route: CompiledRoute,
                             matched: int) -> None:
@@ -117,6 +148,11 @@ class Pipeline:
             if client.closed:
                 return
             self._auth_forward(client, req, route)
+            if req.dpop_key is not None:
+                self._replay_then_forward(client, req, route, matched)
+                return
+            if route.detect is not None:
+                route.detect(req)
             if route.limiter is None:
                 self._forward(client, req, route, matched)
             else:
@@ -152,6 +188,7 @@ class Pipeline:
                 headers, route.strip_headers, client_ip=req.client_ip, scheme=req.scheme,
                 host=req.host_header, trusted=req.client_ip in self.rt.trusted,
                 request_id=None, keep_upgrade=req.upgrade is not None,
+                reserved=route.strip_reserved,
             )
             if req.chunked:
                 lines.append(b"Transfer-Encoding: chunked")

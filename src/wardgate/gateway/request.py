@@ -20,7 +20,7 @@ class Request:
         "client_ip", "scheme", "keep_alive", "content_length", "chunked", "expect_continue",
         "upgrade", "request_id", "start", "route", "params", "identity", "auth_outcome",
         "body", "buffered", "body_done", "body_bytes", "limit", "exchange", "resp_fields",
-        "rate_limit", "trace", "trace_line",
+        "rate_limit", "trace", "trace_line", "dpop_key",
     )
 
     def __init__(self) -> None:
@@ -51,7 +51,9 @@ class Request:
         self.rate_limit: str | None = None  # the limit that refused it, for the access log
         #: (trace_id, span_id, parent_id, tracestate, sampled) when tracing is on (wardgate.trace)
         self.trace: tuple[bytes, bytes, bytes | None, bytes | None, bool] | None = None
-        self.trace_line = b""            # the upstream's traceparent (+ tracestate) line(s)
+        self.trace_line = b""            # the upstream's traceparent (+ tracestate) line(s),
+        #                                  and the detection risk line (wardgate.detect)
+        self.dpop_key: bytes | None = None  # a proof's replay key still to check on Redis
         # -- the body as it arrives, and the exchange forwarding the request --------------------
         self.body: list[bytes] | None = None  # body bytes held until an upstream connection takes them
         self.buffered = 0                # their size

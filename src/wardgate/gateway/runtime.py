@@ -23,9 +23,10 @@ _PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 class CompiledRoute:
     __slots__ = (
-        "name", "cluster", "max_body", "auth", "cors", "strip_headers", "preserve_host",
+        "name", "cluster", "max_body", "auth", "cors", "strip_headers", "strip_reserved",
+        "preserve_host",
         "websocket", "realm", "_strip", "_rewrite", "_prefix", "path_as_is", "limiter", "metric_id",
-        "try_timeout", "total_timeout", "retry_timeouts",
+        "try_timeout", "total_timeout", "retry_timeouts", "detect", "observed",
     )
 
     def __init__(self, cfg: RouteConfig, cluster: Cluster, default_max_body: int, server: bytes) -> None:
@@ -36,10 +37,13 @@ class CompiledRoute:
         self.cors = CorsPolicy(cfg.cors, server) if cfg.cors is not None else None
         # Identity headers are stripped from every client request, whatever the route's auth.
         self.strip_headers = frozenset(h.lower().encode() for h in cfg.claims_to_headers.values())
+        self.strip_reserved = True  # inbound x-wardgate-* dropped here (False: by the auth filter)
         self.preserve_host = cfg.preserve_host
         self.websocket = cfg.websocket
         self.realm = cfg.name
         self.limiter: Any = None  # wardgate.limits.RouteLimiter, when the route has rate_limits
+        self.detect: Any = None  # wardgate.detect step, when detection acts on this route
+        self.observed = False    # finished requests go to the detector (wardgate.detect)
         self._strip = cfg.strip_prefix
         self._rewrite = cfg.rewrite
         self._prefix = cfg.match.path_prefix is not None
@@ -96,15 +100,18 @@ class Runtime:
         self._compile_tracing()
         self.pipeline = Pipeline(self)
         self.registry: Any = None
+        self.state: Any = None  # wardgate.state.StateClient, when state.redis_url is used
+        self.revocation: Any = None  # wardgate.revoke.feed.RevocationFeed, with `revocation:`
         self._compile_auth()
         if self.tracer is not None:
             from wardgate.trace import TRACE_HEADERS
 
             for route in self.routes:  # inbound copies are replaced, never forwarded
                 route.strip_headers = route.strip_headers | TRACE_HEADERS
-        self.state: Any = None  # wardgate.state.StateClient, when a route has a global limit
         self._limiters: list[Any] = []
         self._compile_limits()
+        self.detection: Any = None  # wardgate.detect.DetectionRuntime, with `detection:`
+        self._compile_detection()
         self.metrics = self._declare_metrics()
         self.checkers = [ActiveChecker(self.clusters[u.name], u.health.active)
                          for u in cfg.upstreams if u.health.active is not None]
@@ -120,10 +127,16 @@ class Runtime:
         metrics.declare(self.routes, list(self.clusters.values()))
         for lim in self._limiters:
             lim.declare_metrics(metrics)
+        if self.detection is not None:
+            self.detection.declare_metrics(metrics)
         if self.registry is not None:
             from wardgate.observe.keysets import KeySetMetrics
 
             KeySetMetrics(metrics, self.registry)
+        if self.revocation is not None:
+            from wardgate.observe.revocations import RevocationMetrics
+
+            RevocationMetrics(metrics, self.revocation)
         from wardgate.observe.upstreams import UpstreamMetrics
 
         UpstreamMetrics(metrics, list(self.clusters.values()))
@@ -152,12 +165,25 @@ class Runtime:
 
         self.registry = ProviderRegistry.from_config(
             list(self.config.providers), cache_size=self.config.limits.token_cache_entries)
+        if self.config.state.urls():
+            # DPoP proofs are accepted once across every worker and gateway sharing Redis
+            from wardgate.state import client_from_config
+
+            self.state = client_from_config(self.config.state)
+        self.registry.enable_dpop(self.config.dpop, self.trusted, self.state)
+        if self.config.revocation is not None:
+            from wardgate.revoke.feed import RevocationFeed
+
+            # before the routes compile: each reads the feed's health for on_feed_error
+            self.registry.on_feed_error = self.config.revocation.on_feed_error
+            self.revocation = RevocationFeed(self.config, self.registry)
         for rc, route in zip(self.config.routes, self.routes, strict=True):
             route.auth = compile_route_auth(rc, self.registry)
             if route.auth is not None:
                 # The auth filter strips spoofed identity headers and then adds the verified
                 # ones; stripping again here would remove what it added.
                 route.strip_headers = frozenset()
+                route.strip_reserved = False
 
     def _compile_limits(self) -> None:
         if not any(rc.rate_limits for rc in self.config.routes):
@@ -167,20 +193,43 @@ class Runtime:
         if any(lim.scope == "global" for rc in self.config.routes for lim in rc.rate_limits):
             from wardgate.state import client_from_config
 
-            self.state = client_from_config(self.config.state)
+            if self.state is None:
+                self.state = client_from_config(self.config.state)
         for rc, route in zip(self.config.routes, self.routes, strict=True):
             if rc.rate_limits:
                 route.limiter = RouteLimiter(list(rc.rate_limits), rc.name, self.trusted,
                                              self.state)
         self._limiters = [r.limiter for r in self.routes if r.limiter is not None]
 
+    def _compile_detection(self) -> None:
+        cfg = self.config.detection
+        if cfg is None or not cfg.enabled:
+            return
+        from wardgate.detect import DetectionRuntime
+
+        shared = None
+        if cfg.shared and self.config.state.urls():
+            from wardgate.detect.remote import SharedTokens
+            from wardgate.state import client_from_config
+
+            if self.state is None:
+                self.state = client_from_config(self.config.state)
+            shared = SharedTokens(self.state, cfg)
+        self.detection = DetectionRuntime(self.config, self.routes, shared)
+        if not self.detection.routes:
+            self.detection = None
+
     async def start(self) -> None:
         if self.state is not None:
             await self.state.start()  # connects in the background; never waits for Redis
         if self.registry is not None:
             await self.registry.start()
+        if self.revocation is not None:
+            await self.revocation.start()  # the first sync before the first request
         loop = asyncio.get_running_loop()
         self._tasks = [loop.create_task(c.run()) for c in self.checkers]
+        if self.detection is not None:
+            self.detection.start(loop)
         if self.exporter is not None:
             self.exporter.start()
 
@@ -188,8 +237,12 @@ class Runtime:
         for t in self._tasks:
             t.cancel()
         self._tasks = []
+        if self.detection is not None:
+            await self.detection.stop()
         if self.exporter is not None:
             await self.exporter.stop()  # the last spans, bounded by tracing.timeout_ms
+        if self.revocation is not None:
+            await self.revocation.stop()
         if self.registry is not None:
             await self.registry.stop()
         if self.state is not None:
@@ -200,6 +253,8 @@ class Runtime:
     def sweep(self, now: float) -> None:
         for c in self.clusters.values():
             c.sweep(now)
+        if self.revocation is not None:
+            self.revocation.sweep(time.time())  # wall clock: entries expire with token exp
         if self._limiters and now >= self._limits_swept + 5.0:
             self._limits_swept = now  # rested keys forgotten every few seconds, not each sweep
             clock = time.monotonic()  # the limiters' clock (see pipeline._limit_then_forward)

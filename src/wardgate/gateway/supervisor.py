@@ -86,7 +86,10 @@ class Supervisor:
         return Worker(slot, self.generation, proc, r)
 
     def _worker_env(self) -> dict[str, str]:
-        env = {**os.environ, RUN_KEY_ENV: self.run_key.hex()}
+        from wardgate.dpop.nonce import NONCE_KEY_ENV, run_key
+
+        # one DPoP nonce key per run: every worker accepts the nonces every other hands out
+        env = {**os.environ, RUN_KEY_ENV: self.run_key.hex(), NONCE_KEY_ENV: run_key(self.run_key)}
         if self.metrics_dir is not None:
             env[METRICS_DIR_ENV] = self.metrics_dir
         return env
@@ -162,6 +165,13 @@ class Supervisor:
         if self.metrics_dir is None:
             return {"denials": [], "top_clients": []}
         return denials.collect(self.metrics_dir, limit)
+
+    def detections(self, limit: int) -> list[dict[str, Any]]:
+        from wardgate.observe import detections
+
+        if self.metrics_dir is None:
+            return []
+        return detections.collect(self.metrics_dir, limit)
 
     def process_lines(self, openmetrics: bool) -> list[str]:
         reloads = "wardgate_config_reloads" if openmetrics else "wardgate_config_reloads_total"
@@ -377,6 +387,7 @@ class _View:
         self.process_lines, self.workers = sup.process_lines, sup.workers_info
         self.request_reload, self.reload_result = sup.request_reload, sup.reload_result
         self.denials, self.keysets = sup.denials, sup.keysets
+        self.detections = sup.detections
         self.upstream_states = sup.upstream_states
 
 

@@ -19,6 +19,7 @@ import socket
 import ssl
 import sys
 import time
+from collections.abc import Callable
 
 import uvloop
 
@@ -34,6 +35,7 @@ from wardgate.gateway.protocol import ClientProtocol
 from wardgate.gateway.request import Request
 from wardgate.gateway.runtime import Runtime
 from wardgate.observe.denials import DenialRing
+from wardgate.observe.detections import DetectionRing
 from wardgate.observe.http import REFUSAL_STATUSES
 
 SWEEP_INTERVAL_S = 0.25
@@ -57,11 +59,13 @@ class WorkerState:
         #: whether a finished request has anything to record (access log line or metrics)
         self.tracer = runtime.tracer if runtime.exporter is not None else None
         self.recording = accesslog.enabled or runtime.metrics is not None \
-            or self.tracer is not None
+            or self.tracer is not None or runtime.detection is not None
         if not accesslog.enabled and self.tracer is None and self.metrics is not None \
                 and self.metrics.values is not None:
             # metrics alone: the whole of `log` is one closure over the slots
             self.log = self.metrics.finisher(loop.time, self._maybe_denied)  # type: ignore[method-assign]
+        if runtime.detection is not None:
+            self.log = _observed(self.log, runtime.detection.buf.append)  # type: ignore[method-assign]
 
     def log(self, req: Request, status: int, bytes_in: int, bytes_out: int, target: str,
             error: str | None, retried: str | None = None) -> None:
@@ -95,6 +99,18 @@ class WorkerState:
 
 
 _NOT_REFUSALS = frozenset(("-", "ok", "anonymous"))
+
+
+def _observed(log: Callable[..., None], record: Callable[[tuple[Request, int]], None]
+              ) -> Callable[..., None]:
+    """`log`, and then the finished request handed to the detector (wardgate.detect) when its
+    route is watched: one append, the rest happens in the detector's tick."""
+    def observed(req: Request, status: int, *rest: object) -> None:
+        log(req, status, *rest)
+        route = req.route
+        if route is not None and route.observed:
+            record((req, status))
+    return observed
 
 
 def sweep(state: WorkerState, now: float) -> None:
@@ -169,6 +185,9 @@ async def serve(cfg: GatewayConfig, sock: socket.socket, ready_fd: int | None = 
     state = WorkerState(runtime, loop, accesslog)
     if runtime.metrics is not None:
         state.denials = DenialRing(os.environ.get(METRICS_DIR_ENV), metrics_file_name())
+    if runtime.detection is not None:
+        runtime.detection.ring = DetectionRing(os.environ.get(METRICS_DIR_ENV),
+                                               metrics_file_name())
     ctx = server_ssl_context(cfg)
     scheme = "https" if ctx else "http"
     _raise_fd_limit(2 * cfg.limits.max_connections + 256)  # a client and an upstream socket each
@@ -241,6 +260,8 @@ async def serve(cfg: GatewayConfig, sock: socket.socket, ready_fd: int | None = 
         runtime.metrics.registry.close()
         if state.denials is not None:
             state.denials.close()
+    if runtime.detection is not None and runtime.detection.ring is not None:
+        runtime.detection.ring.close()
     if ready_fd is not None:
         os.close(ready_fd)
     logs.event("worker_stopped", aborted_connections=left)

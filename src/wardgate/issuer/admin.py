@@ -17,9 +17,10 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from wardgate.config.issuer import IssuerConfig
-from wardgate.issuer import audit, clients, keys, sessions, users
+from wardgate.issuer import audit, clients, keys, revocations, sessions, users
 from wardgate.issuer.db import open_database
 from wardgate.issuer.passwords import Passwords
+from wardgate.revoke.events import Revocation
 
 
 @asynccontextmanager
@@ -53,6 +54,11 @@ async def set_password(cfg: IssuerConfig, username: str, password: str) -> None:
     pw_hash = await Passwords(cfg.password_hash).hash(password)
     async with _tx(cfg) as conn:
         await users.set_password_hash(conn, username, pw_hash)
+        user = await users.get_by_name(conn, username)
+        assert user is not None
+        # tokens issued with the old password stop at every gateway (wardgate.revoke)
+        await revocations.emit_subject(conn, str(user.id), now=_now(),
+                                       max_ttl_s=max_token_ttl(cfg), reason="password_changed")
         await audit.record(conn, _now(), "password_changed", username=username)
 
 
@@ -61,6 +67,8 @@ async def set_disabled(cfg: IssuerConfig, username: str, disabled: bool = True) 
         uid = await users.set_disabled(conn, username, disabled)
         if disabled:
             await sessions.end_for_user(conn, uid)
+            await revocations.emit_subject(conn, str(uid), now=_now(),
+                                           max_ttl_s=max_token_ttl(cfg), reason="user_disabled")
         await audit.record(conn, _now(), "user_disabled" if disabled else "user_enabled",
                            username=username)
 
@@ -84,14 +92,14 @@ async def add_client(cfg: IssuerConfig, client_id: str, *, name: str | None = No
                      auth_method: str = "client_secret_basic",
                      grant_types: list[str] | None = None, scopes: list[str] | None = None,
                      audiences: list[str] | None = None, redirect_uris: list[str] | None = None,
-                     jwks: dict[str, Any] | None = None) -> str | None:
+                     jwks: dict[str, Any] | None = None, dpop_bound: bool = False) -> str | None:
     """Register a client; returns its generated secret (shown once) for client_secret_*."""
     async with _tx(cfg) as conn:
         secret = await clients.add_client(
             conn, client_id=client_id, name=name or client_id, auth_method=auth_method,
             grant_types=grant_types or ["client_credentials"], scopes=scopes or [],
             audiences=audiences or [cfg.tokens.default_audience],
-            redirect_uris=redirect_uris or [], jwks=jwks, now=_now())
+            redirect_uris=redirect_uris or [], jwks=jwks, now=_now(), dpop_bound=dpop_bound)
         await audit.record(conn, _now(), "client_added", client_id=client_id,
                            auth_method=auth_method)
     return secret
@@ -104,6 +112,34 @@ async def list_clients(cfg: IssuerConfig) -> list[clients.Client]:
 
 def max_token_ttl(cfg: IssuerConfig) -> int:
     return max(cfg.tokens.access_ttl_s, cfg.tokens.id_token_ttl_s)
+
+
+async def revoke(cfg: IssuerConfig, *, jti: str | None = None, exp: int | None = None,
+                 sub: str | None = None, client_id: str | None = None) -> Revocation:
+    """`wardgate revoke`: one event for the feed (exactly one of jti, sub, client_id).
+
+    A jti is kept until `exp` (the token's own, when known), else for the longest token
+    lifetime from now, which covers any token this issuer has issued."""
+    if sum(x is not None for x in (jti, sub, client_id)) != 1:
+        raise ValueError("give exactly one of --jti, --sub, --client")
+    now = _now()
+    ttl = max_token_ttl(cfg)
+    async with _tx(cfg) as conn:
+        if jti is not None:
+            until = exp if exp is not None else now + ttl
+            if until <= now:
+                raise ValueError("that token has expired already")
+            ev = await revocations.emit(conn, "jti", jti, now=now, until=until, reason="admin")
+        elif sub is not None:
+            ev = await revocations.emit_subject(conn, sub, now=now, max_ttl_s=ttl,
+                                                reason="admin")
+        else:
+            assert client_id is not None
+            ev = await revocations.emit_client(conn, client_id, now=now, max_ttl_s=ttl,
+                                               reason="admin")
+        await audit.record(conn, now, "revocation", kind=ev.kind, seq=ev.seq,
+                           value=ev.value if ev.kind != "jti" else None)
+    return ev
 
 
 async def generate_key(cfg: IssuerConfig, algorithm: str | None = None) -> keys.KeyRow:

@@ -24,6 +24,7 @@ from wardgate.issuer import (
     routes_end_session,
     routes_login,
     routes_meta,
+    routes_revocations,
     routes_token,
 )
 from wardgate.issuer.limits import BodyLimit
@@ -90,7 +91,7 @@ def create_app(cfg: IssuerConfig, *, clock: Callable[[], float] = time.time) -> 
     # (`routes_token.token`); the FastAPI route of the same path only documents it.
     app.add_route("/token", routes_token.token, methods=["POST"], include_in_schema=False)
     for r in (routes_meta.router, routes_login.router, routes_token.router,
-              routes_authorize.router, routes_end_session.router):
+              routes_authorize.router, routes_end_session.router, routes_revocations.router):
         app.include_router(r)
     app.add_middleware(BodyLimit, max_bytes=cfg.limits.max_body_bytes)
     _install_error_handlers(app)

@@ -42,6 +42,7 @@ class Client:
     audiences: tuple[str, ...]
     redirect_uris: tuple[str, ...]
     disabled: bool
+    dpop_bound: bool = False  # RFC 9449 §5.2: tokens only with a DPoP proof
 
     @property
     def public(self) -> bool:
@@ -68,8 +69,8 @@ def _check_redirect_uri(uri: str) -> None:
 
 async def add_client(conn: AsyncConnection, *, client_id: str, name: str, auth_method: str,
                      grant_types: list[str], scopes: list[str], audiences: list[str],
-                     redirect_uris: list[str], jwks: dict[str, Any] | None, now: int
-                     ) -> str | None:
+                     redirect_uris: list[str], jwks: dict[str, Any] | None, now: int,
+                     dpop_bound: bool = False) -> str | None:
     """Insert a client; return the generated secret for client_secret_* methods (shown once)."""
     # RFC 6749 §2.2 allows more, but ids also appear in URLs, logs and the `sub` claim.
     # All-digit ids would collide with user subjects.
@@ -98,7 +99,8 @@ async def add_client(conn: AsyncConnection, *, client_id: str, name: str, auth_m
             jwks=json.dumps(jwks) if jwks else None,
             grant_types=json.dumps(sorted(set(grant_types))),
             scopes=json.dumps(sorted(set(scopes))), audiences=json.dumps(audiences),
-            redirect_uris=json.dumps(redirect_uris), disabled=False, created_at=now))
+            redirect_uris=json.dumps(redirect_uris), disabled=False, created_at=now,
+            dpop_bound=dpop_bound))
     except IntegrityError:
         raise ClientExists(client_id) from None
     return secret
@@ -111,7 +113,8 @@ def _from_row(row: Any) -> Client:
         secret_hash=r["secret_hash"], jwks=json.loads(r["jwks"]) if r["jwks"] else None,
         grant_types=tuple(json.loads(r["grant_types"])), scopes=tuple(json.loads(r["scopes"])),
         audiences=tuple(json.loads(r["audiences"])),
-        redirect_uris=tuple(json.loads(r["redirect_uris"])), disabled=bool(r["disabled"]))
+        redirect_uris=tuple(json.loads(r["redirect_uris"])), disabled=bool(r["disabled"]),
+        dpop_bound=bool(r["dpop_bound"]))
 
 
 async def get_client(conn: AsyncConnection, client_id: str) -> Client | None:

@@ -84,14 +84,15 @@ def _clients(args: argparse.Namespace) -> int:
         secret = asyncio.run(admin.add_client(
             cfg, args.client_id, name=args.name, auth_method=args.auth_method,
             grant_types=args.grant or None, scopes=args.scope, audiences=args.audience,
-            redirect_uris=args.redirect_uri, jwks=jwks))
+            redirect_uris=args.redirect_uri, jwks=jwks, dpop_bound=args.dpop))
         print(f"client {args.client_id} added")
         if secret:
             print(f"client_secret: {secret}  (shown once; store it now)")
     else:
         for c in asyncio.run(admin.list_clients(cfg)):
             print(f"{c.client_id}\t{c.auth_method}\tgrants={','.join(c.grant_types)}\t"
-                  f"scopes={' '.join(c.scopes)}\taud={','.join(c.audiences)}")
+                  f"scopes={' '.join(c.scopes)}\taud={','.join(c.audiences)}"
+                  + ("\tdpop" if c.dpop_bound else ""))
     return 0
 
 
@@ -154,6 +155,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--audience", action="append", default=[])
     q.add_argument("--redirect-uri", action="append", default=[])
     q.add_argument("--jwks", help="file with the client's public JWKS (private_key_jwt)")
+    q.add_argument("--dpop", action="store_true",
+                   help="the client must send DPoP proofs (RFC 9449 dpop_bound_access_tokens)")
     cs.add_parser("list")
     for q in cs.choices.values():
         q.add_argument("--config", "-c", required=True)

@@ -49,6 +49,25 @@ def _sqlite_pragmas(dbapi_conn: object, _record: object = None) -> None:
     cur.close()
 
 
+def _add_missing_columns(sync_conn: Any) -> None:
+    """Columns added to existing tables since a database was created: nullable ones only,
+    so `ALTER TABLE ... ADD COLUMN` works the same on SQLite and PostgreSQL and old rows read
+    as NULL (for example refresh_tokens.jkt and clients.dpop_bound, RFC 9449)."""
+    from sqlalchemy import inspect
+    from sqlalchemy.schema import CreateColumn
+
+    inspector = inspect(sync_conn)
+    for table in schema.metadata.sorted_tables:
+        have = {c["name"] for c in inspector.get_columns(table.name)}
+        for col in table.columns:
+            if col.name in have:
+                continue
+            if not col.nullable:
+                raise SchemaTooNew(f"{table.name}.{col.name}: cannot add a NOT NULL column")
+            ddl = CreateColumn(col).compile(dialect=sync_conn.dialect)
+            sync_conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {ddl}")
+
+
 class Database:
     def __init__(self, url: str) -> None:
         self.url = url
@@ -83,6 +102,7 @@ class Database:
                 # WAL: readers never block the single writer.
                 await conn.exec_driver_sql("PRAGMA journal_mode=WAL")
             await conn.run_sync(schema.metadata.create_all)
+            await conn.run_sync(_add_missing_columns)
             row = (await conn.execute(
                 select(schema.meta.c.value).where(schema.meta.c.key == "schema_version")
             )).first()

@@ -9,6 +9,8 @@
     │   ├── InvalidTarget (400)    RFC 8707 §2: audience the client may not ask for
     │   ├── AccessDenied (403)     wrong password, disabled user (always the same message)
     │   ├── InvalidToken (401)     RFC 6750 §3.1 at /userinfo (WWW-Authenticate: Bearer)
+    │   ├── InvalidDpopProof (400) RFC 9449 §5: a missing, invalid or wrong-key DPoP proof
+    │   ├── UseDpopNonce (400)     RFC 9449 §8: the proof needs the nonce in DPoP-Nonce
     │   ├── CsrfFailed (403)       cookie-authenticated request without a valid CSRF token
     │   ├── PayloadTooLarge (413) / UnsupportedMediaType (415)
     │   ├── SlowDown (429)         login throttling, with Retry-After
@@ -89,6 +91,21 @@ class InvalidToken(OAuthError):
 
     def headers(self) -> dict[str, str]:
         return {"WWW-Authenticate": 'Bearer realm="wardgate-issuer", error="invalid_token"'}
+
+
+class InvalidDpopProof(OAuthError):
+    status, error = 400, "invalid_dpop_proof"
+
+
+class UseDpopNonce(OAuthError):
+    status, error = 400, "use_dpop_nonce"
+
+    def __init__(self, nonce: str) -> None:
+        super().__init__("the DPoP proof must carry the nonce in DPoP-Nonce")
+        self.nonce = nonce
+
+    def headers(self) -> dict[str, str]:
+        return {"DPoP-Nonce": self.nonce}
 
 
 class CsrfFailed(OAuthError):

@@ -17,9 +17,10 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from wardgate.issuer import audit, clients, rawsql, refresh, sessions, users
+from wardgate.issuer import audit, clients, rawsql, refresh, revocations, sessions, users
 from wardgate.issuer.errors import (
     InvalidClient,
+    InvalidDpopProof,
     InvalidGrant,
     InvalidScope,
     InvalidTarget,
@@ -36,6 +37,19 @@ def s256(verifier: str) -> str:
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
+def check_dpop(client: clients.Client | None, jkt: str | None) -> None:
+    """RFC 9449 §5.2: a client registered with dpop_bound_access_tokens must send a proof."""
+    if client is not None and client.dpop_bound and jkt is None:
+        raise InvalidDpopProof("this client must send a DPoP proof")
+
+
+def _check_binding(row: refresh.RefreshRow, jkt: str | None) -> None:
+    # RFC 9449 §5: a bound refresh token is used only with a proof of the same key. Checked
+    # before anything is rotated, so a thief without the key cannot even burn the family.
+    if row.jkt is not None and (jkt is None or not hmac.compare_digest(row.jkt, jkt)):
+        raise InvalidDpopProof("the refresh token is bound to a DPoP key; prove it")
+
+
 def pick_audience(client: clients.Client, requested: str | None) -> str:
     """RFC 8707: a requested resource must be one of the client's audiences."""
     if requested is None:
@@ -47,7 +61,7 @@ def pick_audience(client: clients.Client, requested: str | None) -> str:
 
 async def refresh_grant(iss: Issuer, token: str, client: clients.Client | None,
                         address: str, *, public_only: bool = False,
-                        scope: list[str] | None = None
+                        scope: list[str] | None = None, jkt: str | None = None
                         ) -> tuple[dict[str, Any], refresh.RefreshRow]:
     """Rotate `token` for the authenticated `client`.
 
@@ -55,7 +69,10 @@ async def refresh_grant(iss: Issuer, token: str, client: clients.Client | None,
     must then be a public one (RFC 6749 §6: confidential clients authenticate); without it the
     caller has authenticated the request otherwise (browser mode: cookie + CSRF).
     `scope` narrows the new access token (RFC 6749 §6); the refresh token keeps the original.
+    `jkt`: the key of the request's DPoP proof; the new access token is bound to it, and a
+    refresh token bound to a key needs a proof of that key (RFC 9449 §5).
     """
+    check_dpop(client, jkt)
     now = iss.now()
     # The common case in one statement and one transaction: a live token, marked used as it
     # is read; the successor and the audit event in the same transaction (`claim_then`, on
@@ -66,7 +83,7 @@ async def refresh_grant(iss: Issuer, token: str, client: clients.Client | None,
         done = await db.claim_then(
             db.compiled(refresh.CLAIM), params,
             lambda r: _rotate_live(iss, refresh.claim_from_row(r), client, address, now,
-                                   public_only, scope))
+                                   public_only, scope, jkt))
         if done is not None:
             return done
     # Not live: the step-by-step path says why, and revokes the family on reuse. A token
@@ -78,6 +95,7 @@ async def refresh_grant(iss: Issuer, token: str, client: clients.Client | None,
             raise InvalidGrant("refresh token unknown")
         if client is None and public_only and not owner_public:
             raise InvalidClient("client authentication required")
+        _check_binding(row, jkt)
         if scope is not None and not set(scope) <= set(json.loads(row.scope)):
             raise InvalidScope("scope exceeds the original grant")
         st = (await users.standing(conn, row.user_id, row.sid, now)
@@ -90,11 +108,14 @@ async def refresh_grant(iss: Issuer, token: str, client: clients.Client | None,
             await audit.record(conn, now, "refresh_reuse", client_id=rot.row.client_id,
                                address=address, family=rot.row.family_id,
                                user_id=rot.row.user_id)
+            await revocations.emit_family(conn, rot.row.family_id, now=now,
+                                          reason="refresh_reuse")
         elif rot.outcome is not refresh.Outcome.OK:
             raise InvalidGrant(f"refresh token {rot.outcome.value}")
         else:
             assert rot.row is not None and rot.new_token is not None
-            out = iss.access_answer(_grant_for(rot.row, st, scope), now)
+            out, claims = iss.mint(_grant_for(rot.row, st, scope, jkt), now)
+            await revocations.remember_access(conn, claims, rot.row.family_id)
             out["refresh_token"] = rot.new_token
             await audit.record(conn, now, "refresh", client_id=rot.row.client_id,
                                address=address, family=rot.row.family_id)
@@ -104,7 +125,8 @@ async def refresh_grant(iss: Issuer, token: str, client: clients.Client | None,
 
 
 def _rotate_live(iss: Issuer, claim: refresh.Claim, client: clients.Client | None,
-                 address: str, now: int, public_only: bool, scope: list[str] | None
+                 address: str, now: int, public_only: bool, scope: list[str] | None,
+                 jkt: str | None = None
                  ) -> tuple[tuple[dict[str, Any], refresh.RefreshRow], rawsql.Writes]:
     """Decide on a claimed live token: the answer, and the rows that go with the COMMIT.
 
@@ -115,6 +137,7 @@ def _rotate_live(iss: Issuer, claim: refresh.Claim, client: clients.Client | Non
     row = claim.row
     if client is None and public_only and not claim.owner_public:
         raise InvalidClient("client authentication required")
+    _check_binding(row, jkt)
     if scope is not None and not set(scope) <= set(json.loads(row.scope)):
         raise InvalidScope("scope exceeds the original grant")
     if client is not None and row.client_id != client.client_id:
@@ -126,22 +149,26 @@ def _rotate_live(iss: Issuer, claim: refresh.Claim, client: clients.Client | Non
                                    and claim.session_expires_at is not None
                                    and claim.session_expires_at > now)
         st = users.Standing(disabled=claim.user_disabled, roles=claim.roles, session_live=live)
-    out = iss.access_answer(_grant_for(row, st, scope), now)
+    out, claims = iss.mint(_grant_for(row, st, scope, jkt), now)
     out["refresh_token"], _, successor = refresh.successor(
         user_id=row.user_id, client_id=row.client_id, sid=row.sid, scope=row.scope,
         audience=row.audience, now=now, idle_s=iss.cfg.tokens.refresh_idle_s, absolute_s=0,
         family_id=row.family_id, parent_hash=row.token_hash,
-        family_expires_at=row.family_expires_at)
+        family_expires_at=row.family_expires_at, jkt=row.jkt)
     db = iss.db
-    return (out, row), [
-        (db.compiled(refresh.INSERT, refresh.COLUMNS), successor),
+    writes: rawsql.Writes = [(db.compiled(refresh.INSERT, refresh.COLUMNS), successor)]
+    issued = revocations.access_row(claims, row.family_id)
+    if issued is not None:
+        writes.append((db.compiled(revocations.ACCESS_INSERT, revocations.ACCESS_COLUMNS),
+                       issued))
+    return (out, row), writes + [
         (db.compiled(audit.INSERT, audit.COLUMNS),
          audit.event_row(now, "refresh", client_id=row.client_id, address=address,
                          family=row.family_id))]
 
 
 def _grant_for(row: refresh.RefreshRow, st: users.Standing | None,
-               narrowed: list[str] | None) -> Grant:
+               narrowed: list[str] | None, jkt: str | None = None) -> Grant:
     """Checked only after a successful rotation, so reuse detection always comes first."""
     scope = narrowed if narrowed is not None else json.loads(row.scope)
     roles: list[str] = []
@@ -154,12 +181,13 @@ def _grant_for(row: refresh.RefreshRow, st: users.Standing | None,
             raise InvalidGrant("session ended")
         roles, sub = list(st.roles), str(row.user_id)
     return Grant(sub=sub, client_id=row.client_id, scope=scope, audience=row.audience,
-                 roles=roles, user_id=row.user_id, sid=row.sid, with_refresh=False)
+                 roles=roles, user_id=row.user_id, sid=row.sid, with_refresh=False, jkt=jkt)
 
 
 async def client_credentials(iss: Issuer, conn: AsyncConnection, client: clients.Client,
                              scope: list[str], audience: str | None,
-                             address: str) -> dict[str, Any]:
+                             address: str, jkt: str | None = None) -> dict[str, Any]:
+    check_dpop(client, jkt)
     if "client_credentials" not in client.grant_types or client.public:
         raise UnauthorizedClient("client may not use client_credentials")
     if not set(scope) <= set(client.scopes):
@@ -168,7 +196,7 @@ async def client_credentials(iss: Issuer, conn: AsyncConnection, client: clients
     # RFC 6749 §4.4.3: no refresh token; the client can always ask again.
     g = Grant(sub=client.client_id, client_id=client.client_id,
               scope=scope or list(client.scopes), audience=pick_audience(client, audience),
-              roles=[], user_id=None, sid=None, with_refresh=False)
+              roles=[], user_id=None, sid=None, with_refresh=False, jkt=jkt)
     out, _ = await iss.tokens(conn, g, now)
     await audit.record(conn, now, "client_credentials", client_id=client.client_id,
                        address=address)
@@ -177,7 +205,8 @@ async def client_credentials(iss: Issuer, conn: AsyncConnection, client: clients
 
 async def authorization_code(iss: Issuer, client: clients.Client, code: str,
                              redirect_uri: str | None, verifier: str | None,
-                             address: str) -> dict[str, Any]:
+                             address: str, jkt: str | None = None) -> dict[str, Any]:
+    check_dpop(client, jkt)
     now = iss.now()
     replayed = False
     async with iss.db.begin() as conn:
@@ -195,6 +224,8 @@ async def authorization_code(iss: Issuer, client: clients.Client, code: str,
             replayed = True
             if c["family_id"]:
                 await refresh.revoke_family(conn, c["family_id"])
+                await revocations.emit_family(conn, c["family_id"], now=now,
+                                              reason="code_replay")
             await audit.record(conn, now, "code_replay", client_id=client.client_id,
                                address=address)
         else:
@@ -217,7 +248,8 @@ async def authorization_code(iss: Issuer, client: clients.Client, code: str,
             scope = json.loads(c["scope"])
             g = Grant(sub=str(user.id), client_id=client.client_id, scope=scope,
                       audience=c["audience"], roles=list(user.roles), user_id=user.id,
-                      sid=c["sid"], with_refresh="refresh_token" in client.grant_types)
+                      sid=c["sid"], with_refresh="refresh_token" in client.grant_types,
+                      jkt=jkt, refresh_jkt=jkt if client.public else None)
             out, family = await iss.tokens(conn, g, now)
             if family is not None:
                 await iss.mark_code_family(conn, c["code_hash"], family)

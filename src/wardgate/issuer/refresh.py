@@ -43,6 +43,7 @@ class RefreshRow:
     family_expires_at: int
     used: bool
     revoked: bool
+    jkt: str | None = None  # RFC 9449 §5: the DPoP key a public client's token is bound to
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,7 @@ def _row(r: object) -> RefreshRow:
                       client_id=m["client_id"], sid=m["sid"], scope=m["scope"],
                       audience=m["audience"], expires_at=m["expires_at"],
                       family_expires_at=m["family_expires_at"], used=bool(m["used"]),
-                      revoked=bool(m["revoked"]))
+                      revoked=bool(m["revoked"]), jkt=m["jkt"])
 
 
 INSERT = insert(refresh_tokens)  # built once; the values travel as parameters
@@ -83,7 +84,8 @@ COLUMNS = tuple(c.name for c in refresh_tokens.c)  # the keys of a `successor` r
 def successor(*, user_id: int | None, client_id: str, sid: str | None, scope: str,
               audience: str, now: int, idle_s: int, absolute_s: int,
               family_id: str | None = None, parent_hash: str | None = None,
-              family_expires_at: int | None = None) -> tuple[str, str, dict[str, Any]]:
+              family_expires_at: int | None = None,
+              jkt: str | None = None) -> tuple[str, str, dict[str, Any]]:
     """A new refresh token: (token, family_id, the row for `INSERT`)."""
     token = new_secret()
     fam = family_id or secrets.token_hex(16)
@@ -92,18 +94,18 @@ def successor(*, user_id: int | None, client_id: str, sid: str | None, scope: st
         "token_hash": digest(token), "family_id": fam, "parent_hash": parent_hash,
         "user_id": user_id, "client_id": client_id, "sid": sid, "scope": scope,
         "audience": audience, "created_at": now, "expires_at": min(now + idle_s, fam_exp),
-        "family_expires_at": fam_exp, "used": False, "revoked": False}
+        "family_expires_at": fam_exp, "used": False, "revoked": False, "jkt": jkt}
 
 
 async def issue(conn: AsyncConnection, *, user_id: int | None, client_id: str, sid: str | None,
                 scope: str, audience: str, now: int, idle_s: int, absolute_s: int,
                 family_id: str | None = None, parent_hash: str | None = None,
-                family_expires_at: int | None = None) -> tuple[str, str]:
+                family_expires_at: int | None = None, jkt: str | None = None) -> tuple[str, str]:
     """Store a new refresh token; return (token, family_id)."""
     token, fam, row = successor(
         user_id=user_id, client_id=client_id, sid=sid, scope=scope, audience=audience,
         now=now, idle_s=idle_s, absolute_s=absolute_s, family_id=family_id,
-        parent_hash=parent_hash, family_expires_at=family_expires_at)
+        parent_hash=parent_hash, family_expires_at=family_expires_at, jkt=jkt)
     await conn.execute(INSERT, row)
     return token, fam
 
@@ -165,7 +167,7 @@ async def rotate(conn: AsyncConnection, token: str, client_id: str | None, now: 
     new_token, _ = await issue(
         conn, user_id=row.user_id, client_id=row.client_id, sid=row.sid, scope=row.scope,
         audience=row.audience, now=now, idle_s=idle_s, absolute_s=0, family_id=row.family_id,
-        parent_hash=row.token_hash, family_expires_at=row.family_expires_at)
+        parent_hash=row.token_hash, family_expires_at=row.family_expires_at, jkt=row.jkt)
     return Rotation(Outcome.OK, row, new_token)
 
 
@@ -195,7 +197,7 @@ CLAIM = (
     .values(used=True)
     .returning(
         _rt.token_hash, _rt.family_id, _rt.user_id, _rt.client_id, _rt.sid, _rt.scope,
-        _rt.audience, _rt.expires_at, _rt.family_expires_at,
+        _rt.audience, _rt.expires_at, _rt.family_expires_at, _rt.jkt,
         _about(clients.c.auth_method, clients.c.client_id, "client_id").label("c_auth_method"),
         _about(clients.c.disabled, clients.c.client_id, "client_id").label("c_disabled"),
         _about(users.c.disabled, users.c.id, "user_id").label("u_disabled"),
@@ -221,12 +223,12 @@ def claim_from_row(r: Sequence[Any]) -> Claim:
     which tells unknown, expired, revoked and reused apart and revokes the family on reuse.
     """
     (token_hash, family_id, user_id, client_id, sid, scope, audience, expires_at,
-     family_expires_at, c_auth_method, c_disabled, u_disabled, u_roles, s_ended,
+     family_expires_at, jkt, c_auth_method, c_disabled, u_disabled, u_roles, s_ended,
      s_expires_at) = r
     row = RefreshRow(token_hash=token_hash, family_id=family_id, user_id=user_id,
                      client_id=client_id, sid=sid, scope=scope, audience=audience,
                      expires_at=expires_at, family_expires_at=family_expires_at, used=False,
-                     revoked=False)
+                     revoked=False, jkt=jkt)
     return Claim(
         row=row,
         owner_public=c_auth_method == "none" and not c_disabled,

@@ -17,7 +17,7 @@ from joserfc.errors import JoseError
 from joserfc.jws import JWSRegistry
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from wardgate.issuer import audit, clients, cookies, sessions
+from wardgate.issuer import audit, clients, cookies, revocations, sessions
 from wardgate.issuer.deps import address, issuer_of
 from wardgate.issuer.errors import BadAuthorizeRequest
 from wardgate.issuer.service import Issuer
@@ -62,6 +62,7 @@ async def end_session(request: Request) -> Response:
     now = iss.now()
     async with iss.db.begin() as conn:
         await sessions.end(conn, claims["sid"])
+        await revocations.emit_session(conn, claims["sid"], now=now, reason="logout")
         await audit.record(conn, now, "logout", client_id=claims["aud"],
                            address=address(request), sid=claims["sid"], initiated_by="rp")
     resp: Response

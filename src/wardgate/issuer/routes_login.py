@@ -2,14 +2,32 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse, Response
 
-from wardgate.issuer import audit, clients, cookies, csrf, forms, refresh, sessions, tokens, users
+from wardgate.issuer import (
+    audit,
+    clients,
+    cookies,
+    csrf,
+    forms,
+    refresh,
+    revocations,
+    sessions,
+    tokens,
+    users,
+)
 from wardgate.issuer.deps import address, bearer, issuer_of, no_store
-from wardgate.issuer.errors import CsrfFailed, InvalidGrant, InvalidRequest, InvalidToken
+from wardgate.issuer.errors import (
+    CsrfFailed,
+    InvalidDpopProof,
+    InvalidGrant,
+    InvalidRequest,
+    InvalidToken,
+)
 from wardgate.issuer.grants import refresh_grant
 from wardgate.issuer.service import Issuer
 
@@ -36,6 +54,10 @@ async def login(request: Request) -> Response:
     mode = body.get("mode", "token")
     if mode not in ("token", "cookie") or (mode == "cookie" and not iss.cfg.browser.enabled):
         raise InvalidRequest("mode must be 'token' or 'cookie' (if browser mode is enabled)")
+    # RFC 9449 §5: a proof binds the tokens (and the public login client's refresh token)
+    jkt = iss.dpop.proof_jkt(request, iss.url("/login"))
+    if jkt is not None and mode == "cookie":
+        raise InvalidRequest("DPoP-bound tokens are issued in token mode only")
     user = await iss.check_password(username, password, address(request))
     now = iss.now()
     t = iss.cfg.tokens
@@ -44,11 +66,19 @@ async def login(request: Request) -> Response:
         assert client is not None  # created at start-up
         sess_cookie, sess = await sessions.create(conn, user.id, now, t.session_ttl_s)
         grant = iss.user_grant(user, client, [], t.default_audience, sess.sid)
+        if jkt is not None:
+            grant = dataclasses.replace(grant, jkt=jkt, refresh_jkt=jkt)
+        elif client.dpop_bound:
+            raise InvalidDpopProof("this client must send a DPoP proof")
         out, _ = await iss.tokens(conn, grant, now)
         await audit.record(conn, now, "login", username=user.username,
                            client_id=client.client_id, address=address(request), mode=mode)
     if mode == "token":
-        return no_store(out)
+        resp = no_store(out)
+        nonce = iss.dpop.fresh_nonce()
+        if nonce is not None:
+            resp.headers["DPoP-Nonce"] = nonce
+        return resp
     return _cookie_answer(iss, out, sess.sid, sess_cookie)
 
 
@@ -115,7 +145,8 @@ async def logout(request: Request) -> Response:
     token = bearer(request)
     if token is not None:
         claims = tokens.verify_access(iss.ring, token, issuer=iss.cfg.issuer, now=now)
-        if claims is None:
+        if claims is None or "cnf" in claims:
+            # RFC 9449 §7.2: a DPoP-bound token is never taken as a bearer token
             raise InvalidToken("access token invalid")
         sid = claims.get("sid") if isinstance(claims.get("sid"), str) else None
     elif request.cookies.get(cookies.SESSION) or request.cookies.get(cookies.ACCESS):
@@ -134,8 +165,10 @@ async def logout(request: Request) -> Response:
     async with iss.db.begin() as conn:
         if family is not None:
             await refresh.revoke_family(conn, family)
+            await revocations.emit_family(conn, family, now=now, reason="logout")
         if sid is not None:
             await sessions.end(conn, sid)
+            await revocations.emit_session(conn, sid, now=now, reason="logout")
         await audit.record(conn, now, "logout", address=address(request), sid=sid)
     resp = no_store({"logged_out": True})
     cookies.clear_all(resp, iss.cfg.browser.same_site)
@@ -153,7 +186,8 @@ async def userinfo(request: Request) -> JSONResponse:
     claims = tokens.verify_access(iss.ring, token, issuer=iss.cfg.issuer, now=now)
     sub = claims.get("sub") if claims else None
     # User tokens carry a session id and a numeric subject; client_credentials tokens neither.
-    if claims is None or not isinstance(claims.get("sid"), str) or not isinstance(sub, str) \
+    if claims is None or "cnf" in claims or not isinstance(claims.get("sid"), str) \
+            or not isinstance(sub, str) \
             or not (sub.isascii() and sub.isdigit()):
         raise InvalidToken("access token invalid")
     async with iss.db.begin() as conn:

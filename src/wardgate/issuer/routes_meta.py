@@ -9,6 +9,7 @@ from starlette.responses import JSONResponse
 
 from wardgate.issuer.clientauth import ASSERTION_ALGS
 from wardgate.issuer.deps import issuer_of
+from wardgate.issuer.exchange import GRANT_TYPE
 
 router = APIRouter(tags=["discovery"])
 
@@ -34,7 +35,8 @@ async def discovery(request: Request) -> JSONResponse:
         "session_refresh_endpoint": u("/session/refresh"),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
-        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
+        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials",
+                                  *([GRANT_TYPE] if iss.cfg.token_exchange else [])],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": iss.ring.algorithms() or [iss.cfg.keys.algorithm],
         "token_endpoint_auth_methods_supported": auth_methods,
@@ -44,8 +46,10 @@ async def discovery(request: Request) -> JSONResponse:
         "code_challenge_methods_supported": ["S256"],
         "scopes_supported": ["openid", "profile", "offline_access"],
         "claims_supported": ["iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "sid",
-                             "preferred_username", "roles", "scope", "client_id"],
+                             "preferred_username", "roles", "scope", "client_id", "act"],
         "authorization_response_iss_parameter_supported": True,
+        # RFC 9449 §5.1: the token endpoint and /login bind tokens to a DPoP proof's key
+        "dpop_signing_alg_values_supported": list(iss.cfg.dpop.algorithms),
     }
     return JSONResponse(doc, headers={"Cache-Control": "public, max-age=3600"})
 

@@ -8,7 +8,18 @@ from typing import Any
 from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse, Response
 
-from wardgate.issuer import audit, clientauth, clients, forms, grants, refresh, sessions, tokens
+from wardgate.issuer import (
+    audit,
+    clientauth,
+    clients,
+    exchange,
+    forms,
+    grants,
+    refresh,
+    revocations,
+    sessions,
+    tokens,
+)
 from wardgate.issuer.deps import address, issuer_of, no_store
 from wardgate.issuer.errors import UnsupportedGrantType
 from wardgate.issuer.service import Issuer
@@ -27,11 +38,15 @@ _CLIENT = {"client_id": {"type": "string"}, "client_secret": {"type": "string"},
            "client_assertion_type": {"type": "string"}, "client_assertion": {"type": "string"}}
 _TOKEN = _form_body({
     "grant_type": {"type": "string",
-                   "enum": ["refresh_token", "client_credentials", "authorization_code"]},
+                   "enum": ["refresh_token", "client_credentials", "authorization_code",
+                            exchange.GRANT_TYPE]},
     "refresh_token": {"type": "string"}, "scope": {"type": "string"},
     "code": {"type": "string"}, "redirect_uri": {"type": "string"},
     "code_verifier": {"type": "string"}, "audience": {"type": "string"},
-    "resource": {"type": "string"}, **_CLIENT}, ["grant_type"])
+    "resource": {"type": "string"}, "subject_token": {"type": "string"},
+    "subject_token_type": {"type": "string"}, "actor_token": {"type": "string"},
+    "actor_token_type": {"type": "string"}, "requested_token_type": {"type": "string"},
+    **_CLIENT}, ["grant_type"])
 _REVOKE = _form_body({"token": {"type": "string"}, "token_type_hint": {"type": "string"},
                       **_CLIENT}, ["token"])
 
@@ -60,6 +75,8 @@ async def token(request: Request) -> Response:
     addr = address(request)
     authz = request.headers.get("authorization")
     now = iss.now()
+    # RFC 9449 §5: a proof binds the tokens to its key (checked before any grant work)
+    jkt = iss.dpop.proof_jkt(request, iss.url("/token"))
     if grant_type == "refresh_token":
         rt = forms.need_str(p, "refresh_token", 256)
         scope = forms.scope_list(forms.opt_str(p, "scope"))
@@ -71,16 +88,17 @@ async def token(request: Request) -> Response:
                 client = await clientauth.authenticate(conn, p, authz,
                                                        audiences=_auth_audiences(iss), now=now)
         out, _ = await grants.refresh_grant(iss, rt, client, addr, public_only=anonymous,
-                                            scope=scope or None)
-        return no_store(out)
+                                            scope=scope or None, jkt=jkt)
+        return _answer(iss, out)
     if grant_type == "client_credentials":
         scope = forms.scope_list(forms.opt_str(p, "scope"))
         audience = forms.opt_str(p, "audience", 512) or forms.opt_str(p, "resource", 512)
         async with iss.db.begin() as conn:
             client = await clientauth.authenticate(conn, p, authz, audiences=_auth_audiences(iss),
                                                    now=now, allow_public=False)
-            out = await grants.client_credentials(iss, conn, client, scope, audience, addr)
-        return no_store(out)
+            out = await grants.client_credentials(iss, conn, client, scope, audience, addr,
+                                                  jkt=jkt)
+        return _answer(iss, out)
     if grant_type == "authorization_code":
         code = forms.need_str(p, "code", 256)
         async with iss.db.begin() as conn:
@@ -88,9 +106,24 @@ async def token(request: Request) -> Response:
                                                    audiences=_auth_audiences(iss), now=now)
         out = await grants.authorization_code(
             iss, client, code, forms.opt_str(p, "redirect_uri"),
-            forms.opt_str(p, "code_verifier", 256), addr)
-        return no_store(out)
+            forms.opt_str(p, "code_verifier", 256), addr, jkt=jkt)
+        return _answer(iss, out)
+    if grant_type == exchange.GRANT_TYPE:
+        async with iss.db.begin() as conn:
+            client = await clientauth.authenticate(conn, p, authz, audiences=_auth_audiences(iss),
+                                                   now=now, allow_public=False)
+            grants.check_dpop(client, jkt)  # RFC 9449 §5.2: a client that must use DPoP
+            out = await exchange.exchange(iss, conn, client, p, addr, jkt=jkt)
+        return _answer(iss, out)
     raise UnsupportedGrantType(f"grant_type {grant_type[:40]!r} is not supported")
+
+
+def _answer(iss: Issuer, out: dict[str, Any]) -> Response:
+    resp = no_store(out)
+    nonce = iss.dpop.fresh_nonce()
+    if nonce is not None:
+        resp.headers["DPoP-Nonce"] = nonce  # RFC 9449 §8.2: the next proof's nonce
+    return resp
 
 
 @router.post("/revoke", openapi_extra=_REVOKE)
@@ -107,6 +140,8 @@ async def revoke(request: Request) -> Response:
         if row is not None:
             if row.client_id == client.client_id:
                 await refresh.revoke_family(conn, row.family_id)
+                # RFC 7009 §2.1: the access tokens of the same grant go with it
+                await revocations.emit_family(conn, row.family_id, now=now, reason="rfc7009")
                 await _audit(conn, now, "revoked", client.client_id, address(request),
                              kind="refresh_token")
         else:
@@ -150,4 +185,5 @@ async def introspect(request: Request) -> JSONResponse:
         sid = claims.get("sid")
         if isinstance(sid, str) and not await sessions.is_live(conn, sid, now):
             return no_store(inactive)
-    return no_store({"active": True, "token_type": "Bearer", **claims})
+    bound = isinstance(claims.get("cnf"), dict)
+    return no_store({"active": True, "token_type": "DPoP" if bound else "Bearer", **claims})

@@ -66,6 +66,8 @@ clients = Table(
     Column("redirect_uris", Text, nullable=False),
     Column("disabled", Boolean, nullable=False, default=False),
     Column("created_at", BigInteger, nullable=False),
+    # RFC 9449 §5.2 dpop_bound_access_tokens: the client must send a DPoP proof
+    Column("dpop_bound", Boolean, nullable=True),
 )
 
 sessions = Table(
@@ -93,6 +95,8 @@ refresh_tokens = Table(
     Column("family_expires_at", BigInteger, nullable=False),  # absolute limit
     Column("used", Boolean, nullable=False, default=False),
     Column("revoked", Boolean, nullable=False, default=False),
+    # RFC 9449 §5: the JWK thumbprint a public client's refresh token is bound to
+    Column("jkt", String(64), nullable=True),
     Index("ix_wg_refresh_family", "family_id"),
     Index("ix_wg_refresh_sid", "sid"),
 )
@@ -149,4 +153,31 @@ audit_events = Table(
     Column("address", String(64), nullable=True),
     Column("detail", Text, nullable=False),
     Index("ix_wg_audit_event", "event"),
+)
+
+# The revocation feed (wardgate.revoke): every event the gateways must apply, in order. `seq`
+# is the feed's cursor; rows go once `until` (plus the serving grace) has passed.
+revocation_events = Table(
+    "wg_revocation_events", metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(16), nullable=False),  # jti | sub | client
+    Column("value", String(256), nullable=False),
+    Column("before", BigInteger, nullable=False),  # sub/client: tokens with iat < before; jti: 0
+    Column("until", BigInteger, nullable=False),  # the last covered token is dead after this
+    Column("at", BigInteger, nullable=False),
+    Column("reason", String(32), nullable=False),
+    Index("ix_wg_revocation_until", "until"),
+    sqlite_autoincrement=True,  # a seq is never reused after a purge: it is a cursor
+)
+
+# Access tokens issued inside a session or a refresh family (not the token, its jti): what a
+# logout, a refresh-token reuse or an RFC 7009 refresh revocation must revoke by jti.
+issued_access = Table(
+    "wg_issued_access", metadata,
+    Column("jti", String(64), primary_key=True),
+    Column("family_id", String(32), nullable=True),
+    Column("sid", String(32), nullable=True),
+    Column("expires_at", BigInteger, nullable=False),
+    Index("ix_wg_issued_family", "family_id"),
+    Index("ix_wg_issued_sid", "sid"),
 )

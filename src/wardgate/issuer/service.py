@@ -20,7 +20,17 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from wardgate.config.issuer import IssuerConfig
-from wardgate.issuer import audit, clients, housekeeping, keys, refresh, sessions, tokens, users
+from wardgate.issuer import (
+    audit,
+    clients,
+    housekeeping,
+    keys,
+    refresh,
+    revocations,
+    sessions,
+    tokens,
+    users,
+)
 from wardgate.issuer.db import Database
 from wardgate.issuer.errors import AccessDenied, InvalidScope, SlowDown, TemporarilyUnavailable
 from wardgate.issuer.keyring import KeyRing, KeysUnavailable
@@ -47,6 +57,9 @@ class Grant:
     user_id: int | None
     sid: str | None
     with_refresh: bool
+    jkt: str | None = None  # RFC 9449: the DPoP key the access token is bound to
+    #: the key the refresh token is bound to (public clients, RFC 9449 §5)
+    refresh_jkt: str | None = None
 
 
 class Issuer:
@@ -63,6 +76,10 @@ class Issuer:
                                       base_delay=t.base_delay_s, max_delay=t.max_delay_s,
                                       forget_after=t.forget_after_s)
         self.csrf_key = b""
+        #: names this database's revocation feed: a gateway seeing another epoch starts over
+        self.revocation_epoch = ""
+        self.relay: Any = None  # wardgate.revoke.relay.Relay, when state.redis_url is set
+        self.dpop: Any = None  # wardgate.issuer.dpop.IssuerDpop, made at start
         self._reloader: asyncio.Task[None] | None = None
 
     def now(self) -> int:
@@ -78,6 +95,12 @@ class Issuer:
         async with self.db.begin() as conn:
             await users.sync_roles(conn, self.cfg.roles)
             self.csrf_key = bytes.fromhex(await self._meta_secret(conn, "csrf_key"))
+            self.revocation_epoch = (await self._meta_secret(conn, "revocation_epoch"))[:16]
+            from wardgate.issuer.dpop import IssuerDpop
+
+            # one nonce key in the database: every issuer process accepts the others' nonces
+            self.dpop = IssuerDpop(self.cfg.dpop, bytes.fromhex(
+                await self._meta_secret(conn, "dpop_nonce_key")), self.clock)
             await self._ensure_login_client(conn, now)
             if not await keys.list_keys(conn):
                 # First start: one key that signs at once (rotation adds the lead time later).
@@ -86,8 +109,15 @@ class Issuer:
                 await audit.record(conn, now, "key_generated", kid=k.kid, alg=k.alg)
         await self.ring.reload(self.db, now)
         self._reloader = asyncio.create_task(self._reload_loop())
+        if self.cfg.state.urls():
+            from wardgate.revoke.relay import Relay
+
+            self.relay = Relay(self.cfg, self.db)
+            await self.relay.start()
 
     async def stop(self) -> None:
+        if self.relay is not None:
+            await self.relay.stop()
         if self._reloader is not None:
             self._reloader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -103,7 +133,8 @@ class Issuer:
                 if self.clock() - last_purge >= PURGE_INTERVAL_S:
                     last_purge = self.clock()
                     async with self.db.begin() as conn:
-                        await housekeeping.purge_expired(conn, self.now())
+                        await housekeeping.purge_expired(conn, self.now(),
+                                                        self.cfg.revocations.grace_s)
             except Exception:  # a bad read must not stop future reloads
                 log.exception("key reload or purge failed")
 
@@ -162,29 +193,35 @@ class Issuer:
         Runs inside the caller's transaction; returns (response body, refresh family id).
         """
         t = self.cfg.tokens
-        out = self.access_answer(g, now)
+        out, claims = self.mint(g, now)
         family = None
         if g.with_refresh:
             rt, family = await refresh.issue(
                 conn, user_id=g.user_id, client_id=g.client_id, sid=g.sid,
                 scope=json.dumps(g.scope), audience=g.audience, now=now,
-                idle_s=t.refresh_idle_s, absolute_s=t.refresh_absolute_s)
+                idle_s=t.refresh_idle_s, absolute_s=t.refresh_absolute_s, jkt=g.refresh_jkt)
             out["refresh_token"] = rt
+        await revocations.remember_access(conn, claims, family)
         return out, family
 
     def access_answer(self, g: Grant, now: int) -> dict[str, Any]:
         """The token response without a refresh token: mint and sign the access token."""
+        return self.mint(g, now)[0]
+
+    def mint(self, g: Grant, now: int) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The token response without a refresh token, and the access token's claims."""
         t = self.cfg.tokens
         scope = " ".join(g.scope)
         try:
-            access, _ = tokens.mint_access(
+            access, claims = tokens.mint_access(
                 self.ring, issuer=self.cfg.issuer, sub=g.sub, audience=g.audience,
                 client_id=g.client_id, scope=scope, roles=g.roles, ttl_s=t.access_ttl_s,
-                now=now, sid=g.sid)
+                now=now, sid=g.sid, jkt=g.jkt)
         except KeysUnavailable:
             raise TemporarilyUnavailable("no signing key is active") from None
-        return {"access_token": access, "token_type": "Bearer", "expires_in": t.access_ttl_s,
-                "scope": scope}
+        # RFC 9449 §5.1: a bound token is of type DPoP
+        return {"access_token": access, "token_type": "DPoP" if g.jkt else "Bearer",
+                "expires_in": t.access_ttl_s, "scope": scope}, claims
 
     def id_token(self, *, sub: str, client_id: str, now: int, auth_time: int, sid: str,
                  nonce: str | None, username: str) -> str:
@@ -211,11 +248,16 @@ class Issuer:
                      audience=audience, roles=list(user.roles), user_id=user.id, sid=sid,
                      with_refresh="refresh_token" in client.grant_types)
 
-    async def revoke_jti(self, conn: AsyncConnection, jti: str, exp: int) -> None:
+    def max_token_ttl(self) -> int:
+        return max(self.cfg.tokens.access_ttl_s, self.cfg.tokens.id_token_ttl_s)
+
+    async def revoke_jti(self, conn: AsyncConnection, jti: str, exp: int,
+                         reason: str = "rfc7009") -> None:
         found = (await conn.execute(select(revoked_jti.c.jti)
                                     .where(revoked_jti.c.jti == jti))).first()
         if found is None:
             await conn.execute(insert(revoked_jti).values(jti=jti, expires_at=exp))
+            await revocations.emit(conn, "jti", jti, now=self.now(), until=exp, reason=reason)
 
     async def jti_revoked(self, conn: AsyncConnection, jti: str) -> bool:
         return (await conn.execute(select(revoked_jti.c.jti)
@@ -223,6 +265,8 @@ class Issuer:
 
     async def disable_user_everywhere(self, conn: AsyncConnection, user_id: int) -> None:
         await sessions.end_for_user(conn, user_id)
+        await revocations.emit_subject(conn, str(user_id), now=self.now(),
+                                       max_ttl_s=self.max_token_ttl(), reason="user_disabled")
 
     async def mark_code_family(self, conn: AsyncConnection, code_hash: str, family: str) -> None:
         await conn.execute(update(auth_codes).where(auth_codes.c.code_hash == code_hash)

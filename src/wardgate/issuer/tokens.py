@@ -59,6 +59,20 @@ def check_claims(claims: Mapping[str, Any]) -> None:
     roles = claims.get("roles")
     if roles is not None and not (isinstance(roles, list) and all(isinstance(r, str) for r in roles)):
         raise ClaimTypeError("roles must be a list of strings")
+    if "act" in claims:
+        act_chain(claims["act"])
+
+
+def act_chain(act: Any, limit: int = 16) -> list[str]:
+    """RFC 8693 §4.1: the actors of a delegation, current actor first; ClaimTypeError if the
+    value is not a chain of objects each naming a string `sub`."""
+    out: list[str] = []
+    while act is not None:
+        if not isinstance(act, dict) or not isinstance(act.get("sub"), str) or len(out) >= limit:
+            raise ClaimTypeError("act must be nested objects with a string sub")
+        out.append(act["sub"])
+        act = act.get("act")
+    return out
 
 
 def _b64(data: bytes) -> bytes:
@@ -104,13 +118,18 @@ def new_jti() -> str:
 
 def mint_access(ring: KeyRing, *, issuer: str, sub: str, audience: str | list[str],
                 client_id: str, scope: str, roles: list[str], ttl_s: int, now: int,
-                sid: str | None = None) -> tuple[str, dict[str, Any]]:
+                sid: str | None = None, act: dict[str, Any] | None = None,
+                jkt: str | None = None) -> tuple[str, dict[str, Any]]:
     claims: dict[str, Any] = {
         "iss": issuer, "sub": sub, "aud": audience, "exp": now + ttl_s, "iat": now,
         "nbf": now, "jti": new_jti(), "client_id": client_id, "scope": scope, "roles": roles,
     }
     if sid is not None:
         claims["sid"] = sid
+    if act is not None:
+        claims["act"] = act
+    if jkt is not None:
+        claims["cnf"] = {"jkt": jkt}  # RFC 9449 §6.1: bound to the proof's key
     return _sign(ring, ACCESS_TYP, claims, now), claims
 
 

@@ -33,6 +33,15 @@ AUTH_OUTCOMES = (
     "embedded_key", "crit", "b64", "nested", "bad_typ", "unknown_kid", "bad_signature",
     "expired", "not_yet_valid", "bad_iat", "bad_exp", "bad_aud", "missing_claim", "bad_claim",
     "lifetime", "revoked", "insufficient_scope", "forbidden", "keys_unavailable", "csrf_failed",
+    "revocation_stale", "step_up", "detection_denied",
+    # DPoP (wardgate.dpop, docs/auth.md#dpop-rfc-9449)
+    "dpop_missing_proof", "dpop_multiple_proofs", "dpop_bad_target", "dpop_malformed",
+    "dpop_oversize", "dpop_bad_typ", "dpop_bad_alg", "dpop_bad_header", "dpop_missing_jwk",
+    "dpop_private_key", "dpop_bad_jwk", "dpop_bad_signature", "dpop_bad_jti", "dpop_bad_htm",
+    "dpop_bad_htu", "dpop_bad_iat", "dpop_iat_too_old", "dpop_iat_in_future",
+    "dpop_missing_ath", "dpop_bad_ath", "dpop_key_mismatch", "dpop_nonce_required",
+    "dpop_bad_nonce", "dpop_replayed", "dpop_replay_cache_full", "dpop_store_error",
+    "dpop_unbound_token", "dpop_bound_as_bearer", "dpop_required", "dpop_unsupported",
     "other")
 #: requests that matched no route (404, or refused before routing)
 NO_ROUTE = "-"

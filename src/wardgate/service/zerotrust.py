@@ -68,7 +68,7 @@ class TokenAuthenticator:
             raise MissingToken("Authentication required")  # RFC 6750 §3.1: no error code
         cached = self.registry.cache.get(token, self._clock())
         if cached is not None:
-            return cached
+            return self._unbound(cached)
         try:
             # b64token syntax (RFC 6750 §2.1), checked on a cache miss as the gateway does
             self._extract.check_syntax(token)
@@ -94,4 +94,12 @@ class TokenAuthenticator:
             raise ServiceUnavailable("Token signing keys are unavailable", code="keys_unavailable",
                                      retry_after_s=5)
         self.registry.cache.put(token, ident)
+        return self._unbound(ident)
+
+    @staticmethod
+    def _unbound(ident: Identity) -> Identity:
+        # RFC 9449 §7.2: a DPoP-bound token is never accepted as a bearer token; this mode
+        # checks no proofs, so it takes none (the gateway does, see wardgate.dpop)
+        if ident.jkt is not None:
+            raise InvalidToken(_INVALID)
         return ident

@@ -22,8 +22,10 @@ if TYPE_CHECKING:
 __all__ = ["BoundScript", "Script", "StateClient", "StoreError", "client_from_config"]
 
 
-def client_from_config(cfg: StateConfig) -> StateClient | None:
-    """The client for `state:`, or None when no Redis is configured."""
+def client_from_config(cfg: StateConfig, *, timeout_s: float | None = None,
+                       pool_size: int | None = None) -> StateClient | None:
+    """The client for `state:`, or None when no Redis is configured. `timeout_s` and
+    `pool_size` override the file's for a client of one purpose (a blocking stream read)."""
     from wardgate.state.client import StateClient
     from wardgate.state.nodes import parse_url
 
@@ -36,5 +38,7 @@ def client_from_config(cfg: StateConfig) -> StateClient | None:
 
         password = os.environ[cfg.password_env]
         nodes = [type(n)(n.host, n.port, n.tls, n.username, password, n.db) for n in nodes]
-    return StateClient(nodes, cluster=cfg.cluster, timeout_s=cfg.timeout_ms / 1000,
-                       pool_size=cfg.pool_size, ca_file=cfg.tls_ca_file)
+    return StateClient(nodes, cluster=cfg.cluster,
+                       timeout_s=timeout_s if timeout_s is not None else cfg.timeout_ms / 1000,
+                       pool_size=pool_size if pool_size is not None else cfg.pool_size,
+                       ca_file=cfg.tls_ca_file)

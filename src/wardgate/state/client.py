@@ -209,6 +209,18 @@ class StateClient:
             return
         _Redirecting(self, bound, key, cb).send(self._slot(key), None, False)
 
+    def call(self, key: bytes, cmd: bytes, cb: Callback) -> None:
+        """Queue one plain command about `key` (already RESP-encoded, `resp.encode`); `cb`
+        receives the reply or a StoreError. For management and feed reads, not scripts."""
+        if not self.cluster:
+            conn = self.pool.pick()  # type: ignore[union-attr]
+            if conn is None:
+                cb(DOWN)
+                return
+            conn.call(cmd, cb, self.loop.time() + self.timeout_s)
+            return
+        _Redirecting(self, _Plain(cmd), key, cb).send(self._slot(key), None, False)
+
     def _slot(self, key: bytes) -> int:
         cache = self._slot_cache
         slot = cache.get(key)
@@ -266,12 +278,25 @@ class StateClient:
         return False
 
 
+class _Plain:
+    """A fixed command in the shape `_Redirecting` sends (it is never a script: no NOSCRIPT)."""
+
+    __slots__ = ("cmd",)
+
+    def __init__(self, cmd: bytes) -> None:
+        self.cmd = cmd
+
+    def command(self, key: bytes) -> bytes:
+        return self.cmd
+
+
 class _Redirecting:
     """One Cluster call: follows up to three MOVED/ASK redirects before giving up."""
 
     __slots__ = ("client", "bound", "key", "cb", "hops")
 
-    def __init__(self, client: StateClient, bound: BoundScript, key: bytes, cb: Callback) -> None:
+    def __init__(self, client: StateClient, bound: BoundScript | _Plain, key: bytes,
+                 cb: Callback) -> None:
         self.client = client
         self.bound = bound
         self.key = key
@@ -291,7 +316,9 @@ class _Redirecting:
         deadline = c.loop.time() + c.timeout_s
         if asking:
             conn.call(b"*1\r\n$6\r\nASKING\r\n", None, deadline)
-        conn.call(self.bound.command(self.key), self.done, deadline, self.bound, self.key)
+        bound = self.bound
+        conn.call(bound.command(self.key), self.done, deadline,
+                  bound if type(bound) is BoundScript else None, self.key)
 
     def done(self, reply: Any) -> None:
         if type(reply) is ReplyError:

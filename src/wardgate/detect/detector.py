@@ -1,0 +1,105 @@
+"""The detector: every signal over one event stream, allow lists, one verdict per signal and
+key per cooldown, and the flags the route steps enforce (no I/O; time comes with the events).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+
+from wardgate.config.common import parse_networks
+from wardgate.config.detect import DetectionConfig
+from wardgate.detect.events import Event
+from wardgate.detect.flags import Flags
+from wardgate.detect.signals import Enumeration, RateAnomaly, RefusedStorm, TokenReplay
+from wardgate.detect.table import Bounded
+from wardgate.detect.verdict import Finding, Verdict
+
+#: every kind a verdict can have (wardgate_detections_total's kind label)
+KINDS = ("token_replay", "rate", "enumeration", "refused_tokens", "key_probing")
+
+
+class Detector:
+    def __init__(self, cfg: DetectionConfig, route_actions: Mapping[str, str] | None = None) -> None:
+        """`route_actions`: route name -> its action, where a route overrides the top level."""
+        self.cfg = cfg
+        self.actions = dict(route_actions or {})
+        cap = cfg.max_keys
+        self.signals: list[TokenReplay | RateAnomaly | Enumeration | RefusedStorm] = []
+        if cfg.replay.enabled:
+            self.signals.append(TokenReplay(cfg.replay, cap))
+        if cfg.rate.enabled:
+            self.signals.append(RateAnomaly(cfg.rate, cap))
+        if cfg.enumeration.enabled:
+            self.signals.append(Enumeration(cfg.enumeration, cap))
+        if cfg.refused.enabled:
+            self.signals.append(RefusedStorm(cfg.refused, cap))
+        self.flags = Flags(cap)
+        self._last: Bounded[tuple[str, str, str], float] = Bounded(cap)
+        self._allow_nets = parse_networks(cfg.allow_networks)
+        self._allowed_ips: dict[str, bool] = {}
+        self._allow_subjects = frozenset(cfg.allow_subjects)
+        self._allow_clients = frozenset(cfg.allow_clients)
+        self.events = 0
+
+    def allowed_network(self, ip: str) -> bool:
+        hit = self._allowed_ips.get(ip)
+        if hit is None:
+            try:
+                addr = ipaddress.ip_address(ip)
+                hit = any(addr in n for n in self._allow_nets)
+            except ValueError:
+                hit = False
+            if len(self._allowed_ips) >= 65_536:
+                self._allowed_ips.clear()
+            self._allowed_ips[ip] = hit
+        return hit
+
+    def exempt(self, ev: Event, network: bool = False) -> bool:
+        """On an allow list: its subject or client (and, with `network`, its address)."""
+        if ev.sub is not None and ev.sub in self._allow_subjects \
+                or ev.client_id is not None and ev.client_id in self._allow_clients:
+            return True
+        return network and bool(self._allow_nets) and self.allowed_network(ev.client)
+
+    def observe(self, ev: Event) -> list[Verdict]:
+        """Feed one event; the verdicts it produced (usually none)."""
+        self.events += 1
+        if self.exempt(ev):
+            return []
+        skip_net = bool(self._allow_nets) and self.allowed_network(ev.client)
+        out: list[Verdict] = []
+        for sig in self.signals:
+            if skip_net and sig.network_based:
+                continue
+            found = sig.observe(ev)
+            if found is not None:
+                v = self.conclude(found, ev)
+                if v is not None:
+                    out.append(v)
+        return out
+
+    def conclude(self, f: Finding, ev: Event) -> Verdict | None:
+        """Flag what the finding is about (unless dry-run); the verdict, unless the same
+        signal already spoke about the same key within the cooldown."""
+        cfg = self.cfg
+        action = self.actions.get(ev.route, cfg.action)
+        if not cfg.dry_run:
+            # every finding holds (or extends) the flag; each route decides what a flag means
+            self.flags.set(f.key_type, f.key, ev.time + cfg.deny_s, f)
+        k = (f.kind, f.key_type, f.key)
+        last = self._last.get(k)
+        if last is not None and ev.time - last < cfg.cooldown_s:
+            return None
+        self._last.put(k, ev.time)
+        return Verdict(f, action, cfg.dry_run, ev.time, ev.route, ev.client, ev.sub_hash, ev.jti)
+
+    def sweep(self, now: float) -> int:
+        return self.flags.sweep(now)
+
+    def sizes(self) -> dict[str, int]:
+        """Entries held per table (bounded by max_keys each)."""
+        out = {"flags": len(self.flags), "cooldowns": len(self._last)}
+        for sig in self.signals:
+            out[sig.kind] = len(sig.table)
+        return out

@@ -1,0 +1,111 @@
+"""The issuer's revocation events (the feed every gateway applies, wardgate.revoke).
+
+Emitted inside the transaction of the change that causes them, so an event exists exactly
+when its change committed:
+
+    RFC 7009 /revoke      an access token: its jti; a refresh token: its family's access jtis
+    refresh-token reuse   the family's access jtis (and a replayed authorization code's)
+    logout                the session's access jtis
+    user disabled,        every token of the subject issued before now (`sub`)
+    password changed
+    `wardgate revoke`     --jti, --sub or --client, by hand
+
+"Before" is the next whole second: `iat` has second resolution, so a token minted in the
+same second as the event, before it, is covered (one minted in that second after it is too;
+its client refreshes a second later).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import delete, insert, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from wardgate.issuer.schema import issued_access, revocation_events
+from wardgate.revoke.events import Revocation
+
+PAGE = 1000
+#: set on a connection whose transaction emitted an event (wardgate.revoke.relay listens)
+EMITTED = "wardgate_revocation_emitted"
+ACCESS_INSERT = insert(issued_access).inline()
+ACCESS_COLUMNS = ("jti", "family_id", "sid", "expires_at")
+
+
+def access_row(claims: dict[str, Any], family_id: str | None) -> dict[str, Any] | None:
+    """The row that remembers an access token's jti for its session and family."""
+    sid = claims.get("sid")
+    if sid is None and family_id is None:
+        return None  # client_credentials: no session, no family; revoked by jti or client
+    return {"jti": claims["jti"], "family_id": family_id, "sid": sid,
+            "expires_at": int(claims["exp"])}
+
+
+async def remember_access(conn: AsyncConnection, claims: dict[str, Any],
+                          family_id: str | None) -> None:
+    row = access_row(claims, family_id)
+    if row is not None:
+        await conn.execute(ACCESS_INSERT, row)
+
+
+async def emit(conn: AsyncConnection, kind: str, value: str, *, now: int, until: int,
+               reason: str) -> Revocation:
+    before = now + 1 if kind != "jti" else 0
+    ev = Revocation(kind=kind, value=value, until=until, before=before)  # validates
+    conn.info[EMITTED] = True  # the relay (if any) wakes when this transaction commits
+    res = await conn.execute(insert(revocation_events).values(
+        kind=kind, value=value, before=before, until=until, at=now, reason=reason))
+    seq = res.inserted_primary_key[0] if res.inserted_primary_key else 0
+    return Revocation(kind=ev.kind, value=ev.value, until=ev.until, before=ev.before,
+                      seq=int(seq))
+
+
+async def emit_subject(conn: AsyncConnection, sub: str, *, now: int, max_ttl_s: int,
+                       reason: str) -> Revocation:
+    return await emit(conn, "sub", sub, now=now, until=now + 1 + max_ttl_s, reason=reason)
+
+
+async def emit_client(conn: AsyncConnection, client_id: str, *, now: int, max_ttl_s: int,
+                      reason: str) -> Revocation:
+    return await emit(conn, "client", client_id, now=now, until=now + 1 + max_ttl_s,
+                      reason=reason)
+
+
+async def _emit_jtis(conn: AsyncConnection, where: Any, now: int, reason: str) -> int:
+    rows = (await conn.execute(select(issued_access.c.jti, issued_access.c.expires_at)
+                               .where(where, issued_access.c.expires_at > now))).all()
+    for jti, exp in rows:
+        await emit(conn, "jti", jti, now=now, until=int(exp), reason=reason)
+    return len(rows)
+
+
+async def emit_family(conn: AsyncConnection, family_id: str, *, now: int, reason: str) -> int:
+    """Every live access token issued in the refresh family, by jti."""
+    return await _emit_jtis(conn, issued_access.c.family_id == family_id, now, reason)
+
+
+async def emit_session(conn: AsyncConnection, sid: str, *, now: int, reason: str) -> int:
+    """Every live access token issued in the session, by jti."""
+    return await _emit_jtis(conn, issued_access.c.sid == sid, now, reason)
+
+
+async def since(conn: AsyncConnection, seq: int, *, now: int, grace_s: int,
+                limit: int = PAGE) -> tuple[list[Revocation], int]:
+    """Events after `seq` still covering a live token; and the newest seq of the table (a
+    gateway whose cursor is ahead of it talks to a new database and starts again)."""
+    rows = (await conn.execute(
+        select(revocation_events).where(revocation_events.c.seq > seq,
+                                        revocation_events.c.until + grace_s > now)
+        .order_by(revocation_events.c.seq).limit(limit))).mappings().all()
+    events = [Revocation(kind=r["kind"], value=r["value"], until=r["until"],
+                         before=r["before"], seq=r["seq"]) for r in rows]
+    newest = events[-1].seq if events else int((await conn.execute(
+        select(revocation_events.c.seq).order_by(revocation_events.c.seq.desc()).limit(1)
+    )).scalar() or 0)
+    return events, newest
+
+
+async def purge(conn: AsyncConnection, now: int, grace_s: int) -> None:
+    await conn.execute(delete(revocation_events)
+                       .where(revocation_events.c.until + grace_s < now))
+    await conn.execute(delete(issued_access).where(issued_access.c.expires_at < now))

@@ -1,0 +1,104 @@
+"""The compiled route step on real Request and Identity objects (sans-I/O), and the
+detections ring the admin API reads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from wardgate.auth.identity import Identity
+from wardgate.detect.flags import Flags
+from wardgate.detect.step import compile_step
+from wardgate.detect.verdict import KEY_JTI, KEY_NET, KEY_SUB, Finding
+from wardgate.errors import DetectionDenied, StepUpRequired, render
+from wardgate.gateway.request import Request
+from wardgate.observe.detections import CAPACITY, DetectionRing, collect
+
+
+def request(jti: str = "j1", sub: str = "alice", ip: str = "10.0.0.5", start: float = 100.0
+            ) -> Request:
+    req = Request()
+    req.client_ip = ip
+    req.start = start
+    req.identity = Identity("main", {"sub": sub, "jti": jti}, b"", ("roles",), None, 1e12)
+    return req
+
+
+def finding(kind: str = "token_replay", key_type: str = KEY_JTI, key: str = "j1") -> Finding:
+    return Finding(kind, 1.5, key_type, key, {}, "why")
+
+
+def test_log_compiles_no_step() -> None:
+    assert compile_step(Flags(16), "log", "X-Wardgate-Risk", [None, 0]) is None
+
+
+@pytest.mark.parametrize(("key_type", "key"), [(KEY_JTI, "j1"), (KEY_SUB, "alice"),
+                                               (KEY_NET, "10.0.0.0/24")])
+def test_deny_refuses_what_is_flagged_until_it_expires(key_type: str, key: str) -> None:
+    flags = Flags(16)
+    values = [0, 0]
+    step = compile_step(flags, "deny", "X-Wardgate-Risk", [values, 1])
+    assert step is not None
+    step(request())  # nothing flagged
+    flags.set(key_type, key, 150.0, finding(key_type=key_type, key=key))
+    with pytest.raises(DetectionDenied) as exc:
+        step(request())
+    assert exc.value.status == 403 and values[1] == 1
+    step(request(jti="j2", sub="bob", ip="10.9.0.1"))  # someone else
+    step(request(start=151.0))  # expired
+    assert values[1] == 1
+
+
+def test_step_up_is_rfc9470() -> None:
+    flags = Flags(16)
+    step = compile_step(flags, "step_up", "X-Wardgate-Risk", [None, 0])
+    assert step is not None
+    flags.set(KEY_JTI, "j1", 150.0, finding())
+    req = request()
+    with pytest.raises(StepUpRequired) as exc:
+        step(req)
+    assert req.auth_outcome == "step_up"
+    err = exc.value
+    err.realm = "api"
+    wire = render(err, request_id=b"r1", server=b"wardgate", keep_alive=True)
+    assert wire.startswith(b"HTTP/1.1 401 ")
+    assert b'WWW-Authenticate: Bearer realm="api", error="insufficient_user_authentication"' \
+        in wire
+
+
+def test_header_goes_with_the_upstream_lines_and_keeps_the_fields_list() -> None:
+    flags = Flags(16)
+    step = compile_step(flags, "header", "X-Wardgate-Risk", [None, 0])
+    assert step is not None
+    flags.set(KEY_SUB, "alice", 150.0, finding("rate", KEY_SUB, "alice"))
+    req = request()
+    fields = req.headers
+    step(req)
+    assert req.trace_line == b"\r\nX-Wardgate-Risk: 1.50;kind=rate"
+    assert req.headers is fields
+
+
+def test_a_flag_is_extended_never_shortened_and_the_table_is_bounded() -> None:
+    flags = Flags(16)
+    flags.set(KEY_JTI, "j1", 200.0, finding())
+    flags.set(KEY_JTI, "j1", 150.0, finding())
+    assert flags.jti["j1"].until == 200.0
+    for i in range(100):
+        flags.set(KEY_JTI, f"x{i}", 200.0, finding(key=f"x{i}"))
+    assert len(flags.jti) <= 16
+
+
+def test_ring_newest_first_over_workers_and_bounded(tmp_path: Path) -> None:
+    a, b = DetectionRing(str(tmp_path), "worker-1"), DetectionRing(str(tmp_path), "worker-2")
+    for i in range(CAPACITY + 10):
+        a.add({"time": float(i), "kind": "rate", "features": {"n": i}})
+    b.add({"time": 1e9, "kind": "token_replay", "features": {}})
+    got = collect(str(tmp_path), limit=1024)
+    assert len(got) == CAPACITY + 1
+    assert got[0]["kind"] == "token_replay" and got[1]["time"] == CAPACITY + 9
+    a.add({"time": 2e9, "kind": "rate", "features": {"blob": "x" * 5000}})
+    top = collect(str(tmp_path), limit=1)[0]
+    assert top["time"] == 2e9 and top["features"] == {} and top["truncated"] is True
+    a.close()
+    b.close()
