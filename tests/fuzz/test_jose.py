@@ -116,3 +116,47 @@ def test_the_valid_shapes_are_reachable() -> None:
     VERIFIER.verify(token)
     with pytest.raises(KeyImportError):
         import_jwks({"keys": "x"}, ["RS256"], 2048)
+
+
+# --- DPoP proofs (RFC 9449): only ProofError, whatever the header, embedded key and claims ----
+
+def _dpop_verifier() -> Any:
+    from wardgate.dpop.proof import ProofVerifier
+
+    return ProofVerifier(["RS256", "ES256", "EdDSA"], max_age_s=60, max_future_s=5)
+
+
+DPOP = _dpop_verifier()
+_dpop_header = st.fixed_dictionaries(
+    {}, optional={"typ": st.sampled_from(["dpop+jwt", "JWT"]) | _json,
+                  "alg": st.sampled_from(["RS256", "ES256", "none"]) | _json,
+                  "jwk": st.just(public_jwk(KEY, "RS256", "k1")) | _jwk | _json,
+                  "kid": _json, "crit": _json})
+_dpop_claims = st.fixed_dictionaries(
+    {}, optional={"htm": st.sampled_from(["GET", "POST"]) | _json,
+                  "htu": st.sampled_from(["http://127.0.0.1/echo", "http://x/"]) | _json,
+                  "iat": st.just(_now) | _json, "jti": st.text(max_size=20) | _json,
+                  "ath": _json, "nonce": _json})
+
+
+@fuzz_settings()
+@given(header=_dpop_header | _json, claims=_dpop_claims | _json, sign=st.booleans())
+def test_dpop_proofs_only_proof_error_or_accepted(header: Any, claims: Any, sign: bool) -> None:
+    from wardgate.dpop.errors import ProofError
+
+    head = _b64(json.dumps(header).encode()) + b"." + _b64(json.dumps(claims).encode())
+    sig = KEY.sign(head, padding.PKCS1v15(), hashes.SHA256()) if sign else b"\x01" * 256
+    try:
+        DPOP.verify(head + b"." + _b64(sig), method="GET", uri="http://127.0.0.1/echo",
+                    now=time.time())
+    except ProofError:
+        pass
+
+
+def test_regression_object_kid_in_a_jwks_is_a_skipped_key_not_a_type_error() -> None:
+    """Found by test_jwks_documents_only_import_or_key_import_error: an object `kid` made the
+    duplicate check raise TypeError (unhashable), which the key fetcher does not catch."""
+    good = public_jwk(KEY, "RS256", "k1")
+    keys, problems = import_jwks({"keys": [{**good, "kid": {}}, {**good, "kid": {}}, good]},
+                                 ["RS256"], 2048)
+    assert [k.kid for k in keys] == ["k1"] and len(problems) == 2

@@ -292,8 +292,11 @@ def import_jwks(doc: object, allowed: Collection[str], min_rsa_bits: int = 2048
         raise KeyImportError("not a JWK Set: expected an object with a 'keys' array")
     keys: list[VerificationKey] = []
     problems: list[str] = []
-    kids = [k.get("kid") for k in doc["keys"] if isinstance(k, dict)]
-    dup = {k for k in kids if k is not None and kids.count(k) > 1}
+    # Only string kids can name a key (a non-string kid fails that key's import below); an
+    # object or array kid must not reach the set (unhashable: a TypeError, found by fuzzing).
+    kids = [k.get("kid") for k in doc["keys"] if isinstance(k, dict)
+            and isinstance(k.get("kid"), str)]
+    dup = {k for k in kids if kids.count(k) > 1}
     if dup:
         raise KeyImportError(f"duplicate kid(s) {sorted(map(str, dup))}")
     for i, jwk in enumerate(doc["keys"]):
