@@ -136,7 +136,11 @@ class ClientProtocol(RequestFlow, Output, asyncio.Protocol):
             for q in ([self.active] if self.active else []) + list(self.queue):
                 q.keep_alive = False
             return True  # keep the transport open for writing the answers
-        return False
+        # Idle: close through close(), which first writes this iteration's output (the last
+        # answer may still be in wbuf). Returning False let the transport close itself and
+        # drop it: the fuzzer's half-closed pipelines lost their last answer.
+        self.close()
+        return True
 
     def close(self) -> None:
         if not self.closed:
