@@ -141,7 +141,10 @@ def _exact(upstream: Upstream, gateways: Callable[..., GatewayProcess], state: d
     assert not other
     assert limited > ok  # the clients really pushed past the limit
     expected = 100 * elapsed + 20
-    assert abs(ok - expected) <= 0.03 * expected, (ok, expected)
+    # Never more than the limit allows (the guarantee); fewer only when the load generator
+    # itself stalls on a busy machine (elapsed then counts time no request was in flight).
+    assert ok <= 1.03 * expected, (ok, expected)
+    assert ok >= 0.9 * expected, (ok, expected)
 
 
 @pytest.mark.slow

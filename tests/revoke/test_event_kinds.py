@@ -91,10 +91,16 @@ def test_logout_revokes_the_session(stack: tuple[IssuerProcess, GatewayProcess])
 
 def test_user_disabled_and_password_changed(stack: tuple[IssuerProcess, GatewayProcess]) -> None:
     iss, gw = stack
-    alice, bob = login(iss)["access_token"], login(iss, "bob", "battery staple")["access_token"]
+    first = login(iss)
+    alice, bob = first["access_token"], login(iss, "bob", "battery staple")["access_token"]
     asyncio.run(admin.set_password(iss.cfg, "alice", "new horse"))
     assert wait_refused(gw.port, alice) < BOUND_S
     assert status(gw.port, bob) == 200
+    # a refresh token from before the change mints nothing after it (a thief's copy included)
+    with iss.client() as http:
+        r = http.post("/token", data={"grant_type": "refresh_token",
+                                      "refresh_token": first["refresh_token"]})
+        assert r.status_code == 400 and r.json()["error"] == "invalid_grant", r.text
     asyncio.run(admin.set_disabled(iss.cfg, "bob"))
     assert wait_refused(gw.port, bob) < BOUND_S
 

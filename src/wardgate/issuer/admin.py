@@ -56,6 +56,9 @@ async def set_password(cfg: IssuerConfig, username: str, password: str) -> None:
         await users.set_password_hash(conn, username, pw_hash)
         user = await users.get_by_name(conn, username)
         assert user is not None
+        # whoever knew the old password may hold a session or a refresh token: both end, so
+        # nothing issued before the change can mint new tokens after it
+        await sessions.end_for_user(conn, user.id)
         # tokens issued with the old password stop at every gateway (wardgate.revoke)
         await revocations.emit_subject(conn, str(user.id), now=_now(),
                                        max_ttl_s=max_token_ttl(cfg), reason="password_changed")
