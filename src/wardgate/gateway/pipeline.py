@@ -107,14 +107,20 @@ class Pipeline:
         try:
             if err is not None:
                 raise err
-            if route.detect is not None:
-                route.detect(req)
-            if route.limiter is None:
-                self._forward(client, req, route, matched)
-            else:
-                self._limit_then_forward(client, req, route, matched)
+            self._after_auth(client, req, route, matched)
         except GatewayError as exc:
             client.request_failed(req, exc)
+
+    def _after_auth(self, client: ClientProtocol, req: Request, route: CompiledRoute,
+                    matched: int) -> None:
+        """Detection, then the rate limit, then forward: what follows auth on the paths that
+        resumed (a key fetch, a DPoP replay check). `dispatch` has the same steps inline."""
+        if route.detect is not None:
+            route.detect(req)
+        if route.limiter is None:
+            self._forward(client, req, route, matched)
+        else:
+            self._limit_then_forward(client, req, route, matched)
 
     def _limit_then_forward(self, client: ClientProtocol, req: Request, route: CompiledRoute,
                             matched: int) -> None:
@@ -151,12 +157,7 @@ class Pipeline:
             if req.dpop_key is not None:
                 self._replay_then_forward(client, req, route, matched)
                 return
-            if route.detect is not None:
-                route.detect(req)
-            if route.limiter is None:
-                self._forward(client, req, route, matched)
-            else:
-                self._limit_then_forward(client, req, route, matched)
+            self._after_auth(client, req, route, matched)
         except GatewayError as err:
             client.request_failed(req, err)
 
