@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -33,18 +32,6 @@ def plain_config(*targets: str, **route: Any) -> dict[str, Any]:
     }
 
 
-@pytest.fixture
-def gateway_factory(tmp_path: Path) -> Iterator[Callable[..., GatewayProcess]]:
-    started: list[GatewayProcess] = []
-
-    def make(config: dict[str, Any], start: bool = True) -> GatewayProcess:
-        gw = GatewayProcess(config, tmp_path)
-        started.append(gw)
-        return gw.start() if start else gw
-
-    yield make
-    for gw in started:
-        gw.stop()
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.admin.support import TOKEN, TOKEN_ENV
-from tests.gateway.conftest import gateway_factory, upstream  # noqa: F401
+from tests.gateway.conftest import upstream  # noqa: F401
 from tests.support.redis import RedisServer
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +11,6 @@ import pytest
 
 from tests.issuer.support import IssuerProcess, base_config
 from tests.support.dpop import DpopKey
-from tests.support.gateway import GatewayProcess
 from tests.support.redis import RedisServer
 from tests.support.upstream import Upstream
 
@@ -51,18 +50,6 @@ def gateway_config(issuer: IssuerProcess, upstream: Upstream, **top: Any) -> dic
     return cfg
 
 
-@pytest.fixture
-def gateway_factory(tmp_path: Path) -> Iterator[Callable[..., GatewayProcess]]:
-    started: list[GatewayProcess] = []
-
-    def make(config: dict[str, Any]) -> GatewayProcess:
-        gw = GatewayProcess(config, tmp_path)
-        started.append(gw)
-        return gw.start()
-
-    yield make
-    for gw in started:
-        gw.stop()
 
 
 @pytest.fixture

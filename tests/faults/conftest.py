@@ -6,13 +6,11 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.admin.support import TOKEN, TOKEN_ENV, admin_get, with_admin
-from tests.support.gateway import GatewayProcess
 from tests.support.upstream_proc import UpstreamProcess
 
 
@@ -35,18 +33,6 @@ def upstream_procs() -> Iterator[Callable[[str], UpstreamProcess]]:
         up.stop()
 
 
-@pytest.fixture
-def gateway_factory(tmp_path: Path) -> Iterator[Callable[..., GatewayProcess]]:
-    started: list[GatewayProcess] = []
-
-    def make(config: dict[str, Any]) -> GatewayProcess:
-        gw = GatewayProcess(config, tmp_path)
-        started.append(gw)
-        return gw.start()
-
-    yield make
-    for gw in started:
-        gw.stop()
 
 
 def fault_config(targets: list[str], *, health: dict[str, Any] | None = None,

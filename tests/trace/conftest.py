@@ -1,12 +1,10 @@
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.support.gateway import GatewayProcess
 from tests.support.upstream import Upstream
 from tests.trace.receiver import Receiver
 
@@ -37,15 +35,3 @@ def traced_config(target: str, tracing: dict[str, Any] | None, **top: Any) -> di
     return cfg
 
 
-@pytest.fixture
-def gateway_factory(tmp_path: Path) -> Iterator[Callable[..., GatewayProcess]]:
-    started: list[GatewayProcess] = []
-
-    def make(config: dict[str, Any]) -> GatewayProcess:
-        gw = GatewayProcess(config, tmp_path)
-        started.append(gw)
-        return gw.start()
-
-    yield make
-    for gw in started:
-        gw.stop()
