@@ -200,3 +200,19 @@ def test_gateway_requires_and_forwards_the_actor(ex: Any, tmp_path: Any) -> None
     finally:
         gw.stop()
         up.stop()
+
+
+def test_exchange_with_a_dpop_proof_binds_the_new_token(ex: Any) -> None:
+    from tests.support.dpop import DpopKey
+
+    proc, http, auth = ex
+    key = DpopKey()
+    user = _login(proc, http)
+    r = http.post("/token", auth=auth("orders-svc"),
+                  headers={"DPoP": key.proof("POST", proc.url + "/token")},
+                  data={"grant_type": GRANT, "subject_token": user, "subject_token_type": AT})
+    assert r.status_code == 200, r.text
+    assert r.json()["token_type"] == "DPoP"
+    c = proc.verify(r.json()["access_token"], audience="billing")
+    assert c["cnf"] == {"jkt": key.jkt}
+    assert c["act"] == {"sub": "orders-svc"}
