@@ -110,6 +110,9 @@ async def refresh_grant(iss: Issuer, token: str, client: clients.Client | None,
                                user_id=rot.row.user_id)
             await revocations.emit_family(conn, rot.row.family_id, now=now,
                                           reason="refresh_reuse")
+            if iss.detection is not None:  # published with the login detections
+                iss.detection.refresh_reuse(address, rot.row.client_id, rot.row.family_id,
+                                            rot.row.user_id)
         elif rot.outcome is not refresh.Outcome.OK:
             raise InvalidGrant(f"refresh token {rot.outcome.value}")
         else:

@@ -24,6 +24,7 @@ from wardgate.issuer.errors import (
     AuthorizeRedirect,
     BadAuthorizeRequest,
     InvalidRequest,
+    LoginRefused,
     OAuthError,
     SlowDown,
 )
@@ -181,7 +182,12 @@ async def authorize_login(request: Request) -> Response:
     if not username or not password or len(password) > 1024:
         raise InvalidRequest("username and password are required")
     try:
-        user = await iss.check_password(username, password, address(request))
+        user = await iss.check_password(username, password, address(request), "/authorize")
+    except LoginRefused as exc:
+        page = _page(iss, req, error="Sign-in from your network is paused for a while. "
+                     "Please try again later.", username=username, status=403)
+        page.headers["Retry-After"] = str(exc.retry_after_s)
+        return page
     except SlowDown as exc:
         page = _page(iss, req, error="Too many attempts. Please wait and try again.",
                      username=username, status=429)
