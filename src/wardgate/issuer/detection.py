@@ -88,11 +88,13 @@ class IssuerDetection:
             raise SlowDown(f.until - now)
         raise LoginRefused(_DENIED.format(kind=f.kind.replace("_", " ")), f.until - now)
 
-    def attempt(self, address: str, username: str, password: str, ok: bool,
+    def attempt(self, address: str, username: str, password: str | None, ok: bool,
                 route: str) -> list[Verdict]:
-        """After the check: feed the signals; act on what they conclude."""
+        """After the check (`password` None: throttled, never checked): feed the signals;
+        act on what they conclude."""
         now = self.clock()
-        tag = self._tag(password) if not ok and self.cfg.spraying.password_tags else b""
+        tag = self._tag(password) if password is not None and not ok \
+            and self.cfg.spraying.password_tags else b""
         verdicts = self.detector.observe(Attempt(now, address, network_of(address),
                                                  self.user_fp(username), ok, tag, route))
         for v in verdicts:

@@ -180,6 +180,8 @@ class Issuer:
         wait = max(self.user_throttle.retry_after(ukey, now_f),
                    self.addr_throttle.retry_after(akey, now_f))
         if wait > 0:
+            if det is not None:  # a throttled attempt is a failure the detector sees too
+                det.attempt(address, username, None, False, route)
             raise SlowDown(wait)
         async with self.db.begin() as conn:
             user = await users.get_by_name(conn, username)
