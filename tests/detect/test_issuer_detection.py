@@ -7,14 +7,20 @@ from __future__ import annotations
 
 import http.client
 import json
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tests.detect.support import until
+from tests.admin.support import admin_json, sample, scrape, wait_admin
+from tests.detect.support import gateway_config, until
 from tests.issuer.support import IssuerProcess, base_config, pkce_pair
+from tests.support.gateway import GatewayProcess
+from tests.support.redis import RedisServer
+from tests.support.upstream import Upstream
 
 
 def login(iss: IssuerProcess, username: str, password: str, source: str
@@ -146,3 +152,48 @@ def test_the_hosted_login_form_is_watched_and_refused_with_a_page(issuer_with: A
     assert int(r.headers["retry-after"]) >= 1
     (d,) = until(lambda: detections(iss))
     assert d["route"] == "/authorize" and d["kind"] == "credential_stuffing"
+
+
+def test_issuer_detections_reach_the_gateway_through_redis(
+        tmp_path: Path, issuer_with: Any, redis_server: RedisServer, upstream: Upstream,
+        signing_key: rsa.RSAPrivateKey, gateway_factory: Callable[..., GatewayProcess]) -> None:
+    """Issuer + two-worker gateway + redis-server: a stuffing run and a refresh-token reuse
+    at the issuer show once each in the gateway's /admin/detections, metrics and log."""
+    state = {"redis_url": redis_server.url, "timeout_ms": 500}
+    cfg = gateway_config(tmp_path / "gw", signing_key, upstream, {"action": "log"},
+                         workers=2, state=state)
+    gw = gateway_factory(cfg)
+    wait_admin(cfg)
+    time.sleep(1.0)  # the workers' feeds take the stream's newest id before anything is sent
+    iss = issuer_with({"action": "deny"}, state=state)
+    for i in range(10):
+        login(iss, f"leaked{i}", f"pw{i}", f"127.0.12.{i + 1}")
+    # refresh-token reuse (detected by the grant; the family is revoked)
+    status, _, tokens = login(iss, "alice", "correct horse", "127.0.13.1")
+    assert status == 200
+    with iss.client() as http_:
+        form = {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]}
+        assert http_.post("/token", data=form).status_code == 200
+        r = http_.post("/token", data=form)
+        assert r.status_code == 400 and r.json()["error"] == "invalid_grant"
+
+    def seen() -> list[dict[str, Any]]:
+        got = admin_json(cfg, "/admin/detections")["detections"]
+        return got if len(got) >= 2 else []
+
+    got = until(seen, 10.0)
+    assert sorted(d["kind"] for d in got) == ["credential_stuffing", "refresh_reuse"], got
+    stuffing = next(d for d in got if d["kind"] == "credential_stuffing")
+    assert stuffing["source"] == "issuer" and stuffing["action"] == "deny"
+    assert stuffing["key"] == "network:127.0.12.0/24" and stuffing["features"]["usernames"] == 10
+    reuse = next(d for d in got if d["kind"] == "refresh_reuse")
+    assert reuse["action"] == "revoke" and reuse["key"].startswith("family:")
+    assert reuse["features"]["client_id"] == "wardgate-login"
+    assert tokens["refresh_token"] not in json.dumps(got)
+    time.sleep(1.5)  # a second worker would have shown them by now: once per gateway
+    assert len(admin_json(cfg, "/admin/detections")["detections"]) == 2
+    s = scrape(cfg)
+    assert sample(s, "wardgate_detections_total", kind="credential_stuffing",
+                  action="deny") == 1
+    assert sample(s, "wardgate_detections_total", kind="refresh_reuse", action="revoke") == 1
+    assert '"event":"detection"' in gw.stderr() and '"source":"issuer"' in gw.stderr()

@@ -17,8 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 from wardgate import logs
 from wardgate.config.detect import ACTIONS
+from wardgate.config.logindetect import LOGIN_ACTIONS
 from wardgate.detect.detector import KINDS, Detector
 from wardgate.detect.events import Event, network_of, ua_hash
+from wardgate.detect.login import LOGIN_KINDS
 from wardgate.detect.step import compile_step
 from wardgate.detect.verdict import KEY_JTI
 
@@ -76,6 +78,12 @@ class DetectionRuntime:
         self._observed_slot = 0
         self._task: asyncio.Task[None] | None = None
         self._swept = 0.0
+        #: the issuer's detections (wardgate.detect.issuer_feed), with state.redis_url
+        self.feed: Any = None
+        if dcfg.issuer_feed and cfg.state.urls():
+            from wardgate.detect.issuer_feed import IssuerFeed
+
+            self.feed = IssuerFeed(cfg.state, dcfg.issuer_stream)
 
     # -- metrics -------------------------------------------------------------------------------
     def declare_metrics(self, metrics: GatewayMetrics) -> None:
@@ -85,6 +93,11 @@ class DetectionRuntime:
         for kind in KINDS:
             for action in (*ACTIONS, DRY_RUN):
                 self._slots[(kind, action)] = reg.series(fam, kind, action)
+        if self.feed is not None:  # the kinds and actions the issuer reports
+            for kind in LOGIN_KINDS:
+                for action in (*LOGIN_ACTIONS, "revoke", DRY_RUN):
+                    if (kind, action) not in self._slots:
+                        self._slots[(kind, action)] = reg.series(fam, kind, action)
         enf = reg.family(ENFORCED, "counter", "Requests a detection verdict acted on (risk "
                          "header added, step-up asked, denied)", ("route", "action"))
         slots = {name: reg.series(enf, name, self.actions[name]) for name in self._counters
@@ -103,11 +116,15 @@ class DetectionRuntime:
     # -- the task ------------------------------------------------------------------------------
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._task = loop.create_task(self._run(loop))
+        if self.feed is not None:
+            self.feed.start(loop, self)
 
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
             self._task = None
+        if self.feed is not None:
+            await self.feed.stop()
         self.tick(asyncio.get_running_loop().time())  # the last requests still count
 
     async def _run(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -161,6 +178,13 @@ class DetectionRuntime:
                      req.auth_outcome, sub, jti, client_id, sub_hash,
                      ua_hash(req.header(b"user-agent")), req.path,
                      tuple(params.values()) if params else ())
+
+    def count(self, kind: str, action: str) -> None:
+        """One more verdict of `kind` and `action` (the issuer's, through the feed)."""
+        if self._values is not None:
+            slot = self._slots.get((kind, action))
+            if slot is not None:
+                self._values[slot] += 1
 
     def emit(self, v: Verdict) -> None:
         """A verdict's log line, counter and admin record (its flag is already set)."""
