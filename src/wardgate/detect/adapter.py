@@ -72,18 +72,18 @@ class DetectionRuntime:
                                             counter)
         self.actions = {r.name: a for r, a in watched}
         self.shared = shared  # wardgate.detect.remote.SharedTokens, with state.redis_url
-        self.ring: DetectionRing | None = None
-        self._values: Any = None
-        self._slots: dict[tuple[str, str], int] = {}
-        self._observed_slot = 0
-        self._task: asyncio.Task[None] | None = None
-        self._swept = 0.0
         #: the issuer's detections (wardgate.detect.issuer_feed), with state.redis_url
         self.feed: Any = None
         if dcfg.issuer_feed and cfg.state.urls():
             from wardgate.detect.issuer_feed import IssuerFeed
 
             self.feed = IssuerFeed(cfg.state, dcfg.issuer_stream)
+        self.ring: DetectionRing | None = None
+        self._values: Any = None
+        self._slots: dict[tuple[str, str], int] = {}
+        self._observed_slot = 0
+        self._task: asyncio.Task[None] | None = None
+        self._swept = 0.0
 
     # -- metrics -------------------------------------------------------------------------------
     def declare_metrics(self, metrics: GatewayMetrics) -> None:
@@ -113,6 +113,13 @@ class DetectionRuntime:
 
         metrics.on_bind(bind)
 
+    def count(self, kind: str, action: str) -> None:
+        """One more verdict of `kind` and `action` (the issuer's, through the feed)."""
+        if self._values is not None:
+            slot = self._slots.get((kind, action))
+            if slot is not None:
+                self._values[slot] += 1
+
     # -- the task ------------------------------------------------------------------------------
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._task = loop.create_task(self._run(loop))
@@ -120,11 +127,11 @@ class DetectionRuntime:
             self.feed.start(loop, self)
 
     async def stop(self) -> None:
+        if self.feed is not None:
+            await self.feed.stop()
         if self._task is not None:
             self._task.cancel()
             self._task = None
-        if self.feed is not None:
-            await self.feed.stop()
         self.tick(asyncio.get_running_loop().time())  # the last requests still count
 
     async def _run(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -178,13 +185,6 @@ class DetectionRuntime:
                      req.auth_outcome, sub, jti, client_id, sub_hash,
                      ua_hash(req.header(b"user-agent")), req.path,
                      tuple(params.values()) if params else ())
-
-    def count(self, kind: str, action: str) -> None:
-        """One more verdict of `kind` and `action` (the issuer's, through the feed)."""
-        if self._values is not None:
-            slot = self._slots.get((kind, action))
-            if slot is not None:
-                self._values[slot] += 1
 
     def emit(self, v: Verdict) -> None:
         """A verdict's log line, counter and admin record (its flag is already set)."""
