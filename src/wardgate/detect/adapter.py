@@ -17,10 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from wardgate import logs
 from wardgate.config.detect import ACTIONS
-from wardgate.config.logindetect import LOGIN_ACTIONS
 from wardgate.detect.detector import KINDS, Detector
 from wardgate.detect.events import Event, network_of, ua_hash
-from wardgate.detect.login import LOGIN_KINDS
 from wardgate.detect.step import compile_step
 from wardgate.detect.verdict import KEY_JTI
 
@@ -94,6 +92,9 @@ class DetectionRuntime:
             for action in (*ACTIONS, DRY_RUN):
                 self._slots[(kind, action)] = reg.series(fam, kind, action)
         if self.feed is not None:  # the kinds and actions the issuer reports
+            from wardgate.config.logindetect import LOGIN_ACTIONS
+            from wardgate.detect.login import LOGIN_KINDS
+
             for kind in LOGIN_KINDS:
                 for action in (*LOGIN_ACTIONS, "revoke", DRY_RUN):
                     if (kind, action) not in self._slots:
