@@ -34,8 +34,9 @@ def test_stuffing_fires_at_the_tenth_distinct_failing_username_from_one_network(
     f = v.finding
     assert f.kind == "credential_stuffing" and f.key_type == KEY_NET and f.key == "10.1.2.0/24"
     assert f.score == 1.0 and v.action == "deny"
-    assert f.features == {"usernames": 10, "failures": 10, "attempts": 10, "failure_ratio": 1.0,
-                          "addresses": 10, "window_s": 300.0, "distinct_passwords": 10}
+    assert f.features == {"usernames": 10, "usernames_tried": 10, "failures": 10,
+                          "attempts": 10, "failing_share": 1.0, "addresses": 10,
+                          "window_s": 300.0, "distinct_passwords": 10}
     # the network is flagged for deny_s: another /24 is not
     assert d.flagged("10.1.2.0/24", 1.0) is not None
     assert d.flagged("10.1.2.0/24", 0.9 + 300.0) is None
@@ -47,8 +48,9 @@ def test_the_same_username_failing_often_is_not_stuffing() -> None:
     assert not any(d.observe(fail(i, "alice", pw=b"x%d" % i)) for i in range(50))
 
 
-def test_failure_ratio_keeps_an_office_where_many_sign_in_quiet() -> None:
-    # 12 people of one office mistype once each, but 30 sign-ins succeed: 12/42 < 0.5
+def test_failing_share_keeps_an_office_where_many_sign_in_quiet() -> None:
+    # 30 people of one office sign in; later 12 of them fail once (and have not signed in
+    # again yet): 12 failing usernames, but 12 / 30 tried < 0.5
     d = det()
     t = 0.0
     for i in range(30):
@@ -60,13 +62,33 @@ def test_failure_ratio_keeps_an_office_where_many_sign_in_quiet() -> None:
 
 
 def test_stuffing_with_a_few_successes_still_fires() -> None:
-    # a leaked list: 1 in 10 still works; the failure share stays at 0.9
+    # a leaked list: 1 in 10 still works; the failing share stays at 0.9
     d = det()
     fired = []
     for i in range(20):
         a = ok(i, f"u{i}") if i % 10 == 5 else fail(i, f"u{i}", pw=b"%d" % i)
         fired += d.observe(a)
-    assert fired and fired[0].finding.features["failure_ratio"] >= 0.5
+    assert fired and fired[0].finding.features["failing_share"] >= 0.5
+
+
+def test_people_who_mistype_and_then_sign_in_are_no_evidence() -> None:
+    # even with no share required: 20 people of one office each fail once, then sign in
+    d = det(stuffing={"min_failure_ratio": 0})
+    for i in range(20):
+        assert not d.observe(fail(2 * i, f"u{i}", "10.9.9.9", pw=b"typo"))
+        assert not d.observe(ok(2 * i + 1, f"u{i}", "10.9.9.9"))
+
+
+def test_signing_in_to_an_own_account_again_and_again_does_not_hide_stuffing() -> None:
+    # a per-attempt share would be 1/3 here; distinct usernames count the own account once
+    d = det()
+    fired = []
+    for i in range(12):
+        fired += d.observe(ok(3 * i, "mine"))
+        fired += d.observe(ok(3 * i + 1, "mine"))
+        fired += d.observe(fail(3 * i + 2, f"victim{i}", pw=b"%d" % i))
+    (v,) = fired
+    assert v.finding.features["usernames"] == 10 and v.finding.features["usernames_tried"] == 11
 
 
 def test_the_window_starts_over() -> None:

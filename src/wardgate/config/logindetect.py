@@ -23,10 +23,11 @@ class StuffingSignal(Strict):
     enabled: bool = True
     window_s: float = Field(300.0, gt=0, le=86_400, description="attempts counted over this long")
     min_usernames: int = Field(10, ge=2, le=100_000, description="distinct usernames failing "
-                               "from one network within the window that fire")
-    min_failure_ratio: float = Field(0.5, ge=0, le=1, description="and at least this share of "
-                                     "the network's attempts failed (an office logs in mostly "
-                                     "right)")
+                               "from one network (and not succeeding since) within the window "
+                               "that fire")
+    min_failure_ratio: float = Field(0.5, ge=0, le=1, description="and they are at least this "
+                                     "share of the distinct usernames tried from the network "
+                                     "(an office signs in mostly right)")
 
 
 class SprayingSignal(Strict):

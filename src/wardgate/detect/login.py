@@ -45,25 +45,29 @@ class Attempt(NamedTuple):
 
 
 class _Net:
-    __slots__ = ("start", "attempts", "failures", "tagged", "users", "tags", "addresses")
+    __slots__ = ("start", "attempts", "failures", "tagged", "users", "failing", "tags",
+                 "addresses")
 
     def __init__(self, start: float) -> None:
         self.start = start
         self.attempts = 0
         self.failures = 0
         self.tagged = 0
-        self.users: set[str] = set()
+        self.users: set[str] = set()     # every username tried from the network
+        self.failing: set[str] = set()   # those that failed and have not succeeded since
         self.tags: set[bytes] = set()
         self.addresses: set[str] = set()
 
 
 class NetworkFailures:
-    """Failures per network within `window_s`. Fires once `min_usernames` distinct usernames
-    failed and at least `min_failure_ratio` of the network's attempts failed (an office NAT
-    where many people sign in, a few mistyping, stays far below that share). Named
-    `password_spraying` when distinct passwords / failures <= `password_ratio` (a few
-    passwords tried against many accounts), else `credential_stuffing` (a leaked list: one
-    password per account)."""
+    """Usernames failing from one network within `window_s`, counting only those that did not
+    then succeed (a person who mistypes and then signs in is no evidence). Fires once
+    `min_usernames` such usernames are counted and they are at least `min_failure_ratio` of
+    the distinct usernames tried from the network: an office NAT where many people sign in
+    stays far below that share, and an attacker cannot dilute it by signing in to an account
+    of their own again and again (one username, counted once). Named `password_spraying`
+    when distinct passwords / failures <= `password_ratio` (a few passwords tried against
+    many accounts), else `credential_stuffing` (a leaked list: one password per account)."""
 
     kind = "credential_stuffing"
 
@@ -79,29 +83,33 @@ class NetworkFailures:
             st = _Net(t)
             self.table.put(a.network, st)
         st.attempts += 1
-        if a.ok:
-            return None
-        st.failures += 1
         if len(st.users) < _CAP:
             st.users.add(a.user)
+        if a.ok:
+            st.failing.discard(a.user)
+            return None
+        st.failures += 1
+        if len(st.failing) < _CAP and a.user in st.users:
+            st.failing.add(a.user)
         if len(st.addresses) < _CAP:
             st.addresses.add(a.address)
         if a.password:
             st.tagged += 1
             if len(st.tags) < _CAP:
                 st.tags.add(a.password)
-        users = len(st.users)
+        users = len(st.failing)
         cfg = self.cfg
         if users < cfg.min_usernames:
             return None
-        ratio = st.failures / st.attempts
+        ratio = users / len(st.users)
         if ratio < cfg.min_failure_ratio:
             return None
         spray = st.tagged >= cfg.min_usernames and \
             len(st.tags) <= self.spraying.password_ratio * st.tagged
         kind = "password_spraying" if spray else self.kind
-        feats = {"usernames": users, "failures": st.failures, "attempts": st.attempts,
-                 "failure_ratio": round(ratio, 3), "addresses": len(st.addresses),
+        feats = {"usernames": users, "usernames_tried": len(st.users),
+                 "failures": st.failures, "attempts": st.attempts,
+                 "failing_share": round(ratio, 3), "addresses": len(st.addresses),
                  "window_s": cfg.window_s}
         if st.tagged:
             feats["distinct_passwords"] = len(st.tags)  # a count, never a value
@@ -109,9 +117,10 @@ class NetworkFailures:
                else "one password per username")
         return Finding(
             kind, users / cfg.min_usernames, KEY_NET, a.network, feats,
-            f"{users} distinct usernames failing from {a.network} within {cfg.window_s:g} s "
-            f"({st.failures} of {st.attempts} attempts failed; {how}; threshold "
-            f"{cfg.min_usernames} usernames, {cfg.min_failure_ratio:g} failing)")
+            f"{users} of {len(st.users)} usernames tried from {a.network} failed without a "
+            f"later success within {cfg.window_s:g} s ({st.failures} of {st.attempts} "
+            f"attempts failed; {how}; threshold {cfg.min_usernames} usernames, "
+            f"{cfg.min_failure_ratio:g} of those tried)")
 
 
 class _User:
