@@ -4,7 +4,7 @@ from the issuer's `detection` log lines.
 
 Benign: people signing in to their own accounts, some mistyping once or twice first, some
 from a second network (a phone); an office where many people sign in from one address (a few
-mistype). Attacks: `credential_stuffing` (a leaked list from a few addresses of one /24: one
+mistype, one in ten forgot the password and gives up after two or three tries). Attacks: `credential_stuffing` (a leaked list from a few addresses of one /24: one
 password per username) and `password_spraying` (two passwords tried over many usernames from
 one network; and one username guessed from many networks, each a try or two). Prints, like
 the gateway scenarios, recall and time to detect per scenario, precision and the share of
@@ -62,15 +62,17 @@ class LoginPlan:
         self.benign_nets: dict[str, set[str]] = {}  # network -> benign subjects behind it
         self.instances: list[LoginInstance] = []
         n = max(1, int(5 * scale))
-        self._people(max(6, int(40 * scale)), max(4, int(30 * scale)))
+        self._people(max(6, int(40 * scale)), max(4, int(50 * scale)))
         for i in range(n):
             self._stuffing(i)
             self._spraying_one_network(i)
             self._spraying_one_user(i)
         self.sends.sort()
 
-    def _person(self, name: str, sources: list[str], mistakes: int) -> None:
-        """Signs in once or twice during the run; `mistakes` wrong tries before the first."""
+    def _person(self, name: str, sources: list[str], mistakes: int,
+                gives_up: bool = False) -> None:
+        """Signs in once or twice during the run; `mistakes` wrong tries before the first
+        (`gives_up`: only the wrong tries, a forgotten password)."""
         rng = self.rng
         pw = f"pw-{name}-{rng.randrange(10**6)}"
         self.users[name] = pw
@@ -82,6 +84,8 @@ class LoginPlan:
             self.sends.append(Login(t, sources[0], name, pw[:-1] + "x" * (k + 1),
                                     f"benign:{name}"))
             t += rng.uniform(0.4, 1.2)
+        if gives_up:
+            return
         self.sends.append(Login(t, sources[-1], name, pw, f"benign:{name}"))
         if rng.random() < 0.4:  # and once more later (a second device)
             self.sends.append(Login(min(self.seconds, t + rng.uniform(1, 3)), sources[-1],
@@ -96,7 +100,10 @@ class LoginPlan:
             sources = [home, phone] if mistakes and rng.random() < 0.3 else [home]
             self._person(f"person{u}", sources, mistakes)
         for o in range(office):
-            self._person(f"staff{o}", ["127.82.0.10"], rng.choice([0, 0, 0, 0, 1]))
+            if rng.random() < 0.1:  # a forgotten password: two or three tries, then gone
+                self._person(f"staff{o}", ["127.82.0.10"], rng.choice([2, 3]), gives_up=True)
+            else:
+                self._person(f"staff{o}", ["127.82.0.10"], rng.choice([0, 0, 0, 0, 1]))
 
     def _attack_start(self) -> float:
         return self.rng.uniform(0.2, 0.5) * self.seconds
