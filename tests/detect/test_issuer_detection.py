@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -86,6 +87,16 @@ def test_stuffing_from_one_network_is_detected_and_refused(issuer_with: Any) -> 
     assert d["score"] == 1.0 and d["detected_at"] > 0
     log = (iss.workdir / "issuer.log").read_text()
     assert "leaked3@example.com" not in log and "hunter3" not in log
+    # the durable record: a `detection` row in the audit table
+    def audited() -> list[Any]:
+        with sqlite3.connect(iss.workdir / "issuer.db") as db:
+            return db.execute("SELECT address, detail FROM wg_audit_events "
+                              "WHERE event = 'detection'").fetchall()
+
+    (address, detail), = until(audited)
+    assert address == "127.0.5.10"
+    assert json.loads(detail)["kind"] == "credential_stuffing"
+    assert json.loads(detail)["key"] == "network:127.0.5.0/24"
 
 
 def test_password_spraying_from_one_network_and_slow_down(issuer_with: Any) -> None:

@@ -1,16 +1,19 @@
 """The issuer's adapter of login detection (wardgate.detect.login): fingerprints, the refusal
-of a flagged network, and what a verdict does (a `detection` log line, an audit row, and with
-`state.redis_url` an entry on the stream the gateways read).
+of a flagged network, and what a verdict does (a `detection` log line, a `detection` audit
+row, and with `state.redis_url` an entry on the stream the gateways read).
 
 Called inline by `Issuer.check_password` and the refresh grant: a password check costs an
-argon2 hash (tens of milliseconds), the signals a few dict operations, so no buffer or task is
-worth having. The username fingerprint key is a database secret (stable over restarts and
-issuer processes, so log lines correlate); the password tag key is made at start and lives in
-this process's memory only, with the tags themselves (docs/security.md explains why).
+argon2 hash (tens of milliseconds), the signals a few dict operations, so they need no buffer
+of their own; only a verdict's audit row is written by a task (verdicts are rare: one per
+signal and key per cooldown). The username fingerprint key is a database secret (stable over
+restarts and issuer processes, so log lines correlate); the password tag key is made at start
+and lives in this process's memory only, with the tags themselves (docs/security.md explains
+why).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -23,11 +26,13 @@ from wardgate import logs
 from wardgate.detect.events import network_of
 from wardgate.detect.login import KEY_FAMILY, Attempt, LoginDetector
 from wardgate.detect.verdict import Finding, Verdict
+from wardgate.issuer import audit
 from wardgate.issuer.errors import LoginRefused, SlowDown
 from wardgate.state.resp import encode
 
 if TYPE_CHECKING:
     from wardgate.config.issuer import IssuerConfig
+    from wardgate.issuer.db import Database
     from wardgate.state.client import StateClient
 
 RECENT = 256  # verdicts kept for `recent()` (the issuer has no admin listener of its own)
@@ -49,17 +54,22 @@ class IssuerDetection:
         self._stream = dcfg.stream_key.encode()
         self.published = self.publish_errors = 0
         self._swept = 0.0
+        self.db: Database | None = None
+        self._writes: set[asyncio.Task[None]] = set()
         if dcfg.publish and cfg.state.urls():
             from wardgate.state import client_from_config
 
             self.client = client_from_config(cfg.state, pool_size=1)
 
-    async def start(self, fingerprint_key: bytes) -> None:
+    async def start(self, fingerprint_key: bytes, db: Database | None = None) -> None:
         self._fp_key = fingerprint_key
+        self.db = db
         if self.client is not None:
             await self.client.start()
 
     async def stop(self) -> None:
+        if self._writes:
+            await asyncio.gather(*self._writes, return_exceptions=True)
         if self.client is not None:
             await self.client.stop()
 
@@ -125,12 +135,29 @@ class IssuerDetection:
         logs.event("detection", level="warning", detected_at=record["time"],
                    **{k: val for k, val in record.items() if k != "time"})
         self.recent.appendleft(record)
+        if self.db is not None:  # the audit table: the issuer's durable record of verdicts
+            task = asyncio.get_running_loop().create_task(self._audit(record))
+            self._writes.add(task)
+            task.add_done_callback(self._writes.discard)
         if self.client is not None:
             raw = json.dumps(record, separators=(",", ":"), default=str)
             self.client.call(self._stream, encode(
                 b"XADD", self._stream, b"MAXLEN", b"~", self.cfg.stream_maxlen, b"*",
                 b"d", raw), self._published)
         return record
+
+    async def _audit(self, record: dict[str, Any]) -> None:
+        assert self.db is not None
+        try:
+            async with self.db.begin() as conn:
+                await audit.record(conn, int(record["time"]), "detection",
+                                   address=record["client"], kind=record["kind"],
+                                   score=record["score"], action=record["action"],
+                                   dry_run=record["dry_run"], key=record["key"],
+                                   route=record["route"], features=record["features"])
+        except Exception as exc:  # noqa: BLE001 - the log line is already out
+            logs.event("detection_audit_failed", level="warning",
+                       error=f"{type(exc).__name__}: {exc}"[:200])
 
     def _published(self, reply: Any) -> None:
         if isinstance(reply, bytes):

@@ -116,7 +116,7 @@ class Issuer:
                 await audit.record(conn, now, "key_generated", kid=k.kid, alg=k.alg)
         await self.ring.reload(self.db, now)
         if self.detection is not None:
-            await self.detection.start(detect_key)
+            await self.detection.start(detect_key, self.db)
         self._reloader = asyncio.create_task(self._reload_loop())
         if self.cfg.state.urls():
             from wardgate.revoke.relay import Relay
