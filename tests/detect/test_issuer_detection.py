@@ -17,7 +17,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.admin.support import admin_json, sample, scrape, wait_admin
-from tests.detect.support import gateway_config, until
+from tests.detect.support import call, gateway_config, mint, until
 from tests.issuer.support import IssuerProcess, base_config, pkce_pair
 from tests.support.gateway import GatewayProcess
 from tests.support.redis import RedisServer
@@ -172,7 +172,7 @@ def test_issuer_detections_reach_the_gateway_through_redis(
     at the issuer show once each in the gateway's /admin/detections, metrics and log."""
     state = {"redis_url": redis_server.url, "timeout_ms": 500}
     cfg = gateway_config(tmp_path / "gw", signing_key, upstream, {"action": "log"},
-                         workers=2, state=state)
+                         route_detection={"action": "deny"}, workers=2, state=state)
     gw = gateway_factory(cfg)
     wait_admin(cfg)
     time.sleep(1.0)  # the workers' feeds take the stream's newest id before anything is sent
@@ -208,3 +208,11 @@ def test_issuer_detections_reach_the_gateway_through_redis(
                   action="deny") == 1
     assert sample(s, "wardgate_detections_total", kind="refresh_reuse", action="revoke") == 1
     assert '"event":"detection"' in gw.stderr() and '"source":"issuer"' in gw.stderr()
+    # the stuffing network is flagged at the gateway too: tokens from it are refused on the
+    # deny route (every worker: several new connections), elsewhere served
+    token = mint(signing_key)
+    for _ in range(4):
+        status, _, body = call(gw.port, "/api/orders", token, "127.0.12.50")
+        assert status == 403 and json.loads(body)["code"] == "detection_denied"
+    assert call(gw.port, "/api/orders", token, "127.0.13.1")[0] == 200
+    assert call(gw.port, "/items/1", token, "127.0.12.50")[0] == 200  # a `log` route

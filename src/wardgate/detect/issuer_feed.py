@@ -6,7 +6,9 @@ Every worker reads the stream with a blocking XREAD on a connection of its own (
 client layer, wardgate.state), starting at the newest entry; one worker per gateway takes each
 entry, by a `SET NX` claim on the entry id within this gateway's group (its host and
 supervisor), so the admin view and the counters show it once per gateway however many
-workers it runs. Off the request path; a Redis error only delays the feed.
+workers it runs. A verdict about a network also flags that network in every worker (routes
+act on it by their action, as on the gateway's own network verdicts). Off the request path;
+a Redis error only delays the feed.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import socket
 from typing import TYPE_CHECKING, Any
 
 from wardgate import logs
+from wardgate.detect.verdict import KEY_NET, Finding
 from wardgate.state.resp import encode
 
 if TYPE_CHECKING:
@@ -123,6 +126,7 @@ class IssuerFeed:
                 if rec is None:
                     self.bad += 1
                     continue
+                self.flag(rec, rt)  # every worker: each enforces its own flags
                 claim = b"wg:dc:{" + self.group + b"}:" + self.key + b":" + entry_id
                 claims.append((rec, self._call(claim, encode(
                     b"SET", claim, b"1", b"NX", b"PX", CLAIM_MS))))
@@ -132,6 +136,25 @@ class IssuerFeed:
                     self.show(rec, rt)
                 else:
                     self.skipped += 1  # another worker of this gateway has it
+
+    @staticmethod
+    def flag(rec: dict[str, Any], rt: DetectionRuntime) -> None:
+        """A verdict of the issuer about a network flags it here too, for `deny_s`: the
+        network stuffing credentials at the issuer may use what it got at the gateway. Each
+        route acts on it by its own action (nothing on `log` routes)."""
+        key = rec.get("key")
+        cfg = rt.cfg
+        if not cfg.issuer_flags or cfg.dry_run or rec.get("dry_run") \
+                or not isinstance(key, str) or not key.startswith(KEY_NET + ":"):
+            return
+        net = key[len(KEY_NET) + 1:]
+        if rt.detector.allowed_network(net.partition("/")[0]):
+            return
+        score = rec.get("score")
+        rt.detector.flags.set(KEY_NET, net, asyncio.get_running_loop().time() + cfg.deny_s,
+                              Finding(str(rec["kind"]),
+                                      float(score) if isinstance(score, int | float) else 1.0,
+                                      KEY_NET, net, {}, "the issuer's verdict"))
 
     @staticmethod
     def show(rec: dict[str, Any], rt: DetectionRuntime) -> None:
