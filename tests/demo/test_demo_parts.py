@@ -69,7 +69,7 @@ def test_check_config_accepts_both_kinds(capsys: pytest.CaptureFixture[str]) -> 
     assert main(["check-config", str(EXAMPLES / "gateway.yaml")]) == 0
     assert main(["check-config", str(EXAMPLES / "issuer.yaml")]) == 0
     out = capsys.readouterr().out
-    assert "gateway.yaml: OK (2 routes" in out and "issuer.yaml: OK (issuer" in out
+    assert "gateway.yaml: OK (3 routes" in out and "issuer.yaml: OK (issuer" in out
 
 
 def test_check_config_reports_issuer_errors_with_lines(tmp_path: Path,
