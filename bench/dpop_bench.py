@@ -365,6 +365,13 @@ def main(argv: list[str] | None = None) -> int:
         med = {k: statistics.median(r[k] for r in rows_) for k in rows_[0]}
         print(f"| {name} | {med['proxy_user_us']:.1f} | {med['proxy_sys_us']:.1f} | "
               f"{med['proxy_core']:.0%} | {med['wrk_us']:.1f} | {med['wrk_core']:.0%} |")
+    per_req = {name: statistics.median(r["proxy_user_us"] + r["proxy_sys_us"] for r in rows_)
+               for name, rows_ in cpu.items()}
+    if per_req.get("wardgate-dpop") and per_req.get("haproxy-jwt"):
+        # what the ratio would be with each proxy owning its core: robust when other work
+        # shares the proxy core (then req/s moves with the share, CPU per request much less)
+        print(f"\nby CPU per request: wardgate-dpop {per_req['haproxy-jwt'] / per_req['wardgate-dpop']:.2f}x "
+              f"haproxy-jwt ({per_req['wardgate-dpop']:.0f} vs {per_req['haproxy-jwt']:.0f} µs)")
     print(f"goal >= {GOAL}x: {'met' if ratio >= GOAL else 'NOT met'}"
           + (f"; {errors} wardgate errors (proof pool too small? raise --max-rps)"
              if errors else ""))
