@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.issuer.support import IssuerProcess, set_cookies
-from tests.support.dpop import DpopKey
+from tests.support.dpop import DpopKey, ath
 from tests.support.gateway import GatewayProcess
 from tests.support.upstream import Upstream
 from wardgate.issuer import cookies as names
@@ -82,6 +82,12 @@ def u(gw: GatewayProcess, path: str = "/web/home") -> str:
 def test_cookie_login_binds_the_cookies(issuer: IssuerProcess, key: DpopKey,
                                         jar: dict[str, dict[str, str]]) -> None:
     assert issuer.verify(jar[names.ACCESS]["value"])["cnf"] == {"jkt": key.jkt}
+    # the answer names the token's hash (a page cannot read the HttpOnly cookie), never it
+    r = cookie_login(issuer, key)
+    body = r.json()
+    at = set_cookies(r)[names.ACCESS]["value"]
+    assert body["ath"] == ath(at) and "access_token" not in body
+    assert "ath" not in cookie_login(issuer, None).json()
     assert "httponly" in jar[names.ACCESS] and "secure" in jar[names.ACCESS]
 
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from typing import Any
 
 from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse, Response
 
+from wardgate.dpop.thumb import b64url
 from wardgate.issuer import (
     audit,
     clients,
@@ -88,9 +90,14 @@ def _cookie_answer(iss: Issuer, out: dict[str, Any], sid: str | None,
                    session_cookie: str | None) -> Response:
     t = iss.cfg.tokens
     token = csrf.issue(iss.csrf_key, sid or "")
-    # token_type DPoP: the access cookie is bound (cnf.jkt) and needs a proof at the gateway
-    resp = no_store({"token_type": out["token_type"], "expires_in": out["expires_in"],
-                     "scope": out.get("scope", ""), "csrf_token": token})
+    # token_type DPoP: the access cookie is bound (cnf.jkt) and needs a proof at the gateway;
+    # its proofs carry `ath`, the token's hash, which the page cannot compute from an
+    # HttpOnly cookie: the answer gives it (a hash, useless as a credential)
+    body = {"token_type": out["token_type"], "expires_in": out["expires_in"],
+            "scope": out.get("scope", ""), "csrf_token": token}
+    if out["token_type"] == "DPoP":
+        body["ath"] = b64url(hashlib.sha256(out["access_token"].encode("ascii")).digest())
+    resp = no_store(body)
     cookies.set_login(resp, access=out["access_token"], access_ttl=t.access_ttl_s,
                       refresh=out.get("refresh_token"), refresh_ttl=t.refresh_idle_s,
                       csrf=token, session=session_cookie, session_ttl=t.session_ttl_s,
