@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -21,6 +22,8 @@ from tests.support.dpop import DpopKey
 from tests.support.gateway import GatewayProcess
 from tests.support.upstream import Upstream
 from wardgate.issuer import cookies as names
+
+from .test_gateway_dpop import outcome
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -63,6 +66,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     public = {"auth": "none"}
     gw = GatewayProcess({
         "listen": f"127.0.0.1:{gw_port}",
+        # server nonces on the gateway (RFC 9449 §8): the helper must follow DPoP-Nonce
+        "dpop": {"nonce": {"lifetime_s": 300}},
         "providers": [{"name": "main", "issuer": origin, "audiences": ["api"],
                        "jwks_uri": iss.url + "/.well-known/jwks.json"}],
         "upstreams": [{"name": "issuer", "targets": [iss.url]},
@@ -143,8 +148,19 @@ def test_browser_signs_in_and_calls_the_dpop_route(stack: dict[str, Any], page: 
     }""")
     assert key_facts == {"extractable": False, "exported": False, "alg": "P-256"}
 
-    status = page.evaluate("WardgateDpop.fetch('/api/orders?x=1').then(r => r.status)")
-    assert status == 200
+    # the first call learns the gateway's nonce (401 use_dpop_nonce, one retry), the next
+    # ones send it at once
+    calls = page.evaluate("""async () => {
+        let n = 0; const real = window.fetch;
+        window.fetch = (...a) => { n++; return real(...a); };
+        try {
+            const first = (await WardgateDpop.fetch('/api/orders?x=1')).status;
+            const after = n;
+            const second = (await WardgateDpop.fetch('/api/orders?x=2')).status;
+            return {first, second, firstCalls: after, secondCalls: n - after};
+        } finally { window.fetch = real; }
+    }""")
+    assert calls == {"first": 200, "second": 200, "firstCalls": 2, "secondCalls": 1}
     seen = api.requests[-1]
     assert seen.header("x-user-id") == claims["sub"]
     assert seen.header("dpop") is None  # the proof was for the gateway
@@ -177,10 +193,12 @@ def test_cookie_copied_out_of_the_browser_is_useless(stack: dict[str, Any], page
     access = _access_cookie(page)
     url = stack["origin"] + "/api/stolen"
     cookie = {"Cookie": f"{names.ACCESS}={access}"}
-    assert httpx.get(url, headers=cookie).status_code == 401
+    r = httpx.get(url, headers={**cookie, "X-Request-Id": (rid := uuid.uuid4().hex)})
+    assert r.status_code == 401 and outcome(stack["gw"], rid) == "dpop_missing_proof"
     # a proof made with the thief's own key names another key than cnf.jkt
     thief = DpopKey("ES256").proof("GET", url, token=access)
-    assert httpx.get(url, headers={**cookie, "DPoP": thief}).status_code == 401
+    r = httpx.get(url, headers={**cookie, "DPoP": thief, "X-Request-Id": (rid := uuid.uuid4().hex)})
+    assert r.status_code == 401 and outcome(stack["gw"], rid) == "dpop_key_mismatch"
 
 
 def test_dpop_js_is_served_as_script(stack: dict[str, Any]) -> None:

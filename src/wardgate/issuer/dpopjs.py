@@ -21,6 +21,7 @@ SCRIPT = r"""// wardgate DPoP for browser pages (RFC 9449). Served by the issuer
   var SAFE = ["GET", "HEAD", "OPTIONS", "TRACE"];
   var enc = new TextEncoder();
   var pending = null;
+  var nonces = {};  // origin -> the last DPoP-Nonce it sent (RFC 9449 §8.2: use it next time)
 
   function b64url(buf) {
     var bytes = new Uint8Array(buf), s = "";
@@ -86,16 +87,20 @@ SCRIPT = r"""// wardgate DPoP for browser pages (RFC 9449). Served by the issuer
   function remember(body) {
     global.sessionStorage.setItem(STATE, JSON.stringify({ath: body.ath, csrf: body.csrf_token}));
   }
-  // One retry when the server asks for its nonce (RFC 9449 §8/§9: DPoP-Nonce).
+  // The origin's last nonce goes into the proof; when the server refuses the proof and
+  // names a new nonce (RFC 9449 §8/§9: use_dpop_nonce + DPoP-Nonce), one retry with it.
   async function send(url, init, ath) {
-    var method = (init.method || "GET").toUpperCase(), nonce = null, r = null;
+    var method = (init.method || "GET").toUpperCase(), r = null;
+    var origin = new URL(url, global.location.href).origin;
     for (var attempt = 0; attempt < 2; attempt++) {
+      var used = nonces[origin] || null;
       var headers = new Headers(init.headers || {});
-      headers.set("DPoP", await proof(method, url, ath, nonce));
+      headers.set("DPoP", await proof(method, url, ath, used));
       r = await fetch(url, Object.assign({}, init, {method: method, headers: headers,
                                                      credentials: init.credentials || "same-origin"}));
-      nonce = r.headers.get("DPoP-Nonce");
-      if (!nonce || (r.status !== 400 && r.status !== 401)) break;
+      var fresh = r.headers.get("DPoP-Nonce");
+      if (fresh) nonces[origin] = fresh;
+      if (!fresh || fresh === used || (r.status !== 400 && r.status !== 401)) break;
     }
     return r;
   }
