@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
 from wardgate.errors import GatewayError, RateLimited, ServiceUnavailable
@@ -48,12 +49,13 @@ ALLOWED_SLOT, LIMITED_SLOT, STORE_ERROR_SLOT = 0, 1, 2
 
 class Limit:
     __slots__ = ("name", "key", "gcra", "buckets", "bound", "deny_on_error", "policy",
-                 "field_head", "route", "_lines", "_buckets", "values", "slots")
+                 "field_head", "route", "_lines", "_buckets", "values", "slots", "peer_key")
 
     def __init__(self, cfg: RateLimitConfig, route: str, trusted: TrustedProxies) -> None:
         self.name = cfg.name
         self.route = route
         self.key: KeyFn = compile_key(cfg.key, route, trusted)
+        self.peer_key = cfg.key == "ip" and not trusted
         count, period = cfg.count_period()
         self.gcra = Gcra(count, period, cfg.burst)
         self.buckets = LocalBuckets(self.gcra, cfg.max_keys) if cfg.scope == "local" else None
@@ -114,7 +116,9 @@ def _single_local(lim: Limit) -> Callable[[Request, float], None]:
     A key at rest (its TAT passed, or new) is the common case of a limit that is not being
     approached; its decision is always the same (full quota after this request, reset after
     one interval), so its field lines are rendered once, here."""
-    key_fn = lim.key
+    # `key: ip` without trusted proxies: the peer address itself is the key (the table holds
+    # this limit's keys only, so the kind prefix separates nothing), read by a C getter
+    key_fn = attrgetter("client_ip") if lim.peer_key else lim.key
     buckets = lim.buckets
     assert buckets is not None
     tats = buckets.tats
