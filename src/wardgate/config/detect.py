@@ -12,9 +12,10 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from wardgate.config.common import Strict
+from wardgate.config.revocation import RevocationConfig, _Secret
 
-Action = Literal["log", "header", "step_up", "deny"]
-ACTIONS: tuple[str, ...] = ("log", "header", "step_up", "deny")
+Action = Literal["log", "header", "step_up", "deny", "revoke"]
+ACTIONS: tuple[str, ...] = ("log", "header", "step_up", "deny", "revoke")
 
 
 class ReplaySignal(Strict):
@@ -57,10 +58,34 @@ class RefusedSignal(Strict):
     min_refusals: int = Field(20, ge=1, le=1_000_000)
 
 
+class RevokeAction(_Secret):
+    """`action: revoke`: a verdict revokes the token (or, with `subject`, the subject) through
+    the revocation feed. With state.redis_url the event goes onto the feed's Redis stream;
+    without, to the issuer's POST /revocations (`url`, default revocation.poll_url) with
+    this token (the issuer's `revocations.report_token_*`)."""
+
+    subject: bool = Field(False, description="revoke every token of the subject issued before "
+                          "now, not only the token in use")
+    max_per_minute: int = Field(30, ge=1, le=100_000, description="revocations sent per "
+                                "worker and minute at most (a storm of verdicts cannot flood "
+                                "the feed); beyond, a verdict only denies")
+    burst: int = Field(10, ge=1, le=100_000)
+    subject_hold_s: float = Field(86_400.0, gt=0, le=30 * 86_400, description="how long a "
+                                  "subject revocation is kept: at least the longest token "
+                                  "lifetime")
+    url: str | None = Field(None, description="the issuer's POST /revocations (no Redis); "
+                            "default: revocation.poll_url")
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        return RevocationConfig._url(v) if v is not None else v
+
+
 class DetectionConfig(Strict):
     enabled: bool = True
-    action: Action = Field("log", description="log | header | step_up | deny, for every route "
-                           "unless the route says otherwise")
+    action: Action = Field("log", description="log | header | step_up | deny | revoke, for "
+                           "every route unless the route says otherwise")
     dry_run: bool = Field(False, description="log and count verdicts, enforce nothing")
     deny_s: float = Field(300.0, gt=0, le=86_400, description="how long a verdict holds for its "
                           "token, subject or network (header, step_up and deny act this long)")
@@ -83,6 +108,7 @@ class DetectionConfig(Strict):
     rate: RateSignal = RateSignal()
     enumeration: EnumerationSignal = EnumerationSignal()
     refused: RefusedSignal = RefusedSignal()
+    revoke: RevokeAction = RevokeAction()
 
     @field_validator("allow_networks")
     @classmethod
