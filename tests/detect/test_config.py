@@ -67,7 +67,8 @@ def test_route_override(tmp_path: Path) -> None:
     ({"typo": 1}, None, None, "detection.typo"),
     (None, {"detection": {"action": "deny"}}, None, "need the top-level detection section"),
     ({}, {"detection": {"action": "deny"}}, "none", "auth: none has no detection"),
-    ({}, {"detection": {"action": "revoke"}}, None, "routes[0].detection.action"),
+    ({}, {"detection": {"action": "revoke"}}, None, "revoke needs a revocation: section"),
+    ({}, {"detection": {"action": "ban"}}, None, "routes[0].detection.action"),
 ])
 def test_bad_values_are_named(tmp_path: Path, detection: Any, route: Any, auth: Any,
                               message: str) -> None:
