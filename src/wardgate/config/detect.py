@@ -58,6 +58,20 @@ class RefusedSignal(Strict):
     min_refusals: int = Field(20, ge=1, le=1_000_000)
 
 
+class ErrorSignal(Strict):
+    """A subject's error ratio far above its own learned baseline (EWMA of its per-bucket
+    error ratio and of their absolute deviations; cold start from the population)."""
+
+    enabled: bool = True
+    bucket_s: float = Field(30.0, gt=0, le=3600)
+    min_errors: int = Field(10, ge=1, description="never fires below this many errors per "
+                            "bucket")
+    min_ratio: float = Field(0.5, gt=0, le=1, description="never fires below this error ratio")
+    k: float = Field(4.0, gt=0, description="fires above mean + k * deviation")
+    alpha: float = Field(0.2, gt=0, le=1, description="EWMA weight of the newest bucket")
+    min_bucket: int = Field(5, ge=1, description="a bucket is learned from this many requests")
+
+
 class RevokeAction(_Secret):
     """`action: revoke`: a verdict revokes the token (or, with `subject`, the subject) through
     the revocation feed. With state.redis_url the event goes onto the feed's Redis stream;
@@ -108,6 +122,7 @@ class DetectionConfig(Strict):
     rate: RateSignal = RateSignal()
     enumeration: EnumerationSignal = EnumerationSignal()
     refused: RefusedSignal = RefusedSignal()
+    errors: ErrorSignal = ErrorSignal()
     revoke: RevokeAction = RevokeAction()
 
     @field_validator("allow_networks")

@@ -9,14 +9,16 @@ from collections.abc import Mapping
 
 from wardgate.config.common import parse_networks
 from wardgate.config.detect import DetectionConfig
+from wardgate.detect.error_rate import ErrorRate
 from wardgate.detect.events import Event
 from wardgate.detect.flags import Flags
 from wardgate.detect.signals import Enumeration, RateAnomaly, RefusedStorm, TokenReplay
 from wardgate.detect.table import Bounded
 from wardgate.detect.verdict import Finding, Verdict
 
+Signal = TokenReplay | RateAnomaly | Enumeration | RefusedStorm | ErrorRate
 #: every kind a verdict can have (wardgate_detections_total's kind label)
-KINDS = ("token_replay", "rate", "enumeration", "refused_tokens", "key_probing")
+KINDS = ("token_replay", "rate", "enumeration", "refused_tokens", "key_probing", "error_rate")
 
 
 class Detector:
@@ -25,7 +27,7 @@ class Detector:
         self.cfg = cfg
         self.actions = dict(route_actions or {})
         cap = cfg.max_keys
-        self.signals: list[TokenReplay | RateAnomaly | Enumeration | RefusedStorm] = []
+        self.signals: list[Signal] = []
         if cfg.replay.enabled:
             self.signals.append(TokenReplay(cfg.replay, cap))
         if cfg.rate.enabled:
@@ -34,6 +36,8 @@ class Detector:
             self.signals.append(Enumeration(cfg.enumeration, cap))
         if cfg.refused.enabled:
             self.signals.append(RefusedStorm(cfg.refused, cap))
+        if cfg.errors.enabled:
+            self.signals.append(ErrorRate(cfg.errors, cap))
         self.flags = Flags(cap)
         self._last: Bounded[tuple[str, str, str], float] = Bounded(cap)
         self._allow_nets = parse_networks(cfg.allow_networks)
