@@ -9,6 +9,7 @@ from collections.abc import Mapping
 
 from wardgate.config.common import parse_networks
 from wardgate.config.detect import DetectionConfig
+from wardgate.detect.anomaly import AnomalyModel
 from wardgate.detect.error_rate import ErrorRate
 from wardgate.detect.events import Event
 from wardgate.detect.flags import Flags
@@ -16,9 +17,10 @@ from wardgate.detect.signals import Enumeration, RateAnomaly, RefusedStorm, Toke
 from wardgate.detect.table import Bounded
 from wardgate.detect.verdict import Finding, Verdict
 
-Signal = TokenReplay | RateAnomaly | Enumeration | RefusedStorm | ErrorRate
+Signal = TokenReplay | RateAnomaly | Enumeration | RefusedStorm | ErrorRate | AnomalyModel
 #: every kind a verdict can have (wardgate_detections_total's kind label)
-KINDS = ("token_replay", "rate", "enumeration", "refused_tokens", "key_probing", "error_rate")
+KINDS = ("token_replay", "rate", "enumeration", "refused_tokens", "key_probing", "error_rate",
+         "anomaly")
 
 
 class Detector:
@@ -38,6 +40,10 @@ class Detector:
             self.signals.append(RefusedStorm(cfg.refused, cap))
         if cfg.errors.enabled:
             self.signals.append(ErrorRate(cfg.errors, cap))
+        self.model: AnomalyModel | None = None
+        if cfg.model.enabled:
+            self.model = AnomalyModel(cfg.model, cap)
+            self.signals.append(self.model)
         self.flags = Flags(cap)
         self._last: Bounded[tuple[str, str, str], float] = Bounded(cap)
         self._allow_nets = parse_networks(cfg.allow_networks)
@@ -78,6 +84,8 @@ class Detector:
                 continue
             found = sig.observe(ev)
             if found is not None:
+                if self.model is not None and sig is not self.model:
+                    found = self.model.annotate(found, ev)  # the model's view of it too
                 v = self.conclude(found, ev)
                 if v is not None:
                     out.append(v)
