@@ -62,7 +62,7 @@ class DetectionRuntime:
             route.observed = True
             watched.append((route, action))
         self.detector = Detector(dcfg, actions)
-        self.buf: deque[tuple[Request, int]] = deque(maxlen=dcfg.buffer)
+        self.buf: deque[tuple[Request, int, int]] = deque(maxlen=dcfg.buffer)
         self.routes = [r for r, _ in watched]
         self._counters: dict[str, list[Any]] = {}
         for route, route_action in watched:
@@ -141,10 +141,12 @@ class DetectionRuntime:
         observe = self.detector.observe
         found: list[tuple[Verdict, Event]] = []
         n = 0
+        memo: dict[tuple[int, str, bytes | None], tuple[Any, ...]] = {}
+        event = self.event
         while buf and n < _TICK_BUDGET:
-            req, status = buf.popleft()
+            req, status, size = buf.popleft()
             n += 1
-            ev = self.event(req, status)
+            ev = event(req, status, size, memo)
             verdicts = observe(ev)
             if self.shared is not None:
                 self.shared.observe(ev, self)
@@ -162,21 +164,34 @@ class DetectionRuntime:
         return [v for v, _ in found]
 
     @staticmethod
-    def event(req: Request, status: int) -> Event:
+    def event(req: Request, status: int, size: int = 0,
+              memo: dict[tuple[int, str, bytes | None], tuple[Any, ...]] | None = None
+              ) -> Event:
+        """The request as the detector sees it. What comes from the token, the address and
+        the user agent is worked out once per tick for each (token, address, user agent):
+        `memo` (a burst of one client is the common case)."""
         ident = req.identity
-        sub = jti = client_id = sub_hash = None
-        if ident is not None:
-            sub, jti = ident.sub, ident.jti
-            cid = ident.claims.get("client_id") or ident.claims.get("azp")
-            client_id = cid if isinstance(cid, str) else None
-            sub_hash = ident.sub_hash
-        params = req.params
         ip = req.client_ip
-        return Event(req.start, req.route.name, ip, network_of(ip), status, req.method,
-                     req.auth_outcome, sub, jti, client_id, sub_hash,
-                     ua_hash(req.header(b"user-agent")), req.path,
-                     tuple(params.values()) if params else (),
-                     ident.exp if ident is not None and ident.exp else 0.0)
+        ua = req.header(b"user-agent")
+        k = (id(ident), ip, ua)
+        got = memo.get(k) if memo is not None else None
+        if got is None or got[0] is not ident:
+            sub = jti = client_id = sub_hash = None
+            exp = 0.0
+            if ident is not None:
+                sub, jti = ident.sub, ident.jti
+                cid = ident.claims.get("client_id") or ident.claims.get("azp")
+                client_id = cid if isinstance(cid, str) else None
+                sub_hash = ident.sub_hash
+                exp = ident.exp or 0.0
+            # the identity itself is kept with its fields: its id stays its own meanwhile
+            got = (ident, network_of(ip), sub, jti, client_id, sub_hash, ua_hash(ua), exp)
+            if memo is not None:
+                memo[k] = got
+        params = req.params
+        return Event(req.start, req.route.name, ip, got[1], status, req.method,
+                     req.auth_outcome, got[2], got[3], got[4], got[5], got[6], req.path,
+                     tuple(params.values()) if params else (), got[7], size)
 
     def enable_revoke(self, sink: RevocationSink) -> None:
         """`action: revoke` on some route: verdicts there revoke through `sink`."""

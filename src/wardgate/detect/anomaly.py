@@ -49,18 +49,19 @@ _TOP = 3
 
 class _Win:
     __slots__ = ("start", "n", "errors", "bytes", "paths", "values", "nets", "uas", "check",
-                 "score", "top")
+                 "score", "top", "last", "net", "ua")
 
     def __init__(self, start: float, check: int) -> None:
         self.start = start
         self.n = self.errors = self.bytes = 0
         self.paths: set[str] = set()
-        self.values: set[str] = set()
+        self.values: set[tuple[str, ...]] = set()
         self.nets: set[str] = set()
         self.uas: set[str] = set()
         self.check = check           # the request count of the next scoring
         self.score: float | None = None
         self.top: list[dict[str, Any]] = []
+        self.last = self.net = self.ua = ""  # the previous request's (a repeat adds nothing)
 
     def raw(self) -> tuple[float, ...]:
         n = self.n
@@ -148,13 +149,18 @@ class AnomalyModel:
         if ev.status >= 400:
             win.errors += 1
         win.bytes += ev.size
-        if len(win.paths) < _DISTINCT:
-            win.paths.add(ev.path)
-        if ev.params and len(win.values) < _DISTINCT:
-            win.values.add("/".join(ev.params))
-        if len(win.nets) < _DISTINCT:
+        path = ev.path
+        if path != win.last:  # the same resource again adds nothing (the common case)
+            win.last = path
+            if len(win.paths) < _DISTINCT:
+                win.paths.add(path)
+            if ev.params and len(win.values) < _DISTINCT:
+                win.values.add(ev.params)
+        if ev.network is not win.net and len(win.nets) < _DISTINCT:
+            win.net = ev.network
             win.nets.add(ev.network)
-        if len(win.uas) < _DISTINCT:
+        if ev.ua is not win.ua and len(win.uas) < _DISTINCT:
+            win.ua = ev.ua
             win.uas.add(ev.ua)
         if win.n < win.check:
             return None

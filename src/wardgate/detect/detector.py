@@ -50,6 +50,7 @@ class Detector:
         self._allowed_ips: dict[str, bool] = {}
         self._allow_subjects = frozenset(cfg.allow_subjects)
         self._allow_clients = frozenset(cfg.allow_clients)
+        self._any_allowed = bool(self._allow_subjects or self._allow_clients)
         self.events = 0
 
     def allowed_network(self, ip: str) -> bool:
@@ -75,7 +76,7 @@ class Detector:
     def observe(self, ev: Event) -> list[Verdict]:
         """Feed one event; the verdicts it produced (usually none)."""
         self.events += 1
-        if self.exempt(ev):
+        if self._any_allowed and self.exempt(ev):
             return []
         skip_net = bool(self._allow_nets) and self.allowed_network(ev.client)
         out: list[Verdict] = []
