@@ -142,16 +142,36 @@ class DetectionRuntime:
         found: list[tuple[Verdict, Event]] = []
         n = 0
         memo: dict[tuple[int, str, bytes | None], tuple[Any, ...]] = {}
-        event = self.event
-        while buf and n < _TICK_BUDGET:
-            req, status, size = buf.popleft()
-            n += 1
+        event, shared = self.event, self.shared
+        # A run of identical requests (one client's burst: same token, address, user agent,
+        # route, path, method, status and auth outcome) is one event counted `run` times.
+        first: Any = None
+        ev: Event | None = None
+        run = status0 = 0
+        ua0: bytes | None = None
+        while True:
+            item = buf.popleft() if buf and n < _TICK_BUDGET else None
+            if item is not None:
+                req, status, size = item
+                n += 1
+                ua = req.header(b"user-agent")
+                if first is not None and status == status0 and req.identity is first.identity \
+                        and req.route is first.route and req.client_ip == first.client_ip \
+                        and req.path == first.path and ua == ua0 \
+                        and req.auth_outcome == first.auth_outcome \
+                        and req.method == first.method:
+                    run += 1
+                    continue
+            if ev is not None:
+                verdicts = observe(ev, run)
+                if shared is not None:
+                    shared.observe(ev, self)
+                if verdicts:
+                    found.extend((v, ev) for v in verdicts)
+            if item is None:
+                break
+            first, status0, ua0, run = req, status, ua, 1
             ev = event(req, status, size, memo)
-            verdicts = observe(ev)
-            if self.shared is not None:
-                self.shared.observe(ev, self)
-            if verdicts:
-                found.extend((v, ev) for v in verdicts)
         if self._values is not None and n:
             self._values[self._observed_slot] += n
         for v, ev in found:

@@ -131,7 +131,7 @@ class AnomalyModel:
                  "deviation": round(z[i], 1)} for i in order]
 
     # -- the signal ----------------------------------------------------------------------------
-    def observe(self, ev: Event) -> Finding | None:
+    def observe(self, ev: Event, n: int = 1) -> Finding | None:
         t = ev.time
         self._close_until(t)
         subject = ev.sub or ev.client_id
@@ -145,10 +145,10 @@ class AnomalyModel:
             self.open.append((t + cfg.window_s, subject, win))
             if len(self.open) > 2 * self.table.cap:  # windows evicted from the table
                 self._close_until(self.open[0][0])
-        win.n += 1
+        win.n += n
         if ev.status >= 400:
-            win.errors += 1
-        win.bytes += ev.size
+            win.errors += n
+        win.bytes += ev.size * n
         path = ev.path
         if path != win.last:  # the same resource again adds nothing (the common case)
             win.last = path
@@ -164,7 +164,8 @@ class AnomalyModel:
             win.uas.add(ev.ua)
         if win.n < win.check:
             return None
-        win.check *= 2
+        while win.check <= win.n:
+            win.check *= 2
         return self._judge(win, subject)
 
     def _judge(self, win: _Win, subject: str) -> Finding | None:

@@ -73,8 +73,9 @@ class Detector:
             return True
         return network and bool(self._allow_nets) and self.allowed_network(ev.client)
 
-    def observe(self, ev: Event) -> list[Verdict]:
-        """Feed one event; the verdicts it produced (usually none)."""
+    def observe(self, ev: Event, n: int = 1) -> list[Verdict]:
+        """Feed one event (`n`: that many identical requests in a row); the verdicts it
+        produced (usually none)."""
         self.events += 1
         if self._any_allowed and self.exempt(ev):
             return []
@@ -83,7 +84,7 @@ class Detector:
         for sig in self.signals:
             if skip_net and sig.network_based:
                 continue
-            found = sig.observe(ev)
+            found = sig.observe(ev) if n == 1 else sig.observe(ev, n)
             if found is not None:
                 if self.model is not None and sig is not self.model:
                     found = self.model.annotate(found, ev)  # the model's view of it too

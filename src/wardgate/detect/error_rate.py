@@ -73,7 +73,7 @@ class ErrorRate:
         st.start += (t - st.start) // cfg.bucket_s * cfg.bucket_s
         st.requests = st.errors = 0
 
-    def observe(self, ev: Event) -> Finding | None:
+    def observe(self, ev: Event, n: int = 1) -> Finding | None:
         subject = ev.sub or ev.client_id
         if subject is None:
             return None
@@ -84,10 +84,10 @@ class ErrorRate:
             self.table.put(subject, st)
         elif t >= st.start + self.cfg.bucket_s:
             self._close(st, t)
-        st.requests += 1
+        st.requests += n
         if ev.status < 400 or ev.outcome in _OWN:
             return None
-        st.errors += 1
+        st.errors += n
         if st.errors < self.cfg.min_errors:
             return None
         ratio = st.errors / st.requests
