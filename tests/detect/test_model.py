@@ -98,7 +98,7 @@ def test_the_models_score_orders_the_planted_subject_above_every_benign_window()
     for win in model.table.data.values():
         if win.n >= 2:
             from wardgate.detect.anomaly import vector
-            benign_scores.append(model.trees.score(vector(win.raw())))
+            benign_scores.append(model.trees.score(vector(win.raw(), model.mean[3])))
     for e in planted(66.0)[:16]:
         model.observe(e)
     mal = model.table.get("mallory")
@@ -107,7 +107,7 @@ def test_the_models_score_orders_the_planted_subject_above_every_benign_window()
 
 
 def test_bounded_work_and_memory() -> None:
-    model = AnomalyModel(ModelSignal(max_learn_per_s=50), 1000)
+    model = AnomalyModel(ModelSignal(max_per_s=50), 1000)
     for i in range(200_000):  # 200,000 distinct subjects, two requests each, 20,000 a second
         for k in range(2):
             model.observe(Event(i / 20_000 + k * 1e-6, "api", "10.0.0.1", "10.0.0.0/24",

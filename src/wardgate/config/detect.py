@@ -76,18 +76,21 @@ class ModelSignal(Strict):
     """The learned anomaly model: Half-Space Trees over per-subject feature vectors."""
 
     enabled: bool = True
-    window_s: float = Field(5.0, gt=0, le=3600, description="a subject's feature window")
+    window_s: float = Field(2.0, gt=0, le=3600, description="a subject's feature window (short: a verdict within the 2 s target)")
     min_requests: int = Field(8, ge=2, le=100_000, description="a window is scored at this "
                               "many requests and every doubling after")
-    threshold: float = Field(0.25, gt=0, lt=1, description="fires at this model score (0-1) ...")
-    min_deviation: float = Field(5.0, gt=0, description="... with a feature this many robust "
+    threshold: float = Field(0.1, gt=0, lt=1, description="fires at this model score (0-1) "
+                             "at least ...")
+    score_k: float = Field(3.0, gt=0, description="... and above the learned windows' scores' "
+                           "EWMA mean + score_k EWMA deviations ...")
+    min_deviation: float = Field(4.0, gt=0, description="... with a feature this many robust "
                                  "deviations above the population")
-    trees: int = Field(10, ge=1, le=100)
-    height: int = Field(9, ge=2, le=16)
+    trees: int = Field(25, ge=1, le=100)
+    height: int = Field(10, ge=2, le=16)
     reference: int = Field(128, ge=16, le=100_000, description="windows per reference window")
     seed: int = Field(17, description="the trees' random seed (deterministic)")
-    max_learn_per_s: int = Field(200, ge=1, le=1_000_000, description="windows learned a "
-                                 "second at most (the model's cost is bounded)")
+    max_per_s: int = Field(200, ge=1, le=1_000_000, description="windows learned or scored "
+                           "a second at most (the model's cost is bounded)")
 
 
 class RevokeAction(_Secret):

@@ -19,9 +19,11 @@ doubling after, so a scraper is judged within its first window, not after it. It
 the score reaches `threshold` *and* some feature is at least `min_deviation` robust
 deviations (EWMA absolute deviation) above the population's EWMA: the trees rank how unusual
 the combination is, the deviation names what is unusual and keeps a rare-but-harmless
-combination of ordinary values from firing. Work is bounded: at most `max_learn_per_s`
-windows learned a second (beyond, a window is skipped, not queued) and the trees' size is
-fixed. Any other signal's finding is annotated with the subject's last model score and its
+combination of ordinary values from firing. `threshold` is a floor: the score must also
+pass the learned windows' own scores (scored as they are learned: EWMA mean + `score_k` EWMA
+absolute deviations), so the bar follows what the model has seen. Work is bounded: at most
+`max_per_s` windows learned or scored a second (beyond, skipped, not queued) and the trees'
+size is fixed. Any other signal's finding is annotated with the subject's last model score and its
 most deviating features (`annotate`).
 """
 
@@ -45,6 +47,7 @@ _CAPS = (math.log1p(1000.0), math.log1p(_DISTINCT), math.log1p(_DISTINCT), 1.0,
 _POP_ALPHA = 0.02
 _MIN_DEV = 0.05                      # in [0, 1] feature units: a floor under a too-regular feature
 _TOP = 3
+_PSEUDO = 8.0                        # pseudo-requests of the population's error ratio
 
 
 class _Win:
@@ -70,9 +73,12 @@ class _Win:
                 self.bytes / n if n else 0.0)
 
 
-def vector(raw: tuple[float, ...]) -> list[float]:
+def vector(raw: tuple[float, ...], prior: float = 0.0) -> list[float]:
+    """`raw` in [0, 1]^d. The error ratio is shrunk towards the population's (`prior`) by
+    `_PSEUDO` requests: 3 errors in 8 requests says less than 30 in 80."""
     out = [min(1.0, math.log1p(v) / c) for v, c in zip(raw, _CAPS, strict=True)]
-    out[3] = raw[3]
+    n = raw[0]
+    out[3] = (raw[3] * n + _PSEUDO * prior) / (n + _PSEUDO)
     return out
 
 
@@ -90,7 +96,8 @@ class AnomalyModel:
         self.dev = [0.1] * len(FEATURES)
         self.learned = self.skipped = self.scored = 0
         self._second = -1.0
-        self._budget = cfg.max_learn_per_s
+        self._budget = cfg.max_per_s
+        self.score_mean, self.score_dev = 0.0, 0.05
 
     # -- windows -------------------------------------------------------------------------------
     def _close_until(self, t: float) -> None:
@@ -102,15 +109,32 @@ class AnomalyModel:
             if win.n >= 2:
                 self._learn(win, t)
 
-    def _learn(self, win: _Win, t: float) -> None:
+    def _spend(self, t: float) -> bool:
+        """One unit of the model's work (a window learned or scored) within max_per_s."""
         sec = t // 1.0
         if sec != self._second:
-            self._second, self._budget = sec, self.cfg.max_learn_per_s
+            self._second, self._budget = sec, self.cfg.max_per_s
         if self._budget <= 0:
             self.skipped += 1
-            return
+            return False
         self._budget -= 1
-        x = vector(win.raw())
+        return True
+
+    def threshold(self) -> float:
+        """The score that fires: `threshold`, or the learned windows' scores' EWMA mean plus
+        `score_k` EWMA absolute deviations, whichever is higher."""
+        return max(self.cfg.threshold,
+                   self.score_mean + self.cfg.score_k * max(self.score_dev, 0.005))
+
+    def _learn(self, win: _Win, t: float) -> None:
+        if not self._spend(t):
+            return
+        x = vector(win.raw(), self.mean[3])
+        score = self.trees.score(x)
+        if score is not None:  # the scores of windows as they come: the model's own baseline
+            self.score_dev = (1 - _POP_ALPHA) * self.score_dev + _POP_ALPHA * abs(
+                score - self.score_mean)
+            self.score_mean = (1 - _POP_ALPHA) * self.score_mean + _POP_ALPHA * score
         self.trees.learn(x)
         self.learned += 1
         a = _POP_ALPHA
@@ -166,25 +190,28 @@ class AnomalyModel:
             return None
         while win.check <= win.n:
             win.check *= 2
+        if not self._spend(ev.time):
+            return None
         return self._judge(win, subject)
 
     def _judge(self, win: _Win, subject: str) -> Finding | None:
-        score = self.trees.score(x := vector(raw := win.raw()))
+        score = self.trees.score(x := vector(raw := win.raw(), self.mean[3]))
         if score is None:
             return None
         self.scored += 1
         win.score = score
         top = win.top = self.explain(raw, x)
         cfg = self.cfg
-        if score < cfg.threshold or top[0]["deviation"] < cfg.min_deviation:
+        thr = self.threshold()
+        if score < thr or top[0]["deviation"] < cfg.min_deviation:
             return None
         named = ", ".join(f"{f['feature']} {f['value']:g} ({f['deviation']:+.1f} dev)"
                           for f in top)
         return Finding(
-            self.kind, score / cfg.threshold, KEY_SUB, subject,
-            {"model_score": round(score, 3), "threshold": cfg.threshold, "top": top,
+            self.kind, score / thr, KEY_SUB, subject,
+            {"model_score": round(score, 3), "threshold": round(thr, 3), "top": top,
              "window_s": cfg.window_s, "learned": self.learned},
-            f"half-space trees score {score:.2f} (threshold {cfg.threshold:g}) for this "
+            f"half-space trees score {score:.2f} (threshold {thr:.2f}) for this "
             f"subject's last {win.n} requests; furthest from the population: {named}")
 
     def annotate(self, f: Finding, ev: Event) -> Finding:
@@ -194,7 +221,7 @@ class AnomalyModel:
         if win is None or win.n < 2 or not self.trees.ready:
             return f
         raw = win.raw()
-        x = vector(raw)
+        x = vector(raw, self.mean[3])
         win.score = self.trees.score(x)
         win.top = self.explain(raw, x)
         return replace(f, features={**f.features, "model_score": round(win.score or 0.0, 3),
