@@ -97,8 +97,7 @@ def test_the_models_score_orders_the_planted_subject_above_every_benign_window()
         model.observe(Event(60.0 + e.time, *e[1:]))
     for win in model.table.data.values():
         if win.n >= 2:
-            from wardgate.detect.anomaly import vector
-            benign_scores.append(model.trees.score(vector(win.raw(), model.mean[3])))
+            benign_scores.append(model.window_score(win))
     for e in planted(66.0)[:16]:
         model.observe(e)
     mal = model.table.get("mallory")

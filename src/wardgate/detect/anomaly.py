@@ -47,6 +47,7 @@ _CAPS = (math.log1p(1000.0), math.log1p(_DISTINCT), math.log1p(_DISTINCT), 1.0,
 _POP_ALPHA = 0.02
 _MIN_DEV = 0.05                      # in [0, 1] feature units: a floor under a too-regular feature
 _TOP = 3
+_SPAN = 12.0                         # robust deviations across the unit interval (+-6)
 _PSEUDO = 8.0                        # pseudo-requests of the population's error ratio
 
 
@@ -130,18 +131,29 @@ class AnomalyModel:
         if not self._spend(t):
             return
         x = vector(win.raw(), self.mean[3])
-        score = self.trees.score(x)
+        score = self.trees.score(self.standard(x))
         if score is not None:  # the scores of windows as they come: the model's own baseline
             self.score_dev = (1 - _POP_ALPHA) * self.score_dev + _POP_ALPHA * abs(
                 score - self.score_mean)
             self.score_mean = (1 - _POP_ALPHA) * self.score_mean + _POP_ALPHA * score
-        self.trees.learn(x)
+        self.trees.learn(self.standard(x))
         self.learned += 1
         a = _POP_ALPHA
         mean, dev = self.mean, self.dev
         for i, v in enumerate(x):
             dev[i] = (1 - a) * dev[i] + a * abs(v - mean[i])
             mean[i] = (1 - a) * mean[i] + a * v
+
+    def standard(self, x: list[float]) -> list[float]:
+        """`x` in the population's robust units, mapped to [0, 1]: 0.5 is the population's
+        EWMA, each `_SPAN`-th of the unit interval one EWMA absolute deviation, clipped. The
+        trees then split where the population's spread is, whatever a feature's scale."""
+        return [min(1.0, max(0.0, 0.5 + (v - m) / (max(d, _MIN_DEV) * _SPAN)))
+                for v, m, d in zip(x, self.mean, self.dev, strict=True)]
+
+    def window_score(self, win: _Win) -> float | None:
+        """The trees' score of a window as it stands (None while the model is cold)."""
+        return self.trees.score(self.standard(vector(win.raw(), self.mean[3])))
 
     def deviations(self, x: list[float]) -> list[float]:
         return [(v - m) / max(d, _MIN_DEV) for v, m, d in zip(x, self.mean, self.dev,
@@ -195,7 +207,7 @@ class AnomalyModel:
         return self._judge(win, subject)
 
     def _judge(self, win: _Win, subject: str) -> Finding | None:
-        score = self.trees.score(x := vector(raw := win.raw(), self.mean[3]))
+        score = self.trees.score(self.standard(x := vector(raw := win.raw(), self.mean[3])))
         if score is None:
             return None
         self.scored += 1
@@ -222,7 +234,7 @@ class AnomalyModel:
             return f
         raw = win.raw()
         x = vector(raw, self.mean[3])
-        win.score = self.trees.score(x)
+        win.score = self.trees.score(self.standard(x))
         win.top = self.explain(raw, x)
         return replace(f, features={**f.features, "model_score": round(win.score or 0.0, 3),
                                     "model_top": win.top})
