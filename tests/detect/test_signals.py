@@ -213,6 +213,3 @@ def test_allowed_networks_feed_no_network_signal() -> None:
 def test_a_few_expired_tokens_are_not_a_storm() -> None:
     det = detector()
     assert feed(det, [ev(i * 5, outcome="expired", sub=None, jti=None) for i in range(10)]) == []
-
-
-# -- memory ----------------------------------------------------------------------------------
