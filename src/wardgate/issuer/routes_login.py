@@ -131,17 +131,27 @@ async def _sid_from_cookies(iss: Issuer, request: Request) -> str | None:
     return None
 
 
-@router.post("/logout")
+_LOGOUT_QUERY = {"parameters": [{
+    "name": "everywhere", "in": "query", "required": False,
+    "schema": {"type": "string", "enum": ["true", "false"]},
+    "description": "true: end every session of the user, not only this one"}]}
+
+
+@router.post("/logout", openapi_extra=_LOGOUT_QUERY)
 async def logout(request: Request) -> Response:
-    """End the session: revoke its refresh families, end SSO, clear cookies.
+    """End the session: revoke its refresh families, end SSO, clear cookies. With
+    `?everywhere=true`, every session of the user ends and every token issued to them
+    before now is refused at every gateway (a subject revocation event).
 
     Bearer access token in the header; or browser cookies plus the CSRF header; or a
     `refresh_token` in a JSON body.
     """
     iss = issuer_of(request)
     now = iss.now()
+    everywhere = _everywhere(request)
     sid: str | None = None
     family: str | None = None
+    user_id: int | None = None
     token = bearer(request)
     if token is not None:
         claims = tokens.verify_access(iss.ring, token, issuer=iss.cfg.issuer, now=now)
@@ -161,8 +171,24 @@ async def logout(request: Request) -> Response:
         async with iss.db.begin() as conn:
             row = await refresh.find(conn, rt)
         if row is not None:
-            sid, family = row.sid, row.family_id
+            sid, family, user_id = row.sid, row.family_id, row.user_id
+    if everywhere:
+        if user_id is None and sid is not None:
+            async with iss.db.begin() as conn:
+                user_id = await sessions.user_of(conn, sid)
+        if user_id is None:
+            # a service's token, or a refresh token already gone: no user to log out
+            raise InvalidRequest("everywhere=true needs a user's session or refresh token")
     async with iss.db.begin() as conn:
+        if everywhere:
+            assert user_id is not None
+            await sessions.end_for_user(conn, user_id)
+            await revocations.emit_subject(conn, str(user_id), now=now,
+                                           max_ttl_s=iss.max_token_ttl(),
+                                           reason="logout_everywhere")
+            await audit.record(conn, now, "logout_everywhere", address=address(request),
+                               sid=sid, user_id=user_id)
+            sid = family = None  # covered by the user's events above
         if family is not None:
             await refresh.revoke_family(conn, family)
             await revocations.emit_family(conn, family, now=now, reason="logout")
@@ -170,9 +196,18 @@ async def logout(request: Request) -> Response:
             await sessions.end(conn, sid)
             await revocations.emit_session(conn, sid, now=now, reason="logout")
         await audit.record(conn, now, "logout", address=address(request), sid=sid)
-    resp = no_store({"logged_out": True})
+    resp = no_store({"logged_out": True, "everywhere": everywhere})
     cookies.clear_all(resp, iss.cfg.browser.same_site)
     return resp
+
+
+def _everywhere(request: Request) -> bool:
+    raw = request.query_params.getlist("everywhere")
+    if not raw:
+        return False
+    if len(raw) > 1 or raw[0] not in ("true", "false"):
+        raise InvalidRequest("everywhere must be true or false, once")
+    return raw[0] == "true"
 
 
 @router.get("/userinfo")
