@@ -84,6 +84,9 @@ def test_replayed_token_is_revoked_at_every_gateway_through_redis(
     assert "value" not in log[0]  # what was revoked is named by its fingerprint only
     for gw in gws:
         assert token not in gw.stderr()
+    # an issuer without a report token has no POST /revocations
+    assert httpx.post(iss.url + "/revocations", json={"kind": "sub", "value": "alice"},
+                      headers={"Authorization": f"Bearer {FEED_TOKEN}"}).status_code == 404
     # the relay's seqs are untouched: the issuer's own revocations still reach every gateway
     with iss.client() as http:
         assert http.post("/revoke", data={"token": other,

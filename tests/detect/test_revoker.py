@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.detect.test_config import load
+from tests.detect.test_config import load, write
 from wardgate.config.detect import RevokeAction
 from wardgate.config.loader import ConfigError
 from wardgate.detect.events import Event
@@ -80,3 +80,24 @@ def test_config_revoke_needs_the_feed(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as exc:
         load(tmp_path, {"action": "log"}, route={"detection": {"action": "revoke"}})
     assert "needs a revocation: section" in str(exc.value.issues)
+
+
+def test_config_revoke_without_redis_needs_the_report_token(tmp_path: Path) -> None:
+    import yaml
+
+    from wardgate.config import load_gateway
+
+    path = write(tmp_path, {"action": "revoke"})
+    cfg = yaml.safe_load(path.read_text())
+    cfg["revocation"] = {"poll_url": "http://127.0.0.1:9/revocations", "token_env": "FEED_TOK"}
+    path.write_text(yaml.safe_dump(cfg))
+    with pytest.raises(ConfigError) as exc:
+        load_gateway(str(path))
+    assert "needs token_env or token_file" in str(exc.value.issues)
+    cfg["detection"]["revoke"] = {"token_env": "REPORT_TOK"}
+    path.write_text(yaml.safe_dump(cfg))
+    assert load_gateway(str(path)).detection.revoke.token_env == "REPORT_TOK"  # type: ignore[union-attr]
+    cfg["state"] = {"redis_url": "redis://127.0.0.1:6379/0"}  # the stream: no token needed
+    del cfg["detection"]["revoke"]
+    path.write_text(yaml.safe_dump(cfg))
+    assert load_gateway(str(path)).revocation_source() == "redis"
