@@ -59,6 +59,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/live_split.py --scenario jwt-distinct
 	$(BIN)/python bench/live_split.py --scenario jwt-forged
 	$(BIN)/python bench/live_split.py --scenario plain
+	$(BIN)/python bench/live_split.py --scenario dpop
 	$(BIN)/python bench/issuer_bench.py
 	$(BIN)/python bench/dpop_bench.py
 	$(BIN)/python bench/hotpath.py --route dpop --requests 20000

@@ -2,7 +2,8 @@
 
 Starts make bench's wardgate (workers: 1, pinned to core 1) in front of the nginx upstream,
 loads one scenario with `wrk -t1 -c64` (jwt-distinct: every request a new RS256 token from
-make bench's pool; also jwt-forged, jwt-same, plain), samples the worker with py-spy while the
+make bench's pool; also jwt-forged, jwt-same, plain; dpop: bench/dpop_bench.py's route, one
+bound token and a fresh ES256 proof per request), samples the worker with py-spy while the
 load runs, and reads the worker's CPU time from /proc over the same interval. Each sample's
 stack is given to the first step (in the order below) that one of its frames belongs to; a
 step's share of the samples times the CPU per request is its µs per request. py-spy counts
@@ -22,6 +23,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import psutil
 import targets
@@ -34,6 +36,9 @@ CACHE = Path(__file__).resolve().parent / "results" / "cache"
 # (step, frames that mark it): the first match from the top of this list wins, so the inner
 # steps come first. Names are py-spy's "function (file:line)" heads.
 STEPS: list[tuple[str, tuple[str, ...]]] = [
+    ("DPoP proof signature (P-256 verify, OpenSSL)", ("_ec_check.<locals>.check",)),
+    ("DPoP proof parse and checks (claims, ath, jkt, replay)",
+     ("ProofVerifier.verify", "DpopContext.check")),
     ("signature (RSA verify, OpenSSL)", ("_rsa_check.<locals>.check",)),
     ("claims checks", ("claims_ok", "check_claims")),
     ("identity build", ("ProviderVerifier._identity",)),
@@ -68,10 +73,66 @@ def worker_of(pid: int) -> psutil.Process:
     raise SystemExit("the gateway started no worker")
 
 
+def _jwt_or_plain(args: argparse.Namespace, procs: ProcessSet, workdir: Path,
+                  upstream_port: int, keys: tokens.KeyMaterial) -> tuple[psutil.Process, Any]:
+    plain, jwt = targets.start_wardgate(procs, workdir, upstream_port, keys)
+    target = plain if args.scenario == "plain" else jwt
+    assert target.managed is not None
+    url = f"http://127.0.0.1:{target.port}{target.path}"
+    if args.scenario in ("jwt-distinct", "jwt-forged"):
+        pool = tokens.token_file(keys, CACHE, args.tokens)
+        if args.scenario == "jwt-forged":
+            pool = tokens.forged_file(pool)
+        lua = wrkrun.script(workdir, "tokens")
+        run = lambda d: wrkrun.run(url, d, 64, lua, args=[str(pool), "0"])  # noqa: E731
+    else:
+        lua = wrkrun.script(workdir, "report")
+        headers = ({"Authorization": f"Bearer {keys.mint('user-repeated', int(time.time()))}"}
+                   if args.scenario == "jwt-same" else None)
+        run = lambda d: wrkrun.run(url, d, 64, lua, headers=headers)  # noqa: E731
+    return worker_of(target.managed.pid), run
+
+
+def _dpop(procs: ProcessSet, workdir: Path, upstream_port: int, keys: tokens.KeyMaterial,
+          seconds: float) -> tuple[int, Any]:
+    """dpop_bench's gateway (one worker on the proxy core) and a wrk runner that sends a new
+    proof on every request, each run past the proofs already used."""
+    import dpop_bench
+    import yaml
+    from procs import free_port, pinned, wait_for_port
+
+    port = free_port()
+    pool = int(dpop_bench.CALIBRATED_MAX_RPS * seconds * 1.25)
+    conf = workdir / "wardgate-dpop.yaml"
+    conf.write_text(yaml.safe_dump(dpop_bench.gateway_config(keys, port, upstream_port, 4 * pool),
+                                   sort_keys=False))
+    wg = procs.start("wardgate-dpop", pinned(targets.PROXY_CPU, [
+        str(targets.WARDGATE), "run", "--config", str(conf)]))
+    wait_for_port(port, wg, timeout=30)
+    client = dpop_bench.Client()
+    bound = dpop_bench.bound_token(keys, client.jkt)
+    url = f"http://127.0.0.1:{port}{dpop_bench.DPOP_PATH}"
+    proofs = workdir / "proofs.txt"
+    now = int(time.time())
+    with proofs.open("w") as fh:
+        for _ in range(pool):
+            fh.write(client.proof("GET", url, dpop_bench.ath_of(bound), now) + "\n")
+    lua = wrkrun.script(workdir, "dpop")
+    used = [0]
+
+    def run(d: float) -> wrkrun.WrkResult:
+        res = wrkrun.run(url, d, 64, lua, args=[str(proofs), bound, str(used[0])])
+        used[0] += res.requests + 128
+        if res.errors:
+            raise SystemExit(f"the DPoP route answered {res.errors} errors (proof pool used up?)")
+        return res
+    return wg.pid, run
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scenario", default="jwt-distinct",
-                    choices=["plain", "jwt-same", "jwt-distinct", "jwt-forged"])
+                    choices=["plain", "jwt-same", "jwt-distinct", "jwt-forged", "dpop"])
     ap.add_argument("--duration", type=float, default=12.0, help="seconds sampled")
     ap.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
     ap.add_argument("--tokens", type=int, default=100_000)
@@ -84,22 +145,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         keys = tokens.load_or_create_key(CACHE)
         upstream = targets.start_upstream(procs, workdir)
-        plain, jwt = targets.start_wardgate(procs, workdir, upstream.port, keys)
-        target = plain if args.scenario == "plain" else jwt
-        assert target.managed is not None
-        worker = worker_of(target.managed.pid)
-        url = f"http://127.0.0.1:{target.port}{target.path}"
-        if args.scenario in ("jwt-distinct", "jwt-forged"):
-            pool = tokens.token_file(keys, CACHE, args.tokens)
-            if args.scenario == "jwt-forged":
-                pool = tokens.forged_file(pool)
-            lua = wrkrun.script(workdir, "tokens")
-            run = lambda d: wrkrun.run(url, d, 64, lua, args=[str(pool), "0"])  # noqa: E731
+        if args.scenario == "dpop":
+            pid, run = _dpop(procs, workdir, upstream.port, keys, 3 + args.duration + 4)
+            worker = worker_of(pid)
         else:
-            lua = wrkrun.script(workdir, "report")
-            headers = ({"Authorization": f"Bearer {keys.mint('user-repeated', int(time.time()))}"}
-                       if args.scenario == "jwt-same" else None)
-            run = lambda d: wrkrun.run(url, d, 64, lua, headers=headers)  # noqa: E731
+            worker, run = _jwt_or_plain(args, procs, workdir, upstream.port, keys)
         run(3)  # warm-up
         raw = workdir / "spy.txt"
         wrk_s = args.duration + 4

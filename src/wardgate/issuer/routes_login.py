@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from typing import Any
 
 from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse, Response
 
+from wardgate.dpop.thumb import b64url
 from wardgate.issuer import (
     audit,
     clients,
@@ -54,10 +56,9 @@ async def login(request: Request) -> Response:
     mode = body.get("mode", "token")
     if mode not in ("token", "cookie") or (mode == "cookie" and not iss.cfg.browser.enabled):
         raise InvalidRequest("mode must be 'token' or 'cookie' (if browser mode is enabled)")
-    # RFC 9449 §5: a proof binds the tokens (and the public login client's refresh token)
+    # RFC 9449 §5: a proof binds the tokens (and the public login client's refresh token),
+    # in cookie mode too: the gateway then wants a proof with the cookie (docs/security.md)
     jkt = iss.dpop.proof_jkt(request, iss.url("/login"))
-    if jkt is not None and mode == "cookie":
-        raise InvalidRequest("DPoP-bound tokens are issued in token mode only")
     user = await iss.check_password(username, password, address(request))
     now = iss.now()
     t = iss.cfg.tokens
@@ -73,21 +74,30 @@ async def login(request: Request) -> Response:
         out, _ = await iss.tokens(conn, grant, now)
         await audit.record(conn, now, "login", username=user.username,
                            client_id=client.client_id, address=address(request), mode=mode)
-    if mode == "token":
-        resp = no_store(out)
-        nonce = iss.dpop.fresh_nonce()
-        if nonce is not None:
-            resp.headers["DPoP-Nonce"] = nonce
-        return resp
-    return _cookie_answer(iss, out, sess.sid, sess_cookie)
+    resp = no_store(out) if mode == "token" else \
+        _cookie_answer(iss, out, sess.sid, sess_cookie)
+    return _with_nonce(iss, resp)
+
+
+def _with_nonce(iss: Issuer, resp: Response) -> Response:
+    nonce = iss.dpop.fresh_nonce()
+    if nonce is not None:
+        resp.headers["DPoP-Nonce"] = nonce  # RFC 9449 §8.2: the next proof's nonce
+    return resp
 
 
 def _cookie_answer(iss: Issuer, out: dict[str, Any], sid: str | None,
                    session_cookie: str | None) -> Response:
     t = iss.cfg.tokens
     token = csrf.issue(iss.csrf_key, sid or "")
-    resp = no_store({"token_type": "Bearer", "expires_in": out["expires_in"],
-                     "scope": out.get("scope", ""), "csrf_token": token})
+    # token_type DPoP: the access cookie is bound (cnf.jkt) and needs a proof at the gateway;
+    # its proofs carry `ath`, the token's hash, which the page cannot compute from an
+    # HttpOnly cookie: the answer gives it (a hash, useless as a credential)
+    body = {"token_type": out["token_type"], "expires_in": out["expires_in"],
+            "scope": out.get("scope", ""), "csrf_token": token}
+    if out["token_type"] == "DPoP":
+        body["ath"] = b64url(hashlib.sha256(out["access_token"].encode("ascii")).digest())
+    resp = no_store(body)
     cookies.set_login(resp, access=out["access_token"], access_ttl=t.access_ttl_s,
                       refresh=out.get("refresh_token"), refresh_ttl=t.refresh_idle_s,
                       csrf=token, session=session_cookie, session_ttl=t.session_ttl_s,
@@ -111,8 +121,12 @@ async def session_refresh(request: Request) -> Response:
     if not csrf.double_submit_ok(iss.csrf_key, row.sid or "", request.headers.get(csrf.HEADER),
                                  request.cookies.get(cookies.CSRF)):
         raise CsrfFailed("missing or invalid CSRF token")
-    out, row = await refresh_grant(iss, token, None, address(request), public_only=True)
-    return _cookie_answer(iss, out, row.sid, None)
+    # a bound refresh cookie (DPoP login) is refused without a proof of its key, before
+    # rotation (grants._check_binding); a proof here binds the new access cookie to it
+    jkt = iss.dpop.proof_jkt(request, iss.url(cookies.REFRESH_PATH))
+    out, row = await refresh_grant(iss, token, None, address(request), public_only=True,
+                                   jkt=jkt)
+    return _with_nonce(iss, _cookie_answer(iss, out, row.sid, None))
 
 
 async def _sid_from_cookies(iss: Issuer, request: Request) -> str | None:
