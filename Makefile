@@ -51,6 +51,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/hotpath.py --route plain
 	$(BIN)/python bench/hotpath.py --route plain --metrics
 	$(BIN)/python bench/hotpath.py --route jwt
+	$(BIN)/python bench/hotpath.py --route jwt --metrics
+	$(BIN)/python bench/hotpath.py --route jwt --metrics --detection
 	$(BIN)/python bench/hotpath.py --route jwt-distinct --requests 40000
 	$(BIN)/python bench/hotpath.py --route jwt-forged --requests 40000
 	$(BIN)/python bench/auth_miss.py --tokens 20000 --repeat 3

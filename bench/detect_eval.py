@@ -8,6 +8,8 @@ shared by clients on several networks; scraping by enumeration; bursts; key prob
 source is a real distinct loopback address (127.x.y.z, bound before connecting), not a
 forwarded header. Prints, per attack scenario, recall and the time from the first malicious
 request to its detection; over all, precision and the share of benign subjects flagged.
+Also: a valid token probing resources it may not open (403s: the error-rate signal), and the
+learned model's own line (its verdicts alone, over every scenario with a subject).
 The issuer-side scenarios (`credential_stuffing`, `password_spraying`: real sign-ins to a
 real issuer from real loopback sources, scored from its log) are in bench/login_eval.py and
 run after the gateway's (`--no-issuer` skips them).
@@ -35,6 +37,11 @@ AUD, ISS = "api", "http://127.0.0.1:9/eval-issuer"
 ATTACKS = ("replay", "sharing", "enumeration", "burst", "key_probing")
 KINDS = {"replay": "token_replay", "sharing": "token_replay", "enumeration": "enumeration",
          "burst": "rate", "key_probing": "key_probing"}
+# a valid token probing resources it may not see: answered 403 (the error_rate signal)
+ATTACKS += ("forbidden_probing",)
+KINDS["forbidden_probing"] = "error_rate"
+#: the learned model's own line: its verdicts (kind anomaly) over the subject scenarios
+MODEL_KIND = "anomaly"
 
 
 @dataclass(order=True)
@@ -75,6 +82,7 @@ class Plan:
             self._enumeration(i)
             self._burst(i)
             self._probing(i)
+            self._forbidden(i)
         self.sends.sort()
 
     def _token(self, sub: str, **claims: Any) -> tuple[str, str]:
@@ -82,11 +90,12 @@ class Plan:
         return self.mint(sub, jti, **claims), jti
 
     def _steady(self, label: str, source: str, token: str, ua: str, rate: float,
-                items: list[int], start: float = 0.0, end: float | None = None) -> None:
+                items: list[int], start: float = 0.0, end: float | None = None,
+                path: str = "/items") -> None:
         t = start + self.rng.uniform(0, 1 / rate)
         end = self.seconds if end is None else end
         while t < end:
-            self.sends.append(Send(t, source, f"/items/{self.rng.choice(items)}", token, ua,
+            self.sends.append(Send(t, source, f"{path}/{self.rng.choice(items)}", token, ua,
                                    label))
             t += self.rng.expovariate(rate)
 
@@ -97,9 +106,12 @@ class Plan:
             token, jti = self._token(sub)
             self.benign.add(sub)
             self.jti_of[sub] = jti
-            self._steady(f"benign:{sub}", f"127.10.{u}.{rng.randrange(1, 250)}", token,
-                         f"app/{u % 4}", rng.choice([0.3, 1.0, 2.0, 4.0]),
-                         rng.sample(range(10_000), 20))
+            source = f"127.10.{u}.{rng.randrange(1, 250)}"
+            self._steady(f"benign:{sub}", source, token, f"app/{u % 4}",
+                         rng.choice([0.3, 1.0, 2.0, 4.0]), rng.sample(range(10_000), 20))
+            if u % 6 == 0:  # now and then a link to a page this user may not open (403)
+                self._steady(f"benign:{sub}", source, token, f"app/{u % 4}", 0.1,
+                             [7], path="/private")
         for m in range(mobile):
             sub = f"mobile{m}"
             token, jti = self._token(sub)
@@ -165,6 +177,19 @@ class Plan:
             self.sends.append(Send(t0 + k * 0.012, f"127.44.{i}.9",
                                    f"/items/{items[k % len(items)]}", token, "app/3",
                                    f"burst:{name}", True))
+
+    def _forbidden(self, i: int) -> None:
+        token, jti = self._token(f"prober{i}")
+        name = f"forbidden_probing{i}"
+        self._steady(f"forbidden_probing:{name}", f"127.46.{i}.4", token, "app/1", 1.0,
+                     self.rng.sample(range(10_000), 20))
+        t0 = self._attack_start()
+        self.instances.append(Instance("forbidden_probing", name, f"jti:{jti}", t0))
+        ids = self.rng.sample(range(100), 4)
+        for k in range(24):  # other accounts' private resources: 403 insufficient_scope
+            self.sends.append(Send(t0 + k * 0.06, f"127.46.{i}.4",
+                                   f"/private/{ids[k % 4]}", token, "app/1",
+                                   f"forbidden_probing:{name}", True))
 
     def _probing(self, i: int) -> None:
         name = f"key_probing{i}"
@@ -241,6 +266,7 @@ def score(plan: Plan, detections: list[dict[str, Any]], start: float) -> dict[st
             "recall": len(found) / len(insts) if insts else None,
             "ttd_median_s": ttd[len(ttd) // 2] if ttd else None,
             "ttd_max_s": ttd[-1] if ttd else None}
+    out["model"] = model_line(plan, detections, start)
     total = true_pos + false_pos
     out["precision"] = true_pos / total if total else None
     out["benign_subjects"] = len(plan.benign)
@@ -249,6 +275,29 @@ def score(plan: Plan, detections: list[dict[str, Any]], start: float) -> dict[st
     out["detections"] = total
     out["requests"] = len(plan.sends)
     return out
+
+
+def model_line(plan: Plan, detections: list[dict[str, Any]], start: float) -> dict[str, Any]:
+    """The learned model alone: its verdicts against the instances it can see (every scenario
+    with a subject; key probing has none), and the benign subjects it flagged."""
+    insts = {i.match: i for i in plan.instances if i.scenario != "key_probing"}
+    benign_jti = {f"jti:{j}": sub for sub, j in plan.jti_of.items()}
+    hit: dict[str, float] = {}
+    flagged: set[str] = set()
+    for d in detections:
+        if d.get("kind") != MODEL_KIND:
+            continue
+        k = f"jti:{d.get('jti')}"
+        if k in insts:
+            when = max(0.0, d["time"] - start - insts[k].first_bad)
+            hit[k] = min(hit.get(k, when), when)
+        elif k in benign_jti:
+            flagged.add(benign_jti[k])
+    ttd = sorted(hit.values())
+    return {"instances": len(insts), "detected": len(hit),
+            "recall": len(hit) / len(insts) if insts else None,
+            "ttd_median_s": ttd[len(ttd) // 2] if ttd else None,
+            "ttd_max_s": ttd[-1] if ttd else None, "benign_flagged": sorted(flagged)}
 
 
 def gateway_config(port: int, admin: int, jwks: Path, upstream: str, token_env: str
@@ -261,7 +310,9 @@ def gateway_config(port: int, admin: int, jwks: Path, upstream: str, token_env: 
                        "algorithms": ["RS256"], "jwks_file": str(jwks)}],
         "upstreams": [{"name": "up", "targets": [upstream]}],
         "routes": [{"name": "items", "match": {"path": "/items/{id}"}, "upstream": "up",
-                    "auth": auth}],
+                    "auth": auth},
+                   {"name": "private", "match": {"path": "/private/{id}"}, "upstream": "up",
+                    "auth": {**auth, "require": {"scopes": ["private"]}}}],
         "detection": {"action": "log", "allow_clients": ["batch"]},
     }
 
@@ -321,6 +372,14 @@ def report(res: dict[str, Any]) -> str:
         ttd = "-" if r["ttd_median_s"] is None else \
             f"{r['ttd_median_s']:.2f} s / {r['ttd_max_s']:.2f} s"
         lines.append(f"| {sc} | {r['instances']} | {r['detected']} | {r['recall']:.2f} | {ttd} |")
+    m = res.get("model")
+    if m is not None:
+        ttd = "-" if m["ttd_median_s"] is None else \
+            f"{m['ttd_median_s']:.2f} s / {m['ttd_max_s']:.2f} s"
+        recall = "-" if m["recall"] is None else f"{m['recall']:.2f}"
+        lines.append(f"| model alone (kind {MODEL_KIND}, every subject scenario; benign "
+                     f"flagged {len(m['benign_flagged'])}) | {m['instances']} | "
+                     f"{m['detected']} | {recall} | {ttd} |")
     prec = "-" if res["precision"] is None else f"{res['precision']:.2f}"
     lines.append(f"\nprecision {prec} over {res['detections']} detections; benign subjects "
                  f"flagged {len(res['benign_flagged'])} of {res['benign_subjects']} "

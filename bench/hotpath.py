@@ -91,7 +91,7 @@ TRACEPARENT = b"traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b
 
 
 def build(route: str, connections: int = 1, rate_limit: bool = False, tracing: str | None = None,
-          inbound_trace: bool = False, metrics: bool = False
+          inbound_trace: bool = False, metrics: bool = False, detection: bool = False
           ) -> tuple[list[ClientProtocol], list[UpstreamConnection], bytes]:
     tmp = Path(tempfile.mkdtemp(prefix="wardgate-hotpath-"))
     cfg = {
@@ -125,6 +125,14 @@ def build(route: str, connections: int = 1, rate_limit: bool = False, tracing: s
     if rate_limit:  # a local limit that is never reached, on the measured route
         cfg["routes"][-1]["rate_limits"] = [{"name": "l", "key": "sub" if route == "jwt" else "ip",
                                              "rate": "10000000/s"}]
+    if detection:  # as bench/detect_bench.py: every auth route watched with deny, never fired
+        cfg["detection"] = {"action": "deny", "rate": {"min_requests": 1_000_000_000}}
+        if route not in ("jwt", "dpop"):  # something for detection to watch: it is global
+            cfg["providers"] = [{"name": "bench", "issuer": "http://127.0.0.1/bench-issuer",
+                                 "audiences": ["bench-api"], "algorithms": ["RS256"],
+                                 "jwks_file": str(CACHE / "jwks.json")}]
+            cfg["routes"].append({"name": "watched", "match": {"path_prefix": "/watched"},
+                                  "upstream": "up", "auth": {"providers": ["bench"]}})
     if metrics:  # the admin section turns metrics on; the slots are mapped as a worker does
         cfg["admin"] = {"listen": "127.0.0.1:8081"}
     if tracing == "propagate":  # traceparent upstream and trace_id, nothing exported
@@ -203,13 +211,14 @@ class _Iteration:
 
 def run_wardgate(n: int, route: str, connections: int = 1, rate_limit: bool = False,
                  tracing: str | None = None, inbound_trace: bool = False,
-                 metrics: bool = False) -> float:
+                 metrics: bool = False, detection: bool = False) -> float:
     """CPU µs per request. With several connections, each round is what one event-loop
     iteration of the worker sees under `wrk -c<connections>`: a request read on every
     connection, then every upstream answer; so `n` is rounded up to whole rounds."""
     forged = route == "jwt-forged"
     clients, conns, request = build("jwt" if route in ("jwt-distinct", "jwt-forged") else route,
-                                    connections, rate_limit, tracing, inbound_trace, metrics)
+                                    connections, rate_limit, tracing, inbound_trace, metrics,
+                                    detection)
     if route == "dpop":  # every proof is good once: make one for each request to be sent
         n = max(n, connections)
         pool_dpop = dpop_requests(-(-n // connections) * connections
@@ -224,6 +233,16 @@ def run_wardgate(n: int, route: str, connections: int = 1, rate_limit: bool = Fa
             queue.clear()  # what the exporter takes off the queue
     else:
         flush = output.BATCH.flush
+    det = clients[0].state.runtime.detection
+    if det is not None:  # the detector's tick, in the same process, as its timer would run it
+        loop_time, batch_flush = clients[0].loop.time, flush
+
+        def flush() -> None:
+            batch_flush()
+            if len(det.buf) >= TICK_EVERY:
+                t0 = time.process_time()
+                det.tick(loop_time())
+                TICK[0] += time.process_time() - t0
     # jwt-distinct: a pool twice the verified-token cache, cycled: every request a miss
     # jwt-forged: the same pool with bad signatures: each answered 401, nothing forwarded
     # dpop: a fresh proof for every request (a proof is good once)
@@ -264,9 +283,15 @@ def run_wardgate(n: int, route: str, connections: int = 1, rate_limit: bool = Fa
     assert sum(c.transport.writes for c in conns) == (0 if forged else done), "upstream writes"
     assert sum(c.transport.writes for c in clients) == done, "client writes"
     count = -(-n // connections)
+    TICK[0] = 0.0
     t0 = time.process_time()
     rounds(count, done)
+    TICK[1] = TICK[0] / (count * connections) * 1e6
     return (time.process_time() - t0) / (count * connections) * 1e6
+
+
+TICK = [0.0, 0.0]  # the detector's tick: seconds in the last run, then us per request
+TICK_EVERY = 2048  # requests buffered between two ticks (a 100 ms tick at ~20,000 req/s)
 
 
 class _RefUp:
@@ -340,6 +365,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tracing", nargs="?", const="export", choices=["propagate", "export"],
                     help="tracing on: propagate (traceparent upstream, trace ids in the log, "
                          "no export) or export (default: every request sampled, its span queued)")
+    ap.add_argument("--detection", action="store_true",
+                    help="detection on (action deny, never firing), its tick run in-process")
     ap.add_argument("--inbound-trace", action="store_true",
                     help="the client sends a valid traceparent (continued with --tracing)")
     args = ap.parse_args(argv)
@@ -348,21 +375,26 @@ def main(argv: list[str] | None = None) -> int:
         prof = cProfile.Profile()
         prof.enable()
         run_wardgate(args.requests, args.route, args.connections, args.rate_limit, args.tracing,
-                     args.inbound_trace, args.metrics)
+                     args.inbound_trace, args.metrics, args.detection)
         prof.disable()
         pstats.Stats(prof).sort_stats("tottime").print_stats(25)
         return 0
     ref = min(run_reference(args.requests) for _ in range(args.repeat))
-    wg = min(run_wardgate(args.requests, args.route, args.connections, args.rate_limit,
-                          args.tracing, args.inbound_trace, args.metrics)
-             for _ in range(args.repeat))
+    runs = []
+    for _ in range(args.repeat):
+        runs.append((run_wardgate(args.requests, args.route, args.connections, args.rate_limit,
+                                  args.tracing, args.inbound_trace, args.metrics,
+                                  args.detection), TICK[1]))
+    wg, tick = min(runs)
     print(f"reference (httptools, no checks): {ref:.2f} us/request")
     label = args.route + (" + local rate limit" if args.rate_limit else "") \
         + (f" + tracing ({args.tracing})" if args.tracing else "") \
         + (" + inbound traceparent" if args.inbound_trace else "") \
-        + (" + metrics" if args.metrics else "")
+        + (" + metrics" if args.metrics else "") + (" + detection" if args.detection else "")
     print(f"wardgate {label}, {args.connections} connection(s): {wg:.2f} us/request "
           f"({wg / ref:.1f}x the reference)")
+    if args.detection:
+        print(f"  of which the detector's tick: {tick:.2f} us/request")
     return 0
 
 

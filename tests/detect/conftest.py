@@ -1,14 +1,17 @@
 # Real upstream, real `wardgate run` processes, real Redis; tokens signed with a test key.
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.admin.support import TOKEN, TOKEN_ENV
 from tests.gateway.conftest import upstream  # noqa: F401
+from tests.issuer.support import IssuerProcess
+from tests.revoke.support import make_issuer
 from tests.support.redis import RedisServer
 
 
@@ -27,3 +30,18 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     r = RedisServer(tmp_path).start()
     yield r
     r.stop()
+
+
+@pytest.fixture
+def issuer_factory(tmp_path: Path) -> Iterator[Callable[..., IssuerProcess]]:
+    """`make(redis_url=None, **overrides)`: a real `wardgate issuer` with a feed token."""
+    made: list[IssuerProcess] = []
+
+    def make(redis_url: str | None = None, **kw: Any) -> IssuerProcess:
+        proc = make_issuer(tmp_path / f"issuer{len(made)}", redis_url, **kw)
+        made.append(proc)
+        return proc.start()
+
+    yield make
+    for p in made:
+        p.stop()

@@ -67,7 +67,13 @@ def test_route_override(tmp_path: Path) -> None:
     ({"typo": 1}, None, None, "detection.typo"),
     (None, {"detection": {"action": "deny"}}, None, "need the top-level detection section"),
     ({}, {"detection": {"action": "deny"}}, "none", "auth: none has no detection"),
-    ({}, {"detection": {"action": "revoke"}}, None, "routes[0].detection.action"),
+    ({}, {"detection": {"action": "revoke"}}, None, "revoke needs a revocation: section"),
+    ({}, {"detection": {"action": "ban"}}, None, "routes[0].detection.action"),
+    ({"errors": {"min_ratio": 0}}, None, None, "detection.errors.min_ratio"),
+    ({"model": {"threshold": 1.5}}, None, None, "detection.model.threshold"),
+    ({"model": {"height": 40}}, None, None, "detection.model.height"),
+    ({"revoke": {"max_per_minute": 0}}, None, None, "detection.revoke.max_per_minute"),
+    ({"revoke": {"url": "http://example.com/revocations"}}, None, None, "must be https"),
 ])
 def test_bad_values_are_named(tmp_path: Path, detection: Any, route: Any, auth: Any,
                               message: str) -> None:

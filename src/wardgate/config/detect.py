@@ -12,9 +12,10 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from wardgate.config.common import Strict
+from wardgate.config.revocation import RevocationConfig, _Secret
 
-Action = Literal["log", "header", "step_up", "deny"]
-ACTIONS: tuple[str, ...] = ("log", "header", "step_up", "deny")
+Action = Literal["log", "header", "step_up", "deny", "revoke"]
+ACTIONS: tuple[str, ...] = ("log", "header", "step_up", "deny", "revoke")
 
 
 class ReplaySignal(Strict):
@@ -57,10 +58,69 @@ class RefusedSignal(Strict):
     min_refusals: int = Field(20, ge=1, le=1_000_000)
 
 
+class ErrorSignal(Strict):
+    """A subject's error ratio far above its own learned baseline (EWMA of its per-bucket
+    error ratio and of their absolute deviations; cold start from the population)."""
+
+    enabled: bool = True
+    bucket_s: float = Field(30.0, gt=0, le=3600)
+    min_errors: int = Field(10, ge=1, description="never fires below this many errors per "
+                            "bucket")
+    min_ratio: float = Field(0.5, gt=0, le=1, description="never fires below this error ratio")
+    k: float = Field(4.0, gt=0, description="fires above mean + k * deviation")
+    alpha: float = Field(0.2, gt=0, le=1, description="EWMA weight of the newest bucket")
+    min_bucket: int = Field(5, ge=1, description="a bucket is learned from this many requests")
+
+
+class ModelSignal(Strict):
+    """The learned anomaly model: Half-Space Trees over per-subject feature vectors."""
+
+    enabled: bool = True
+    window_s: float = Field(2.0, gt=0, le=3600, description="a subject's feature window (short: a verdict within the 2 s target)")
+    min_requests: int = Field(8, ge=2, le=100_000, description="a window is scored at this "
+                              "many requests and every doubling after")
+    threshold: float = Field(0.1, gt=0, lt=1, description="fires at this model score (0-1) "
+                             "at least ...")
+    score_k: float = Field(3.0, gt=0, description="... and above the learned windows' scores' "
+                           "EWMA mean + score_k EWMA deviations ...")
+    min_deviation: float = Field(4.0, gt=0, description="... with a feature this many robust "
+                                 "deviations above the population")
+    trees: int = Field(25, ge=1, le=100)
+    height: int = Field(10, ge=2, le=16)
+    reference: int = Field(128, ge=16, le=100_000, description="windows per reference window")
+    seed: int = Field(17, description="the trees' random seed (deterministic)")
+    max_per_s: int = Field(200, ge=1, le=1_000_000, description="windows learned or scored "
+                           "a second at most (the model's cost is bounded)")
+
+
+class RevokeAction(_Secret):
+    """`action: revoke`: a verdict revokes the token (or, with `subject`, the subject) through
+    the revocation feed. With state.redis_url the event goes onto the feed's Redis stream;
+    without, to the issuer's POST /revocations (`url`, default revocation.poll_url) with
+    this token (the issuer's `revocations.report_token_*`)."""
+
+    subject: bool = Field(False, description="revoke every token of the subject issued before "
+                          "now, not only the token in use")
+    max_per_minute: int = Field(30, ge=1, le=100_000, description="revocations sent per "
+                                "worker and minute at most (a storm of verdicts cannot flood "
+                                "the feed); beyond, a verdict only denies")
+    burst: int = Field(10, ge=1, le=100_000)
+    subject_hold_s: float = Field(86_400.0, gt=0, le=30 * 86_400, description="how long a "
+                                  "subject revocation is kept: at least the longest token "
+                                  "lifetime")
+    url: str | None = Field(None, description="the issuer's POST /revocations (no Redis); "
+                            "default: revocation.poll_url")
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        return RevocationConfig._url(v) if v is not None else v
+
+
 class DetectionConfig(Strict):
     enabled: bool = True
-    action: Action = Field("log", description="log | header | step_up | deny, for every route "
-                           "unless the route says otherwise")
+    action: Action = Field("log", description="log | header | step_up | deny | revoke, for "
+                           "every route unless the route says otherwise")
     dry_run: bool = Field(False, description="log and count verdicts, enforce nothing")
     deny_s: float = Field(300.0, gt=0, le=86_400, description="how long a verdict holds for its "
                           "token, subject or network (header, step_up and deny act this long)")
@@ -89,6 +149,9 @@ class DetectionConfig(Strict):
     rate: RateSignal = RateSignal()
     enumeration: EnumerationSignal = EnumerationSignal()
     refused: RefusedSignal = RefusedSignal()
+    errors: ErrorSignal = ErrorSignal()
+    model: ModelSignal = ModelSignal()
+    revoke: RevokeAction = RevokeAction()
 
     @field_validator("allow_networks")
     @classmethod

@@ -395,6 +395,7 @@ class GatewayConfig(Strict):
                     if p not in provs:
                         errors.append(f"route {r.name!r}: unknown provider {p!r}")
         errors += self._revocation_errors(provs)
+        errors += self._revoke_action_errors()
         if errors:
             raise ValueError("; ".join(errors))
         return self
@@ -420,6 +421,29 @@ class GatewayConfig(Strict):
                 errors.append("revocation: polling needs poll_url (or state.redis_url)")
             if not rv.has_token_source():
                 errors.append("revocation: polling needs token_env or token_file")
+        return errors
+
+    def _revoke_action_errors(self) -> list[str]:
+        """`detection` action `revoke` goes through the revocation feed (detect/revoker.py)."""
+        d = self.detection
+        if d is None:
+            return []
+        uses = d.action == "revoke" or any(
+            r.detection is not None and r.detection.action == "revoke" for r in self.routes)
+        if not uses:
+            return []
+        if self.revocation is None:
+            return ["detection action revoke needs a revocation: section (the feed it "
+                    "revokes through)"]
+        if self.revocation_source() == "redis":
+            return []
+        errors = []
+        if (d.revoke.url or self.revocation.poll_url) is None:
+            errors.append("detection.revoke: without Redis it needs url (the issuer's POST "
+                          "/revocations) or revocation.poll_url")
+        if not d.revoke.has_token_source():
+            errors.append("detection.revoke: without Redis it needs token_env or token_file "
+                          "(the issuer's revocations.report_token)")
         return errors
 
     def revocation_source(self) -> str:

@@ -81,8 +81,16 @@ class RevocationConfig(_Secret):
         return v
 
 
+class ReportSecret(_Secret):
+    """Who may POST /revocations: gateways whose detection revokes (action revoke) without
+    Redis. A token of its own, not the feed's: reading the feed does not let one revoke."""
+
+
 class IssuerRevocations(_Secret):
     """The issuer's side: who may read GET /revocations, and the Redis relay."""
+
+    report: ReportSecret | None = Field(None, description="the token of POST /revocations "
+                                        "(absent: the endpoint does not exist)")
 
     relay_interval_s: float = Field(0.1, ge=0.01, le=10,
                                     description="how often new events are relayed to Redis")

@@ -5,6 +5,11 @@ verdicts, actions by policy; one pipeline step after authentication.
     table.py     the size-capped dict every per-key table is (no I/O)
     signals.py   token replay, rate against a learned baseline, enumeration, refused
                  storms and key probing (no I/O)
+    error_rate.py a subject's error ratio against its own learned baseline (no I/O)
+    hst.py       Half-Space Trees, the streaming anomaly model (no I/O)
+    anomaly.py   the model as a signal: per-subject window features, explained (no I/O)
+    revoker.py   what a `revoke` verdict revokes, idempotent and rate-bounded (no I/O)
+    revoke_sink.py  adapter: the revocation applied here and sent through the feed
     verdict.py   findings, verdicts and their explanations (no I/O)
     flags.py     what is flagged until when (no I/O)
     detector.py  the signals over one event stream, allow lists, cooldowns (no I/O)

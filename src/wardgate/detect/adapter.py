@@ -19,11 +19,13 @@ from wardgate import logs
 from wardgate.config.detect import ACTIONS
 from wardgate.detect.detector import KINDS, Detector
 from wardgate.detect.events import Event, network_of, ua_hash
+from wardgate.detect.revoker import Revoker
 from wardgate.detect.step import compile_step
 from wardgate.detect.verdict import KEY_JTI
 
 if TYPE_CHECKING:
     from wardgate.config.gateway import GatewayConfig
+    from wardgate.detect.revoke_sink import RevocationSink
     from wardgate.detect.verdict import Verdict
     from wardgate.gateway.request import Request
     from wardgate.observe.detections import DetectionRing
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
 DETECTIONS = "wardgate_detections_total"
 ENFORCED = "wardgate_detection_enforced_total"
 OBSERVED = "wardgate_detection_events_total"
+REVOCATIONS = "wardgate_detection_revocations_total"
 #: the action label of a verdict in dry-run mode
 DRY_RUN = "dry_run"
 _TICK_BUDGET = 20_000  # events per tick at most: a backlog is worked off over several ticks
@@ -59,7 +62,7 @@ class DetectionRuntime:
             route.observed = True
             watched.append((route, action))
         self.detector = Detector(dcfg, actions)
-        self.buf: deque[tuple[Request, int]] = deque(maxlen=dcfg.buffer)
+        self.buf: deque[tuple[Request, int, int]] = deque(maxlen=dcfg.buffer)
         self.routes = [r for r, _ in watched]
         self._counters: dict[str, list[Any]] = {}
         for route, route_action in watched:
@@ -82,6 +85,10 @@ class DetectionRuntime:
         self._observed_slot = 0
         self._task: asyncio.Task[None] | None = None
         self._swept = 0.0
+        self.sink: RevocationSink | None = None  # action revoke (enable_revoke)
+        self.revoker: Revoker | None = None
+        self._limited = 0
+        self._revoke_slots: dict[str, int] = {}
 
     # -- metrics -------------------------------------------------------------------------------
     def declare_metrics(self, metrics: GatewayMetrics) -> None:
@@ -105,6 +112,12 @@ class DetectionRuntime:
                  if self.actions[name] != "log"}
         self._observed_slot = reg.series(reg.family(
             OBSERVED, "counter", "Finished requests the detector examined"))
+        if self.revoker is not None:
+            rfam = reg.family(REVOCATIONS, "counter", "Verdicts with action revoke: revoked "
+                              "through the feed, limited by revoke.max_per_minute, or with "
+                              "nothing to revoke (a network; already revoked)", ("result",))
+            for result in ("revoked", "limited", "not_revoked"):
+                self._revoke_slots[result] = reg.series(rfam, result)
 
         def bind(values: Any) -> None:
             self._values = values
@@ -134,6 +147,8 @@ class DetectionRuntime:
             self._task.cancel()
             self._task = None
         self.tick(asyncio.get_running_loop().time())  # the last requests still count
+        if self.sink is not None:
+            await self.sink.stop()
 
     async def _run(self, loop: asyncio.AbstractEventLoop) -> None:
         interval = self.cfg.interval_ms / 1000
@@ -149,46 +164,108 @@ class DetectionRuntime:
         """Feed what the request path buffered to the detector; act on its verdicts."""
         buf = self.buf
         observe = self.detector.observe
-        found: list[Verdict] = []
+        found: list[tuple[Verdict, Event]] = []
         n = 0
-        while buf and n < _TICK_BUDGET:
-            req, status = buf.popleft()
-            n += 1
-            ev = self.event(req, status)
-            verdicts = observe(ev)
-            if self.shared is not None:
-                self.shared.observe(ev, self)
-            if verdicts:
-                found.extend(verdicts)
+        memo: dict[tuple[int, str, bytes | None], tuple[Any, ...]] = {}
+        event, shared = self.event, self.shared
+        # A run of identical requests (one client's burst: same token, address, user agent,
+        # route, path, method, status and auth outcome) is one event counted `run` times.
+        first: Any = None
+        ev: Event | None = None
+        run = status0 = 0
+        ua0: bytes | None = None
+        while True:
+            item = buf.popleft() if buf and n < _TICK_BUDGET else None
+            if item is not None:
+                req, status, size = item
+                n += 1
+                ua = req.header(b"user-agent")
+                if first is not None and status == status0 and req.identity is first.identity \
+                        and req.route is first.route and req.client_ip == first.client_ip \
+                        and req.path == first.path and ua == ua0 \
+                        and req.auth_outcome == first.auth_outcome \
+                        and req.method == first.method:
+                    run += 1
+                    continue
+            if ev is not None:
+                verdicts = observe(ev, run)
+                if shared is not None:
+                    shared.observe(ev, self)
+                if verdicts:
+                    found.extend((v, ev) for v in verdicts)
+            if item is None:
+                break
+            first, status0, ua0, run = req, status, ua, 1
+            ev = event(req, status, size, memo)
         if self._values is not None and n:
             self._values[self._observed_slot] += n
-        for v in found:
-            self.emit(v)
+        for v, ev in found:
+            self.emit(v, ev)
             if self.shared is not None and v.finding.key_type == KEY_JTI and not v.dry_run:
                 self.shared.flag(v.finding.key, v.kind)
         if now >= self._swept + 1.0:
             self._swept = now
             self.detector.sweep(now)
-        return found
+        return [v for v, _ in found]
 
     @staticmethod
-    def event(req: Request, status: int) -> Event:
+    def event(req: Request, status: int, size: int = 0,
+              memo: dict[tuple[int, str, bytes | None], tuple[Any, ...]] | None = None
+              ) -> Event:
+        """The request as the detector sees it. What comes from the token, the address and
+        the user agent is worked out once per tick for each (token, address, user agent):
+        `memo` (a burst of one client is the common case)."""
         ident = req.identity
-        sub = jti = client_id = sub_hash = None
-        if ident is not None:
-            sub, jti = ident.sub, ident.jti
-            cid = ident.claims.get("client_id") or ident.claims.get("azp")
-            client_id = cid if isinstance(cid, str) else None
-            sub_hash = ident.sub_hash
-        params = req.params
         ip = req.client_ip
-        return Event(req.start, req.route.name, ip, network_of(ip), status, req.method,
-                     req.auth_outcome, sub, jti, client_id, sub_hash,
-                     ua_hash(req.header(b"user-agent")), req.path,
-                     tuple(params.values()) if params else ())
+        ua = req.header(b"user-agent")
+        k = (id(ident), ip, ua)
+        got = memo.get(k) if memo is not None else None
+        if got is None or got[0] is not ident:
+            sub = jti = client_id = sub_hash = None
+            exp = 0.0
+            if ident is not None:
+                sub, jti = ident.sub, ident.jti
+                cid = ident.claims.get("client_id") or ident.claims.get("azp")
+                client_id = cid if isinstance(cid, str) else None
+                sub_hash = ident.sub_hash
+                exp = ident.exp or 0.0
+            # the identity itself is kept with its fields: its id stays its own meanwhile
+            got = (ident, network_of(ip), sub, jti, client_id, sub_hash, ua_hash(ua), exp)
+            if memo is not None:
+                memo[k] = got
+        params = req.params
+        return Event(req.start, req.route.name, ip, got[1], status, req.method,
+                     req.auth_outcome, got[2], got[3], got[4], got[5], got[6], req.path,
+                     tuple(params.values()) if params else (), got[7], size)
 
-    def emit(self, v: Verdict) -> None:
-        """A verdict's log line, counter and admin record (its flag is already set)."""
+    def enable_revoke(self, sink: RevocationSink) -> None:
+        """`action: revoke` on some route: verdicts there revoke through `sink`."""
+        self.sink = sink
+        self.revoker = Revoker(self.cfg.revoke, self.cfg.max_keys)
+
+    def revoke(self, v: Verdict, ev: Event) -> None:
+        revoker, sink = self.revoker, self.sink
+        assert revoker is not None and sink is not None
+        rev = revoker.decide(v.finding, ev, time.time(), sink.held)
+        result = "revoked"
+        if rev is None:
+            result = "limited" if revoker.limited > self._limited else "not_revoked"
+            self._limited = revoker.limited
+            if result == "limited":
+                logs.event("detection_revocation", level="warning", result="limited",
+                           signal=v.kind, route=v.route,
+                           max_per_minute=self.cfg.revoke.max_per_minute)
+        else:
+            sink.send(rev, {"signal": v.kind, "route": v.route, "score": round(v.score, 2)})
+        if self._values is not None:
+            self._values[self._revoke_slots[result]] += 1
+
+    def emit(self, v: Verdict, ev: Event | None = None) -> None:
+        """A verdict's log line, counter and admin record (its flag is already set); with
+        action `revoke` (and the event that caused it), the revocation."""
+        if v.action == "revoke" and not v.dry_run and ev is not None \
+                and self.revoker is not None:
+            self.revoke(v, ev)
         record = v.record(time.time())
         logs.event("detection", level="warning",
                    **{k: val for k, val in record.items() if k != "time"})

@@ -9,14 +9,18 @@ from collections.abc import Mapping
 
 from wardgate.config.common import parse_networks
 from wardgate.config.detect import DetectionConfig
+from wardgate.detect.anomaly import AnomalyModel
+from wardgate.detect.error_rate import ErrorRate
 from wardgate.detect.events import Event
 from wardgate.detect.flags import Flags
 from wardgate.detect.signals import Enumeration, RateAnomaly, RefusedStorm, TokenReplay
 from wardgate.detect.table import Bounded
 from wardgate.detect.verdict import Finding, Verdict
 
+Signal = TokenReplay | RateAnomaly | Enumeration | RefusedStorm | ErrorRate | AnomalyModel
 #: every kind a verdict can have (wardgate_detections_total's kind label)
-KINDS = ("token_replay", "rate", "enumeration", "refused_tokens", "key_probing")
+KINDS = ("token_replay", "rate", "enumeration", "refused_tokens", "key_probing", "error_rate",
+         "anomaly")
 
 
 class Detector:
@@ -25,7 +29,7 @@ class Detector:
         self.cfg = cfg
         self.actions = dict(route_actions or {})
         cap = cfg.max_keys
-        self.signals: list[TokenReplay | RateAnomaly | Enumeration | RefusedStorm] = []
+        self.signals: list[Signal] = []
         if cfg.replay.enabled:
             self.signals.append(TokenReplay(cfg.replay, cap))
         if cfg.rate.enabled:
@@ -34,12 +38,19 @@ class Detector:
             self.signals.append(Enumeration(cfg.enumeration, cap))
         if cfg.refused.enabled:
             self.signals.append(RefusedStorm(cfg.refused, cap))
+        if cfg.errors.enabled:
+            self.signals.append(ErrorRate(cfg.errors, cap))
+        self.model: AnomalyModel | None = None
+        if cfg.model.enabled:
+            self.model = AnomalyModel(cfg.model, cap)
+            self.signals.append(self.model)
         self.flags = Flags(cap)
         self._last: Bounded[tuple[str, str, str], float] = Bounded(cap)
         self._allow_nets = parse_networks(cfg.allow_networks)
         self._allowed_ips: dict[str, bool] = {}
         self._allow_subjects = frozenset(cfg.allow_subjects)
         self._allow_clients = frozenset(cfg.allow_clients)
+        self._any_allowed = bool(self._allow_subjects or self._allow_clients)
         self.events = 0
 
     def allowed_network(self, ip: str) -> bool:
@@ -62,18 +73,21 @@ class Detector:
             return True
         return network and bool(self._allow_nets) and self.allowed_network(ev.client)
 
-    def observe(self, ev: Event) -> list[Verdict]:
-        """Feed one event; the verdicts it produced (usually none)."""
+    def observe(self, ev: Event, n: int = 1) -> list[Verdict]:
+        """Feed one event (`n`: that many identical requests in a row); the verdicts it
+        produced (usually none)."""
         self.events += 1
-        if self.exempt(ev):
+        if self._any_allowed and self.exempt(ev):
             return []
         skip_net = bool(self._allow_nets) and self.allowed_network(ev.client)
         out: list[Verdict] = []
         for sig in self.signals:
             if skip_net and sig.network_based:
                 continue
-            found = sig.observe(ev)
+            found = sig.observe(ev) if n == 1 else sig.observe(ev, n)
             if found is not None:
+                if self.model is not None and sig is not self.model:
+                    found = self.model.annotate(found, ev)  # the model's view of it too
                 v = self.conclude(found, ev)
                 if v is not None:
                     out.append(v)

@@ -41,6 +41,8 @@ class Event(NamedTuple):
     ua: str = ""                     # a short hash of the User-Agent
     path: str = "/"
     params: tuple[str, ...] = ()      # the route's {param} values, in order
+    exp: float = 0.0                  # the token's exp (0: none); what `revoke` keeps it for
+    size: int = 0                     # response bytes (the anomaly model's feature)
 
 
 _NETS: dict[str, str] = {}

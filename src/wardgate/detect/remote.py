@@ -151,5 +151,5 @@ class SharedTokens:
             f"{score} against {cfg.switch_score:g} within {cfg.window_s:g} s, {nets} networks")
         v = det.conclude(found, ev)
         if v is not None:
-            rt.emit(v)
+            rt.emit(v, ev)
             self.flag(jti, v.kind)

@@ -6,6 +6,9 @@ a Finding when its threshold is passed (no I/O; the event carries the time).
     Enumeration    sequential or high-cardinality path parameters from one subject on a route
     RefusedStorm   refused tokens from one network (`key_probing` when they probe keys/issuers)
 
+`observe(ev, n)`: `n` identical requests in a row (the tick folds a run of one client's
+repeats into one call); only the counting signals use it.
+
 Every threshold is in `DetectionConfig` (docs/security.md#detection explains each feature).
 """
 
@@ -48,7 +51,7 @@ class TokenReplay:
         self.cfg = cfg
         self.table: Bounded[str, _Token] = Bounded(max_keys)
 
-    def observe(self, ev: Event) -> Finding | None:
+    def observe(self, ev: Event, n: int = 1) -> Finding | None:
         if ev.outcome != "ok":
             return None
         if ev.jti:
@@ -148,7 +151,7 @@ class RateAnomaly:
     def threshold(self, st: _Rate) -> float:
         return max(float(self.cfg.min_requests), st.mean + self.cfg.k * max(st.dev, 1.0))
 
-    def observe(self, ev: Event) -> Finding | None:
+    def observe(self, ev: Event, n: int = 1) -> Finding | None:
         subject = ev.sub or ev.client_id
         if subject is None:
             return None
@@ -160,7 +163,7 @@ class RateAnomaly:
             self.table.put(subject, st)
         elif t >= st.start + self.cfg.bucket_s:
             self._close(st, t)
-        st.count += 1
+        st.count += n
         thr = st.thr
         if st.count < thr:
             return None
@@ -196,7 +199,7 @@ class Enumeration:
         self.cfg = cfg
         self.table: Bounded[tuple[str, str], _Enum] = Bounded(max_keys)
 
-    def observe(self, ev: Event) -> Finding | None:
+    def observe(self, ev: Event, n: int = 1) -> Finding | None:
         subject = ev.sub or ev.client_id
         if subject is None:
             return None
@@ -257,7 +260,7 @@ class RefusedStorm:
         self.cfg = cfg
         self.table: Bounded[str, _Refused] = Bounded(max_keys)
 
-    def observe(self, ev: Event) -> Finding | None:
+    def observe(self, ev: Event, n: int = 1) -> Finding | None:
         outcome = ev.outcome
         if outcome not in REFUSED_OUTCOMES:
             return None
@@ -266,8 +269,8 @@ class RefusedStorm:
         if st is None or t >= st.start + self.cfg.window_s:
             st = _Refused(t)
             self.table.put(ev.network, st)
-        st.count += 1
-        st.outcomes[outcome] = st.outcomes.get(outcome, 0) + 1
+        st.count += n
+        st.outcomes[outcome] = st.outcomes.get(outcome, 0) + n
         if st.count < self.cfg.min_refusals:
             return None
         probing = sum(n for o, n in st.outcomes.items() if o in PROBING_OUTCOMES)

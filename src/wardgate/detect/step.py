@@ -6,6 +6,9 @@ truthiness checks; a flagged token, subject or network gets this route's action:
     header   the request goes on with the risk header (`X-Wardgate-Risk: 1.50;kind=rate`)
     step_up  401, WWW-Authenticate: Bearer error="insufficient_user_authentication" (RFC 9470)
     deny     403 problem+json, code detection_denied
+    revoke   the verdict revokes through the revocation feed (revoke_sink.py), so the token
+             is refused by authentication (401 revoked) before this step; what cannot be
+             revoked (a network) or was held back by the rate bound is denied as `deny`
 
 Routes whose action is `log` (and every route in dry-run mode) get no step at all.
 """

@@ -17,6 +17,7 @@ KEY_JTI, KEY_SUB, KEY_NET = "jti", "sub", "network"
 @dataclass(frozen=True, slots=True)
 class Finding:
     kind: str                    # token_replay | rate | enumeration | refused_tokens | key_probing
+    #                              | error_rate | anomaly
     score: float
     key_type: str                # KEY_JTI | KEY_SUB | KEY_NET
     key: str
@@ -32,7 +33,7 @@ class Verdict:
     """A finding with what the gateway does about it and the request that triggered it."""
 
     finding: Finding
-    action: str                  # log | header | step_up | deny
+    action: str                  # log | header | step_up | deny | revoke
     dry_run: bool
     time: float                  # the detector's clock when it concluded
     route: str

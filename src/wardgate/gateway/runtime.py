@@ -218,6 +218,15 @@ class Runtime:
         self.detection = DetectionRuntime(self.config, self.routes, shared)
         if not self.detection.routes:
             self.detection = None
+        elif "revoke" in self.detection.actions.values() and not cfg.dry_run:
+            from wardgate.detect.revoke_sink import RevocationSink
+
+            if self.state is None and self.config.revocation_source() == "redis":
+                from wardgate.state import client_from_config
+
+                self.state = client_from_config(self.config.state)
+            self.detection.enable_revoke(RevocationSink(self.config, self.state,
+                                                        self.revocation))
 
     async def start(self) -> None:
         if self.state is not None:

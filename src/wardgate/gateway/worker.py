@@ -66,7 +66,10 @@ class WorkerState:
             # metrics alone: the whole of `log` is one closure over the slots
             self.log = self.metrics.finisher(loop.time, self._maybe_denied)  # type: ignore[method-assign]
         if runtime.detection is not None:
-            self.log = _observed(self.log, runtime.detection.buf.append)  # type: ignore[method-assign]
+            nothing_else = not accesslog.enabled and runtime.metrics is None \
+                and self.tracer is None
+            self.log = _observed(None if nothing_else else self.log,  # type: ignore[method-assign]
+                                 runtime.detection.buf.append)
 
     def log(self, req: Request, status: int, bytes_in: int, bytes_out: int, target: str,
             error: str | None, retried: str | None = None) -> None:
@@ -102,15 +105,25 @@ class WorkerState:
 _NOT_REFUSALS = frozenset(("-", "ok", "anonymous"))
 
 
-def _observed(log: Callable[..., None], record: Callable[[tuple[Request, int]], None]
-              ) -> Callable[..., None]:
-    """`log`, and then the finished request handed to the detector (wardgate.detect) when its
-    route is watched: one append, the rest happens in the detector's tick."""
-    def observed(req: Request, status: int, *rest: object) -> None:
-        log(req, status, *rest)
+def _observed(log: Callable[..., None] | None,
+              record: Callable[[tuple[Request, int, int]], None]) -> Callable[..., None]:
+    """`log` (None: nothing else records), and then the finished request handed to the
+    detector (wardgate.detect) when its route is watched: one append of the request, its
+    status and its response bytes; the rest happens in the detector's tick."""
+    if log is None:
+        def observed_only(req: Request, status: int, bytes_in: int, bytes_out: int,
+                          *rest: object) -> None:
+            route = req.route
+            if route is not None and route.observed:
+                record((req, status, bytes_out))
+        return observed_only
+
+    def observed(req: Request, status: int, bytes_in: int, bytes_out: int,
+                 *rest: object) -> None:
+        log(req, status, bytes_in, bytes_out, *rest)
         route = req.route
         if route is not None and route.observed:
-            record((req, status))
+            record((req, status, bytes_out))
     return observed
 
 
