@@ -60,20 +60,25 @@ async def set_password(cfg: IssuerConfig, username: str, password: str) -> None:
         # nothing issued before the change can mint new tokens after it
         await sessions.end_for_user(conn, user.id)
         # tokens issued with the old password stop at every gateway (wardgate.revoke)
-        await revocations.emit_subject(conn, str(user.id), now=_now(),
-                                       max_ttl_s=max_token_ttl(cfg), reason="password_changed")
+        ev = await revocations.emit_subject(conn, str(user.id), now=_now(),
+                                            max_ttl_s=max_token_ttl(cfg),
+                                            reason="password_changed")
         await audit.record(conn, _now(), "password_changed", username=username)
+    await revocations.settle(ev.before)  # a login with the new password works at once
 
 
 async def set_disabled(cfg: IssuerConfig, username: str, disabled: bool = True) -> None:
     async with _tx(cfg) as conn:
         uid = await users.set_disabled(conn, username, disabled)
+        before = 0.0
         if disabled:
             await sessions.end_for_user(conn, uid)
-            await revocations.emit_subject(conn, str(uid), now=_now(),
-                                           max_ttl_s=max_token_ttl(cfg), reason="user_disabled")
+            before = (await revocations.emit_subject(conn, str(uid), now=_now(),
+                                                     max_ttl_s=max_token_ttl(cfg),
+                                                     reason="user_disabled")).before
         await audit.record(conn, _now(), "user_disabled" if disabled else "user_enabled",
                            username=username)
+    await revocations.settle(before)  # enabled again at once: its new tokens work
 
 
 async def set_roles(cfg: IssuerConfig, username: str, roles: list[str]) -> None:
@@ -151,6 +156,7 @@ async def revoke(cfg: IssuerConfig, *, jti: str | None = None, exp: int | None =
                                                reason="admin")
         await audit.record(conn, now, "revocation", kind=ev.kind, seq=ev.seq,
                            value=ev.value if ev.kind != "jti" else None)
+    await revocations.settle(ev.before)  # jti events: before is 0, no wait
     return ev
 
 

@@ -17,6 +17,9 @@ its client refreshes a second later).
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import delete, insert, select
@@ -58,6 +61,18 @@ async def emit(conn: AsyncConnection, kind: str, value: str, *, now: int, until:
     seq = res.inserted_primary_key[0] if res.inserted_primary_key else 0
     return Revocation(kind=ev.kind, value=ev.value, until=ev.until, before=ev.before,
                       seq=int(seq))
+
+
+async def settle(before: float, clock: Callable[[], float] = time.time) -> None:
+    """Return when a token minted from now on is no longer covered by a subject or client
+    event made with `before` (the next whole second: iat has one-second resolution, so the
+    event covers the whole second it was made in). Called after the event's transaction
+    commits, by whoever asked for it (log out everywhere, a password change, a disabled user,
+    `wardgate revoke`): once that call returns, every token issued before it is refused and
+    every token issued after it works. At most a second; never inside a transaction."""
+    wait = before - clock()
+    if wait > 0:
+        await asyncio.sleep(wait)
 
 
 async def emit_subject(conn: AsyncConnection, sub: str, *, now: int, max_ttl_s: int,

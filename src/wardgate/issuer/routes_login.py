@@ -166,6 +166,7 @@ async def logout(request: Request) -> Response:
     sid: str | None = None
     family: str | None = None
     user_id: int | None = None
+    settle_at = 0.0
     token = bearer(request)
     if token is not None:
         claims = tokens.verify_access(iss.ring, token, issuer=iss.cfg.issuer, now=now)
@@ -197,9 +198,9 @@ async def logout(request: Request) -> Response:
         if everywhere:
             assert user_id is not None
             await sessions.end_for_user(conn, user_id)
-            await revocations.emit_subject(conn, str(user_id), now=now,
-                                           max_ttl_s=iss.max_token_ttl(),
-                                           reason="logout_everywhere")
+            settle_at = (await revocations.emit_subject(
+                conn, str(user_id), now=now, max_ttl_s=iss.max_token_ttl(),
+                reason="logout_everywhere")).before
             await audit.record(conn, now, "logout_everywhere", address=address(request),
                                sid=sid, user_id=user_id)
             sid = family = None  # covered by the user's events above
@@ -210,6 +211,9 @@ async def logout(request: Request) -> Response:
             await sessions.end(conn, sid)
             await revocations.emit_session(conn, sid, now=now, reason="logout")
         await audit.record(conn, now, "logout", address=address(request), sid=sid)
+    if everywhere:
+        # answered once a new login's tokens are no longer covered by the event
+        await revocations.settle(settle_at, iss.clock)
     resp = no_store({"logged_out": True, "everywhere": everywhere})
     cookies.clear_all(resp, iss.cfg.browser.same_site)
     return resp
