@@ -27,7 +27,6 @@ from wardgate.issuer import (
     keys,
     refresh,
     revocations,
-    sessions,
     tokens,
     users,
 )
@@ -284,11 +283,6 @@ class Issuer:
     async def jti_revoked(self, conn: AsyncConnection, jti: str) -> bool:
         return (await conn.execute(select(revoked_jti.c.jti)
                                    .where(revoked_jti.c.jti == jti))).first() is not None
-
-    async def disable_user_everywhere(self, conn: AsyncConnection, user_id: int) -> None:
-        await sessions.end_for_user(conn, user_id)
-        await revocations.emit_subject(conn, str(user_id), now=self.now(),
-                                       max_ttl_s=self.max_token_ttl(), reason="user_disabled")
 
     async def mark_code_family(self, conn: AsyncConnection, code_hash: str, family: str) -> None:
         await conn.execute(update(auth_codes).where(auth_codes.c.code_hash == code_hash)
