@@ -72,6 +72,20 @@ def parse_networks(values: list[str]) -> tuple[ipaddress.IPv4Network | ipaddress
     return tuple(ipaddress.ip_network(v, strict=False) for v in values)
 
 
+def _check_networks(values: list[str]) -> list[str]:
+    for item in values:
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise ValueError(f"{item!r}: expected an IP address or CIDR") from None
+    return values
+
+
+#: A list of IP addresses or CIDRs (host bits allowed), checked at load; `parse_networks` turns
+#: it into network objects.
+NetworkList = Annotated[list[str], AfterValidator(_check_networks)]
+
+
 def _existing_file(value: str, info: ValidationInfo) -> str:
     path = resolve_path(value, info)
     if not Path(path).is_file():

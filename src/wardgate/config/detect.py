@@ -6,12 +6,11 @@ own `detection:` only overrides (`enabled: false`, or another `action`).
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Literal
 
 from pydantic import Field, field_validator
 
-from wardgate.config.common import Strict
+from wardgate.config.common import NetworkList, Strict
 from wardgate.config.revocation import RevocationConfig, _Secret
 
 Action = Literal["log", "header", "step_up", "deny", "revoke"]
@@ -127,7 +126,7 @@ class DetectionConfig(Strict):
     cooldown_s: float = Field(60.0, ge=0, description="one event per signal and key this often")
     header: str = Field("X-Wardgate-Risk", pattern=r"^[Xx]-[Ww]ardgate-[A-Za-z0-9-]+$",
                         description="the risk header the upstream gets (action: header)")
-    allow_networks: list[str] = Field([], description="CIDRs never flagged (NAT egress, "
+    allow_networks: NetworkList = Field([], description="CIDRs never flagged (NAT egress, "
                                       "offices): their requests feed no network signal")
     allow_subjects: list[str] = Field([], description="`sub` values never flagged")
     allow_clients: list[str] = Field([], description="`client_id`/`azp` values never flagged "
@@ -152,16 +151,6 @@ class DetectionConfig(Strict):
     errors: ErrorSignal = ErrorSignal()
     model: ModelSignal = ModelSignal()
     revoke: RevokeAction = RevokeAction()
-
-    @field_validator("allow_networks")
-    @classmethod
-    def _nets(cls, v: list[str]) -> list[str]:
-        for item in v:
-            try:
-                ipaddress.ip_network(item, strict=False)
-            except ValueError:
-                raise ValueError(f"{item!r}: expected an IP address or CIDR") from None
-        return v
 
 
 class RouteDetection(Strict):

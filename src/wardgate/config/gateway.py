@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
 from typing import Literal
@@ -11,7 +10,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, field_validator, model_validator
 
 from wardgate.config.auth import AuthPolicy, DpopConfig, ProviderConfig
-from wardgate.config.common import ByteSize, ExistingFile, HostPort, Strict
+from wardgate.config.common import ByteSize, ExistingFile, HostPort, NetworkList, Strict
 from wardgate.config.detect import DetectionConfig, RouteDetection
 from wardgate.config.limits import RateLimitConfig, StateConfig
 from wardgate.config.revocation import RevocationConfig
@@ -340,7 +339,7 @@ class GatewayConfig(Strict):
     workers: int = Field(1, ge=1, le=256)
     admin: AdminConfig = AdminConfig()
     server_name: str = "wardgate"
-    trusted_proxies: list[str] = []
+    trusted_proxies: NetworkList = []
     limits: Limits = Limits()
     timeouts: Timeouts = Timeouts()
     access_log: AccessLogConfig = AccessLogConfig()
@@ -357,16 +356,6 @@ class GatewayConfig(Strict):
     def admin_enabled(self) -> bool:
         """The admin listener runs only when the file has an `admin:` section."""
         return "admin" in self.model_fields_set
-
-    @field_validator("trusted_proxies")
-    @classmethod
-    def _nets(cls, v: list[str]) -> list[str]:
-        for item in v:
-            try:
-                ipaddress.ip_network(item, strict=False)
-            except ValueError:
-                raise ValueError(f"{item!r}: expected an IP address or CIDR") from None
-        return v
 
     @model_validator(mode="after")
     def _references(self) -> GatewayConfig:

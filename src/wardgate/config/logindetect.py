@@ -6,12 +6,11 @@ The section's presence turns it on; without it the issuer runs no login detectio
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
-from wardgate.config.common import Strict
+from wardgate.config.common import NetworkList, Strict
 
 LoginAction = Literal["log", "slow_down", "deny"]
 LOGIN_ACTIONS: tuple[str, ...] = ("log", "slow_down", "deny")
@@ -53,7 +52,7 @@ class IssuerDetection(Strict):
     deny_s: float = Field(300.0, gt=0, le=86_400, description="how long a verdict holds for "
                           "its network")
     cooldown_s: float = Field(60.0, ge=0, description="one event per signal and key this often")
-    allow_networks: list[str] = Field([], description="CIDRs never flagged (NAT egress, "
+    allow_networks: NetworkList = Field([], description="CIDRs never flagged (NAT egress, "
                                       "offices): their attempts feed no network signal")
     max_keys: int = Field(100_000, ge=16, le=10_000_000, description="networks and usernames "
                           "remembered per signal")
@@ -64,13 +63,3 @@ class IssuerDetection(Strict):
                                "stream (approximately)")
     stuffing: StuffingSignal = StuffingSignal()
     spraying: SprayingSignal = SprayingSignal()
-
-    @field_validator("allow_networks")
-    @classmethod
-    def _nets(cls, v: list[str]) -> list[str]:
-        for item in v:
-            try:
-                ipaddress.ip_network(item, strict=False)
-            except ValueError:
-                raise ValueError(f"{item!r}: expected an IP address or CIDR") from None
-        return v
