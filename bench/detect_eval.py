@@ -25,13 +25,14 @@ import random
 import secrets
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from eval_common import detection_times, overall, scenario_lines, send_timed
 
 AUD, ISS = "api", "http://127.0.0.1:9/eval-issuer"
 ATTACKS = ("replay", "sharing", "enumeration", "burst", "key_probing")
@@ -203,39 +204,12 @@ class Plan:
 def replay_traffic(plan: Plan, port: int, threads: int = 16) -> float:
     """Send every request at its time (relative to the returned wall-clock start); one
     thread per group of sources, so each source's requests go in order."""
-    start = time.time() + 0.3
-    buckets: list[list[Send]] = [[] for _ in range(threads)]
-    for s in plan.sends:
-        buckets[hash(s.source) % threads].append(s)
 
-    def worker(sends: list[Send]) -> None:
-        conns: dict[str, http.client.HTTPConnection] = {}
-        for s in sends:
-            wait = start + s.at - time.time()
-            if wait > 0:
-                time.sleep(wait)
-            for _ in range(2):
-                c = conns.get(s.source)
-                if c is None:
-                    c = conns[s.source] = http.client.HTTPConnection(
-                        "127.0.0.1", port, timeout=5, source_address=(s.source, 0))
-                try:
-                    c.request("GET", s.path, headers={"Authorization": f"Bearer {s.token}",
-                                                       "User-Agent": s.ua})
-                    c.getresponse().read()
-                    break
-                except (OSError, http.client.HTTPException):
-                    c.close()
-                    conns.pop(s.source, None)
-        for c in conns.values():
-            c.close()
+    def request(c: http.client.HTTPConnection, s: Send) -> None:
+        c.request("GET", s.path, headers={"Authorization": f"Bearer {s.token}",
+                                           "User-Agent": s.ua})
 
-    workers = [threading.Thread(target=worker, args=(b,)) for b in buckets]
-    for t in workers:
-        t.start()
-    for t in workers:
-        t.join()
-    return start
+    return send_timed(plan.sends, "127.0.0.1", port, 5, threads, request)
 
 
 def score(plan: Plan, detections: list[dict[str, Any]], start: float) -> dict[str, Any]:
@@ -256,25 +230,9 @@ def score(plan: Plan, detections: list[dict[str, Any]], start: float) -> dict[st
         sub = next((benign_jti[k] for k in keys if k in benign_jti), None)
         if sub is not None:
             flagged_benign.add(sub)
-    out: dict[str, Any] = {"scenarios": {}}
-    for sc in ATTACKS:
-        insts = [i for i in plan.instances if i.scenario == sc]
-        found = [i for i in insts if i.detected is not None]
-        ttd = sorted(max(0.0, i.detected) for i in found)  # type: ignore[arg-type]
-        out["scenarios"][sc] = {
-            "instances": len(insts), "detected": len(found),
-            "recall": len(found) / len(insts) if insts else None,
-            "ttd_median_s": ttd[len(ttd) // 2] if ttd else None,
-            "ttd_max_s": ttd[-1] if ttd else None}
-    out["model"] = model_line(plan, detections, start)
-    total = true_pos + false_pos
-    out["precision"] = true_pos / total if total else None
-    out["benign_subjects"] = len(plan.benign)
-    out["benign_flagged"] = sorted(flagged_benign)
-    out["false_positive_rate"] = len(flagged_benign) / len(plan.benign)
-    out["detections"] = total
-    out["requests"] = len(plan.sends)
-    return out
+    return {"scenarios": scenario_lines(plan.instances, ATTACKS),
+            "model": model_line(plan, detections, start),
+            **overall(true_pos, false_pos, len(plan.benign), flagged_benign, len(plan.sends))}
 
 
 def model_line(plan: Plan, detections: list[dict[str, Any]], start: float) -> dict[str, Any]:
@@ -293,11 +251,8 @@ def model_line(plan: Plan, detections: list[dict[str, Any]], start: float) -> di
             hit[k] = min(hit.get(k, when), when)
         elif k in benign_jti:
             flagged.add(benign_jti[k])
-    ttd = sorted(hit.values())
-    return {"instances": len(insts), "detected": len(hit),
-            "recall": len(hit) / len(insts) if insts else None,
-            "ttd_median_s": ttd[len(ttd) // 2] if ttd else None,
-            "ttd_max_s": ttd[-1] if ttd else None, "benign_flagged": sorted(flagged)}
+    return {**detection_times(len(insts), list(hit.values())),
+            "benign_flagged": sorted(flagged)}
 
 
 def gateway_config(port: int, admin: int, jwks: Path, upstream: str, token_env: str

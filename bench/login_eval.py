@@ -18,11 +18,12 @@ import http.client
 import ipaddress
 import json
 import random
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from eval_common import overall, scenario_lines, send_timed
 
 LOGIN_ATTACKS = ("credential_stuffing", "password_spraying")
 
@@ -155,40 +156,12 @@ def seed_users(cfg: Any, users: dict[str, str]) -> None:
 def send_logins(plan: LoginPlan, host: str, port: int, threads: int = 12) -> float:
     """Every sign-in at its time (relative to the returned wall-clock start); each source's
     in order on its own keep-alive connection."""
-    start = time.time() + 0.3
-    buckets: list[list[Login]] = [[] for _ in range(threads)]
-    for s in plan.sends:
-        buckets[hash(s.source) % threads].append(s)
 
-    def worker(sends: list[Login]) -> None:
-        conns: dict[str, http.client.HTTPConnection] = {}
-        for s in sends:
-            wait = start + s.at - time.time()
-            if wait > 0:
-                time.sleep(wait)
-            body = json.dumps({"username": s.username, "password": s.password})
-            for _ in range(2):
-                c = conns.get(s.source)
-                if c is None:
-                    c = conns[s.source] = http.client.HTTPConnection(
-                        host, port, timeout=10, source_address=(s.source, 0))
-                try:
-                    c.request("POST", "/login", body=body,
-                              headers={"Content-Type": "application/json"})
-                    c.getresponse().read()
-                    break
-                except (OSError, http.client.HTTPException):
-                    c.close()
-                    conns.pop(s.source, None)
-        for c in conns.values():
-            c.close()
+    def request(c: http.client.HTTPConnection, s: Login) -> None:
+        body = json.dumps({"username": s.username, "password": s.password})
+        c.request("POST", "/login", body=body, headers={"Content-Type": "application/json"})
 
-    workers = [threading.Thread(target=worker, args=(b,)) for b in buckets]
-    for t in workers:
-        t.start()
-    for t in workers:
-        t.join()
-    return start
+    return send_timed(plan.sends, host, port, 10, threads, request)
 
 
 def read_detections(log: Path) -> list[dict[str, Any]]:
@@ -217,24 +190,8 @@ def score(plan: LoginPlan, detections: list[dict[str, Any]], start: float) -> di
             continue
         false_pos += 1
         flagged |= plan.benign_nets.get(net, set())
-    out: dict[str, Any] = {"scenarios": {}}
-    for sc in LOGIN_ATTACKS:
-        insts = [i for i in plan.instances if i.scenario == sc]
-        found = [i for i in insts if i.detected is not None]
-        ttd = sorted(max(0.0, i.detected) for i in found)  # type: ignore[arg-type]
-        out["scenarios"][sc] = {
-            "instances": len(insts), "detected": len(found),
-            "recall": len(found) / len(insts) if insts else None,
-            "ttd_median_s": ttd[len(ttd) // 2] if ttd else None,
-            "ttd_max_s": ttd[-1] if ttd else None}
-    total = true_pos + false_pos
-    out["precision"] = true_pos / total if total else None
-    out["benign_subjects"] = len(plan.benign)
-    out["benign_flagged"] = sorted(flagged)
-    out["false_positive_rate"] = len(flagged) / len(plan.benign)
-    out["detections"] = total
-    out["requests"] = len(plan.sends)
-    return out
+    return {"scenarios": scenario_lines(plan.instances, LOGIN_ATTACKS),
+            **overall(true_pos, false_pos, len(plan.benign), flagged, len(plan.sends))}
 
 
 def issuer_overrides() -> dict[str, Any]:
