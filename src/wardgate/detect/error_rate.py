@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 
 from wardgate.config.detect import ErrorSignal
+from wardgate.detect.baseline import learn_clipped
 from wardgate.detect.events import Event
 from wardgate.detect.table import Bounded
 from wardgate.detect.verdict import KEY_SUB, Finding
@@ -61,11 +62,8 @@ class ErrorRate:
     def _close(self, st: _Errors, t: float) -> None:
         cfg = self.cfg
         if st.requests >= cfg.min_bucket:
-            ratio = st.errors / st.requests
-            clipped = min(ratio, st.mean + 3.0 * max(st.dev, _MIN_SPREAD))
-            a = cfg.alpha
-            st.dev = (1 - a) * st.dev + a * abs(clipped - st.mean)
-            st.mean = (1 - a) * st.mean + a * clipped
+            st.mean, st.dev, clipped = learn_clipped(st.mean, st.dev, st.errors / st.requests,
+                                                     cfg.alpha, _MIN_SPREAD)
             st.buckets += 1
             self.pop_dev = (1 - _POP_ALPHA) * self.pop_dev + _POP_ALPHA * abs(
                 clipped - self.pop_mean)

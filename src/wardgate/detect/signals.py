@@ -15,6 +15,7 @@ Every threshold is in `DetectionConfig` (docs/security.md#detection explains eac
 from __future__ import annotations
 
 from wardgate.config.detect import EnumerationSignal, RateSignal, RefusedSignal, ReplaySignal
+from wardgate.detect.baseline import learn_clipped
 from wardgate.detect.events import PROBING_OUTCOMES, REFUSED_OUTCOMES, Event
 from wardgate.detect.table import Bounded
 from wardgate.detect.verdict import KEY_JTI, KEY_NET, KEY_SUB, Finding
@@ -128,10 +129,7 @@ class RateAnomaly:
         self.pop_dev = 1.0
 
     def _learn(self, st: _Rate, count: float) -> None:
-        a = self.cfg.alpha
-        clipped = min(count, st.mean + 3.0 * max(st.dev, 1.0))
-        st.dev = (1 - a) * st.dev + a * abs(clipped - st.mean)
-        st.mean = (1 - a) * st.mean + a * clipped
+        st.mean, st.dev, _ = learn_clipped(st.mean, st.dev, count, self.cfg.alpha, 1.0)
         st.buckets += 1
 
     def _close(self, st: _Rate, t: float) -> None:
