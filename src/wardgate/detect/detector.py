@@ -4,11 +4,10 @@ key per cooldown, and the flags the route steps enforce (no I/O; time comes with
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Mapping
 
-from wardgate.config.common import parse_networks
 from wardgate.config.detect import DetectionConfig
+from wardgate.detect.allow import AllowedNetworks
 from wardgate.detect.anomaly import AnomalyModel
 from wardgate.detect.error_rate import ErrorRate
 from wardgate.detect.events import Event
@@ -46,32 +45,21 @@ class Detector:
             self.signals.append(self.model)
         self.flags = Flags(cap)
         self._last: Bounded[tuple[str, str, str], float] = Bounded(cap)
-        self._allow_nets = parse_networks(cfg.allow_networks)
-        self._allowed_ips: dict[str, bool] = {}
+        self._allow_nets = AllowedNetworks(cfg.allow_networks)
         self._allow_subjects = frozenset(cfg.allow_subjects)
         self._allow_clients = frozenset(cfg.allow_clients)
         self._any_allowed = bool(self._allow_subjects or self._allow_clients)
         self.events = 0
 
     def allowed_network(self, ip: str) -> bool:
-        hit = self._allowed_ips.get(ip)
-        if hit is None:
-            try:
-                addr = ipaddress.ip_address(ip)
-                hit = any(addr in n for n in self._allow_nets)
-            except ValueError:
-                hit = False
-            if len(self._allowed_ips) >= 65_536:
-                self._allowed_ips.clear()
-            self._allowed_ips[ip] = hit
-        return hit
+        return ip in self._allow_nets
 
     def exempt(self, ev: Event, network: bool = False) -> bool:
         """On an allow list: its subject or client (and, with `network`, its address)."""
         if ev.sub is not None and ev.sub in self._allow_subjects \
                 or ev.client_id is not None and ev.client_id in self._allow_clients:
             return True
-        return network and bool(self._allow_nets) and self.allowed_network(ev.client)
+        return network and ev.client in self._allow_nets
 
     def observe(self, ev: Event, n: int = 1) -> list[Verdict]:
         """Feed one event (`n`: that many identical requests in a row); the verdicts it
@@ -79,7 +67,7 @@ class Detector:
         self.events += 1
         if self._any_allowed and self.exempt(ev):
             return []
-        skip_net = bool(self._allow_nets) and self.allowed_network(ev.client)
+        skip_net = ev.client in self._allow_nets
         out: list[Verdict] = []
         for sig in self.signals:
             if skip_net and sig.network_based:

@@ -17,11 +17,10 @@ hashes made by the adapter; nothing here can turn either back into text. docs/se
 
 from __future__ import annotations
 
-import ipaddress
 from typing import NamedTuple
 
-from wardgate.config.common import parse_networks
 from wardgate.config.logindetect import IssuerDetection, SprayingSignal, StuffingSignal
+from wardgate.detect.allow import AllowedNetworks
 from wardgate.detect.flags import Flag, Flags
 from wardgate.detect.table import Bounded
 from wardgate.detect.verdict import KEY_NET, Finding, Verdict
@@ -181,23 +180,10 @@ class LoginDetector:
             self.signals.append(UserNetworks(cfg.spraying, cfg.max_keys))
         self.flags = Flags(cfg.max_keys)
         self._last: Bounded[tuple[str, str, str], float] = Bounded(cfg.max_keys)
-        self._allow = parse_networks(cfg.allow_networks)
-        self._allowed: dict[str, bool] = {}
+        self._allow = AllowedNetworks(cfg.allow_networks)
 
     def allowed(self, address: str) -> bool:
-        if not self._allow:
-            return False
-        hit = self._allowed.get(address)
-        if hit is None:
-            try:
-                ip = ipaddress.ip_address(address)
-                hit = any(ip in n for n in self._allow)
-            except ValueError:
-                hit = False
-            if len(self._allowed) >= 65_536:
-                self._allowed.clear()
-            self._allowed[address] = hit
-        return hit
+        return address in self._allow
 
     def flagged(self, network: str, now: float) -> Flag | None:
         """The flag held on `network` (None when free, allowed, expired or in dry-run)."""
