@@ -83,19 +83,9 @@ class IssuerFeed:
             self._task = None
         await self.client.stop()
 
-    def _call(self, key: bytes, cmd: bytes) -> asyncio.Future[Any]:
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-
-        def done(reply: Any) -> None:
-            if not fut.done():
-                fut.set_result(reply)
-
-        self.client.call(key, cmd, done)
-        return fut
-
     async def _newest(self) -> bytes | None:
         """The id of the stream's newest entry (`0` for an empty stream); None on error."""
-        reply = await self._call(self.key, encode(b"XREVRANGE", self.key, b"+", b"-",
+        reply = await self.client.call_future(self.key, encode(b"XREVRANGE", self.key, b"+", b"-",
                                                   b"COUNT", 1))
         if not isinstance(reply, list):
             return None
@@ -112,7 +102,7 @@ class IssuerFeed:
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, _RETRY_S[1])
                     continue
-            reply = await self._call(self.key, encode(
+            reply = await self.client.call_future(self.key, encode(
                 b"XREAD", b"COUNT", COUNT, b"BLOCK", BLOCK_MS, b"STREAMS", self.key, last))
             if reply is not None and not isinstance(reply, list):
                 await asyncio.sleep(delay)  # keep `last`: nothing is lost by a reconnect
@@ -128,7 +118,7 @@ class IssuerFeed:
                     continue
                 self.flag(rec, rt)  # every worker: each enforces its own flags
                 claim = b"wg:dc:{" + self.group + b"}:" + self.key + b":" + entry_id
-                claims.append((rec, self._call(claim, encode(
+                claims.append((rec, self.client.call_future(claim, encode(
                     b"SET", claim, b"1", b"NX", b"PX", CLAIM_MS))))
             for rec, fut in claims:
                 if await fut == "OK":  # a simple string reply (resp.py decodes it)

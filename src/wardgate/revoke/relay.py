@@ -96,15 +96,8 @@ class Relay:
         await self.client.stop()
 
     def _append(self, seq: int, payload: str) -> asyncio.Future[Any]:
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-
-        def done(reply: Any) -> None:
-            if not fut.done():
-                fut.set_result(reply)
-
         minid = int((time.time() - self.retention_s) * 1000)
-        self.client.run(APPEND.bind(seq, payload, minid), self.key, done)
-        return fut
+        return self.client.run_future(APPEND.bind(seq, payload, minid), self.key)
 
     async def tick(self) -> int:
         """One round: how many events were appended. Raises StoreError when Redis fails."""

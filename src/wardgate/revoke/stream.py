@@ -56,15 +56,8 @@ class StreamReader:
         self.key = key.encode()
 
     def _read(self, last: bytes) -> asyncio.Future[Any]:
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-
-        def done(reply: Any) -> None:
-            if not fut.done():
-                fut.set_result(reply)
-
-        self.client.call(self.key, encode(b"XREAD", b"COUNT", COUNT, b"BLOCK", BLOCK_MS,
-                                          b"STREAMS", self.key, last), done)
-        return fut
+        return self.client.call_future(self.key, encode(b"XREAD", b"COUNT", COUNT, b"BLOCK",
+                                                        BLOCK_MS, b"STREAMS", self.key, last))
 
     async def run(self, feed: RevocationFeed) -> None:
         await self.client.start()

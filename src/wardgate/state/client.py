@@ -131,14 +131,20 @@ class _Pool:
         self.live = []
 
 
-def await_reply(conn: RedisConnection, cmd: bytes, deadline: float) -> asyncio.Future[Any]:
-    """A command's reply as a future: for start-up and management calls, not the hot path."""
-    fut: asyncio.Future[Any] = conn.loop.create_future()
+def _reply_future(loop: asyncio.AbstractEventLoop) -> tuple[asyncio.Future[Any], Callback]:
+    """A future and the callback that resolves it with the reply (or the StoreError)."""
+    fut: asyncio.Future[Any] = loop.create_future()
 
     def done(reply: Any) -> None:
         if not fut.done():
             fut.set_result(reply)
 
+    return fut, done
+
+
+def await_reply(conn: RedisConnection, cmd: bytes, deadline: float) -> asyncio.Future[Any]:
+    """A command's reply as a future: for start-up and management calls, not the hot path."""
+    fut, done = _reply_future(conn.loop)
     conn.call(cmd, done, deadline)
     return fut
 
@@ -220,6 +226,19 @@ class StateClient:
             conn.call(cmd, cb, self.loop.time() + self.timeout_s)
             return
         _Redirecting(self, _Plain(cmd), key, cb).send(self._slot(key), None, False)
+
+    # -- awaitable forms, for background tasks (feeds, relays), not the request path -----------
+    def call_future(self, key: bytes, cmd: bytes) -> asyncio.Future[Any]:
+        """`call`, its reply (or the StoreError) as a future."""
+        fut, done = _reply_future(asyncio.get_running_loop())
+        self.call(key, cmd, done)
+        return fut
+
+    def run_future(self, bound: BoundScript, key: bytes) -> asyncio.Future[Any]:
+        """`run`, its reply (or the StoreError) as a future."""
+        fut, done = _reply_future(asyncio.get_running_loop())
+        self.run(bound, key, done)
+        return fut
 
     def _slot(self, key: bytes) -> int:
         cache = self._slot_cache
