@@ -14,11 +14,11 @@ socket; outcomes are the access log's codes).
 
 from __future__ import annotations
 
-import mmap
-import os
 import struct
 from collections import Counter
 from typing import Any
+
+from wardgate.observe.ringfile import close_ring, open_ring, read_rings
 
 CAPACITY = 256
 # seq, unix time, status, route, outcome, client address, sub_hash
@@ -35,15 +35,7 @@ class DenialRing:
     __slots__ = ("_mm", "_fd", "_n")
 
     def __init__(self, directory: str | None = None, name: str = "") -> None:
-        self._fd: int | None = None
-        if directory is None:
-            self._mm = mmap.mmap(-1, SIZE)
-        else:
-            fd = os.open(os.path.join(directory, name + SUFFIX),
-                         os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
-            os.ftruncate(fd, SIZE)
-            self._fd = fd
-            self._mm = mmap.mmap(fd, SIZE)
+        self._mm, self._fd = open_ring(directory, name, SUFFIX, SIZE)
         self._n = 0
 
     def add(self, when: float, status: int, route: str, outcome: str, client: str,
@@ -63,9 +55,7 @@ class DenialRing:
         return read_ring(self._mm)
 
     def close(self) -> None:
-        self._mm.close()
-        if self._fd is not None:
-            os.close(self._fd)
+        close_ring(self._mm, self._fd)
 
 
 def _text(raw: bytes) -> str:
@@ -94,17 +84,7 @@ def read_ring(buf: Any) -> list[dict[str, Any]]:
 def collect(directory: str, limit: int = 100) -> dict[str, Any]:
     """The newest `limit` denials over every worker's ring (exited workers' too), and the
     clients refused most often among everything still in the rings."""
-    records: list[dict[str, Any]] = []
-    try:
-        names = [n for n in os.listdir(directory) if n.endswith(SUFFIX)]
-    except OSError:
-        names = []
-    for name in names:
-        try:
-            with open(os.path.join(directory, name), "rb") as f:
-                records.extend(read_ring(f.read(SIZE)))
-        except OSError:
-            continue
+    records = read_rings(directory, SUFFIX, SIZE, read_ring)
     records.sort(key=lambda r: r["time"], reverse=True)
     top = Counter(r["client"] for r in records).most_common(10)
     return {"denials": records[:limit],

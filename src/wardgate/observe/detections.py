@@ -10,10 +10,10 @@ cooldown), so a json.dumps each is affordable.
 from __future__ import annotations
 
 import json
-import mmap
-import os
 import struct
 from typing import Any
+
+from wardgate.observe.ringfile import close_ring, open_ring, read_rings
 
 CAPACITY = 256
 SLOT = 1024
@@ -30,15 +30,7 @@ class DetectionRing:
     __slots__ = ("_mm", "_fd", "_n")
 
     def __init__(self, directory: str | None = None, name: str = "") -> None:
-        self._fd: int | None = None
-        if directory is None:
-            self._mm = mmap.mmap(-1, SIZE)
-        else:
-            fd = os.open(os.path.join(directory, name + SUFFIX),
-                         os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
-            os.ftruncate(fd, SIZE)
-            self._fd = fd
-            self._mm = mmap.mmap(fd, SIZE)
+        self._mm, self._fd = open_ring(directory, name, SUFFIX, SIZE)
         self._n = 0
 
     def add(self, record: dict[str, Any]) -> None:
@@ -59,9 +51,7 @@ class DetectionRing:
         return read_ring(self._mm)
 
     def close(self) -> None:
-        self._mm.close()
-        if self._fd is not None:
-            os.close(self._fd)
+        close_ring(self._mm, self._fd)
 
 
 def read_ring(buf: Any) -> list[dict[str, Any]]:
@@ -85,16 +75,6 @@ def read_ring(buf: Any) -> list[dict[str, Any]]:
 
 def collect(directory: str, limit: int = 100) -> list[dict[str, Any]]:
     """The newest `limit` detections over every worker's ring (exited workers' too)."""
-    records: list[dict[str, Any]] = []
-    try:
-        names = [n for n in os.listdir(directory) if n.endswith(SUFFIX)]
-    except OSError:
-        names = []
-    for name in names:
-        try:
-            with open(os.path.join(directory, name), "rb") as f:
-                records.extend(read_ring(f.read(SIZE)))
-        except OSError:
-            continue
+    records = read_rings(directory, SUFFIX, SIZE, read_ring)
     records.sort(key=lambda r: r.get("time", 0), reverse=True)
     return records[:limit]
