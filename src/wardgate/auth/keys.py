@@ -12,7 +12,7 @@ import logging
 import warnings
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
@@ -111,6 +111,21 @@ def _library_check(algo: Any, key: Any) -> Any:
     return lambda msg, sig: verify(msg, sig, key)
 
 
+T = TypeVar("T")
+
+
+def _fast_path_key(table: dict[str, T], alg: str, key: Any) -> tuple[T, Any] | None:
+    """At key load: `alg`'s entry in a fast verifier's table and the key's public verifying
+    object; None when `alg` has no entry or the key's use/key_ops forbid verifying."""
+    spec = table.get(alg)
+    if spec is None:
+        return None
+    try:
+        return spec, key.get_op_key("verify")
+    except Exception:  # noqa: BLE001 - joserfc's key-operation errors vary
+        return None
+
+
 # RFC 8017 §9.2 note 1: the DER DigestInfo of each hash, up to the digest itself
 _PKCS1_DIGEST_INFO = {
     "RS256": (hashlib.sha256, bytes.fromhex("3031300d060960864801650304020105000420")),
@@ -129,14 +144,10 @@ def _rsa_check(alg: str, key: Any) -> Any:
     padding object is type-checked per call. tests/auth/test_signature.py checks both agree on
     valid, crafted and mutated signatures. None for every other algorithm, and for a key whose
     `use`/`key_ops` forbid verifying (joserfc then refuses it on every call, as before)."""
-    spec = _PKCS1_DIGEST_INFO.get(alg)
-    if spec is None:
+    found = _fast_path_key(_PKCS1_DIGEST_INFO, alg, key)
+    if found is None:
         return None
-    try:
-        public = key.get_op_key("verify")
-    except Exception:  # noqa: BLE001 - joserfc's key-operation errors vary
-        return None
-    new_hash, digest_info = spec
+    (new_hash, digest_info), public = found
     recover, pkcs1 = public.recover_data_from_signature, padding.PKCS1v15()
     size = (public.key_size + 7) // 8
     compare = hmac.compare_digest
@@ -162,14 +173,10 @@ def _ec_check(alg: str, key: Any) -> Any:
     and the ECDSA(hash) object resolved once instead of on every call: a DPoP route checks one
     per request. tests/auth/test_signature.py checks both agree. None for other algorithms and
     for a key whose use/key_ops forbid verifying (joserfc then refuses it on every call)."""
-    spec = _EC_HASH.get(alg)
-    if spec is None:
+    found = _fast_path_key(_EC_HASH, alg, key)
+    if found is None:
         return None
-    try:
-        public = key.get_op_key("verify")
-    except Exception:  # noqa: BLE001 - joserfc's key-operation errors vary
-        return None
-    hash_cls, size = spec
+    (hash_cls, size), public = found
     if (key.curve_key_size + 7) // 8 != size:
         return None  # a curve that does not fit: joserfc's check_key refused it already
     verify, ecdsa = public.verify, ec.ECDSA(hash_cls())
