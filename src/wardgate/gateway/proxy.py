@@ -124,6 +124,10 @@ class Exchange:
             conn = await target.connect()
         except TimeoutError:
             err = GatewayTimeout("upstream connect timed out", code="connect_timeout")
+        except ConnectionResetError:
+            # Closed as it was opened (Target.connect): nothing of the request went out.
+            err = BadGateway("upstream closed the connection as it was opened",
+                             code="connect_reset")
         except OSError:
             err = BadGateway("upstream connection refused", code="connect_refused")
         else:
