@@ -1,7 +1,8 @@
 """A target that breaks the connection before answering (tests/support/bad_upstream.py), next to
 a healthy one: an idempotent request is retried on the other target, a non-idempotent one that
-may have reached the broken target is answered 502 and never sent twice, and a response cut
-after its head cuts the client connection (the answer has started: nothing can be retried).
+may have reached the broken target is answered 502 and never sent twice, a target dying
+between its answer's head and body is retried like one dying before its head, and an answer
+cut mid-body cuts the client connection (it has started: nothing can be retried).
 
 Regression: a connection the target accepted and closed before the gateway's connect coroutine
 resumed was used anyway; the request went nowhere and the client got a 504 after `read_s`
@@ -89,30 +90,70 @@ def test_post_that_may_have_reached_the_target_is_502_and_never_sent_twice(
         assert bad.requests == []
 
 
-def test_response_cut_after_its_head_cuts_the_client_connection(upstream, gateway_factory):
+def _raw_get(port: int) -> bytes:
+    """One GET on a new connection; everything read until the gateway closes or the healthy
+    target's whole answer is in."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    s.sendall(b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n")
+    got = b""
+    try:
+        while not (b"X-Upstream: a" in got and got.endswith(b"}")):
+            part = s.recv(65536)
+            if not part:
+                break
+            got += part
+    except ConnectionResetError:
+        pass
+    finally:
+        s.close()
+    return got
+
+
+def test_target_dying_after_its_head_before_its_body_is_retried(upstream, gateway_factory):
+    """The head of a Content-Length answer is held until body bytes come: the target closed
+    after sending only the head, so nothing had reached the client and a GET goes to the
+    other target (before: the client got the head, then a cut connection)."""
     bad = BadUpstream("head_then_close").start()
     try:
         gw = gateway_factory(_config(bad.url, upstream.url))
-        for _ in range(2):  # round robin: one of the two meets the broken target
-            s = socket.create_connection(("127.0.0.1", gw.port), timeout=5)
-            s.sendall(b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n")
-            got = b""
-            while True:
-                try:
-                    part = s.recv(65536)
-                except ConnectionResetError:
-                    break
-                if not part:
-                    break
-                got += part
-                if b"X-Upstream: a" in got and got.endswith(b"}"):
-                    break  # the healthy target's complete answer
-            s.close()
-            if b"X-Upstream" not in got:
-                # The head went out, then the target closed: the client sees the cut (the
-                # promised 100 bytes never come) rather than a retry spliced into it.
-                assert got.startswith(b"HTTP/1.1 200"), got
-                assert got.endswith(b"\r\n\r\n"), got
+        answers = [_raw_get(gw.port) for _ in range(4)]
+        assert all(a.startswith(b"HTTP/1.1 200") and b"X-Upstream: a" in a for a in answers), \
+            answers
+        assert len(bad.requests) == 2  # round robin: every second request met it first
+        assert len(upstream.requests) == 4
+    finally:
+        bad.stop()
+
+
+def test_post_answer_cut_after_its_head_is_502_not_sent_twice(upstream, gateway_factory):
+    bad = BadUpstream("head_then_close").start()
+    try:
+        gw = gateway_factory(_config(bad.url, upstream.url))
+        c = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=10)
+        statuses = []
+        for _ in range(4):
+            statuses.append(_request(c, "POST", b"x")[0])
+            if statuses[-1] != 200:
+                c.close()
+        c.close()
+        assert sorted(statuses) == [200, 200, 502, 502], statuses
+        assert len(bad.requests) == 2 and len(upstream.requests) == 2
+    finally:
+        bad.stop()
+
+
+def test_answer_cut_mid_body_cuts_the_client_connection(upstream, gateway_factory):
+    """Once body bytes went out the answer has started: the client sees the cut (the
+    promised 100 bytes never come), never a retry spliced into it."""
+    bad = BadUpstream("part_then_close").start()
+    try:
+        gw = gateway_factory(_config(bad.url, upstream.url))
+        answers = [_raw_get(gw.port) for _ in range(2)]
+        cut = [a for a in answers if b"X-Upstream" not in a]
+        assert len(cut) == 1, answers
+        head, _, body = cut[0].partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200") and b"Content-Length: 100" in head, cut
+        assert body == b"x" * 10, cut
         assert len(bad.requests) == 1
         assert len(upstream.requests) == 1  # not retried once the answer had started
     finally:

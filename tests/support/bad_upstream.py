@@ -6,7 +6,8 @@ Modes:
   reset_on_accept      accept, then reset (RST, SO_LINGER 0) without reading
   close_after_request  read the whole request head (and a Content-Length body), then close
   reset_after_request  read the whole request, then reset
-  head_then_close      read the request, send a response head promising a body, then close
+  head_then_close      read the request, send a response head promising 100 bytes, then close
+  part_then_close      the same, with 10 of the 100 bytes, then close (cut mid-body)
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import threading
 import time
 
 MODES = ("close_on_accept", "reset_on_accept", "close_after_request", "reset_after_request",
-         "head_then_close")
+         "head_then_close", "part_then_close")
 
 
 class BadUpstream:
@@ -91,6 +92,9 @@ class BadUpstream:
                     body += got
         with self._lock:
             self.requests.append(head)
-        if mode == "head_then_close":
+        if mode in ("head_then_close", "part_then_close"):
             conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n")
-            time.sleep(0.05)  # the head alone reaches the gateway before the close
+            time.sleep(0.05)  # the head alone reaches the gateway before the rest
+            if mode == "part_then_close":
+                conn.sendall(b"x" * 10)
+                time.sleep(0.05)
