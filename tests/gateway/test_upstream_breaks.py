@@ -158,3 +158,34 @@ def test_answer_cut_mid_body_cuts_the_client_connection(upstream, gateway_factor
         assert len(upstream.requests) == 1  # not retried once the answer had started
     finally:
         bad.stop()
+
+
+def test_client_half_closing_while_the_answer_streams_is_closed_after_it(gateway_factory):
+    """Found by `make fuzz` (a half-closed pipeline left open for 5 s): a client that shuts
+    down its sending side after the answer's head was read from the upstream, before its body,
+    got the whole answer but the connection stayed open until the keep-alive timeout: the
+    keep-alive decision taken with the head ignored the EOF that came after it."""
+    slow = BadUpstream("body_later").start()
+    try:
+        gw = gateway_factory(plain_config(slow.url))
+        s = socket.create_connection(("127.0.0.1", gw.port), timeout=5)
+        s.sendall(b"GET /echo HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(0.15)  # the head is in the gateway, the body 0.15 s away
+        s.shutdown(socket.SHUT_WR)
+        got = b""
+        t0 = time.monotonic()
+        try:
+            while True:
+                part = s.recv(65536)
+                if not part:
+                    break
+                got += part
+        except TimeoutError:
+            pass
+        finally:
+            s.close()
+        took = time.monotonic() - t0
+        assert got.startswith(b"HTTP/1.1 200") and got.endswith(b"\r\n\r\nhello"), got
+        assert took < 2.0, took  # closed after the answer, not at the recv timeout (5 s)
+    finally:
+        slow.stop()

@@ -8,6 +8,7 @@ Modes:
   reset_after_request  read the whole request, then reset
   head_then_close      read the request, send a response head promising 100 bytes, then close
   part_then_close      the same, with 10 of the 100 bytes, then close (cut mid-body)
+  body_later           a complete answer, its head first and its 5-byte body 0.3 s later
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import threading
 import time
 
 MODES = ("close_on_accept", "reset_on_accept", "close_after_request", "reset_after_request",
-         "head_then_close", "part_then_close")
+         "head_then_close", "part_then_close", "body_later")
 
 
 class BadUpstream:
@@ -92,6 +93,11 @@ class BadUpstream:
                     body += got
         with self._lock:
             self.requests.append(head)
+        if mode == "body_later":
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-Upstream: later\r\n\r\n")
+            time.sleep(0.3)
+            conn.sendall(b"hello")
+            time.sleep(0.05)
         if mode in ("head_then_close", "part_then_close"):
             conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n")
             time.sleep(0.05)  # the head alone reaches the gateway before the rest
