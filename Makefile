@@ -54,6 +54,10 @@ bench: $(STAMP)
 	$(BIN)/python bench/hotpath.py --route jwt-distinct --requests 40000
 	$(BIN)/python bench/hotpath.py --route jwt-forged --requests 40000
 	$(BIN)/python bench/auth_miss.py --tokens 20000 --repeat 3
+	$(BIN)/python bench/live_split.py --scenario jwt-distinct
+	$(BIN)/python bench/live_split.py --scenario jwt-forged
+	$(BIN)/python bench/live_split.py --scenario plain
+	$(BIN)/python bench/live_split.py --scenario dpop
 	$(BIN)/python bench/issuer_bench.py
 	$(BIN)/python bench/dpop_bench.py
 	$(BIN)/python bench/hotpath.py --route dpop --requests 20000

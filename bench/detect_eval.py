@@ -8,8 +8,9 @@ shared by clients on several networks; scraping by enumeration; bursts; key prob
 source is a real distinct loopback address (127.x.y.z, bound before connecting), not a
 forwarded header. Prints, per attack scenario, recall and the time from the first malicious
 request to its detection; over all, precision and the share of benign subjects flagged.
-Issuer-side scenarios (credential stuffing, password spraying) are not generated: the issuer
-has no detection yet.
+The issuer-side scenarios (`credential_stuffing`, `password_spraying`: real sign-ins to a
+real issuer from real loopback sources, scored from its log) are in bench/login_eval.py and
+run after the gateway's (`--no-issuer` skips them).
 """
 
 from __future__ import annotations
@@ -332,6 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scale", type=float, default=1.0, help="instances and subjects x this")
     ap.add_argument("--seconds", type=float, default=12.0)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--no-issuer", action="store_true", help="skip the sign-in scenarios")
     args = ap.parse_args(argv)
     import targets
     import yaml
@@ -355,6 +357,13 @@ def main(argv: list[str] | None = None) -> int:
         wait_for_port(admin, m, timeout=30)
         res = evaluate(port, admin, token, mint, forge, args.scale, args.seconds)
         print(json.dumps(res, indent=2) if args.json else report(res))
+        if not args.no_issuer:
+            import login_eval
+
+            sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.issuer
+            logins = login_eval.evaluate_logins(work / "issuer", args.scale, args.seconds)
+            print(json.dumps(logins, indent=2) if args.json
+                  else "\nissuer (sign-ins):" + report(logins))
         return 0
     finally:
         procs.stop_all()

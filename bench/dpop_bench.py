@@ -16,8 +16,10 @@ import base64
 import hashlib
 import json
 import math
+import resource
 import secrets
 import signal
+import statistics
 import sys
 import tempfile
 import time
@@ -25,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import jwt
+import psutil
 import targets
 import tokens
 import wrkrun
@@ -38,6 +41,8 @@ BENCH = Path(__file__).resolve().parent
 CACHE = BENCH / "results" / "cache"
 DPOP_PATH = "/dpop"
 GOAL = 0.6
+#: the fastest the DPoP route has gone on one core (req/s): sizes proof pools
+CALIBRATED_MAX_RPS = 12_000
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -46,7 +51,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=2, help="interleaved rounds (2)")
     p.add_argument("--connections", type=int, default=64, help="wrk -c (64)")
     p.add_argument("--warmup", type=float, default=2.0, help="unmeasured seconds first (2)")
-    p.add_argument("--max-rps", type=float, default=12_000,
+    p.add_argument("--max-rps", type=float, default=CALIBRATED_MAX_RPS,
                    help="the fastest wardgate could go: sizes the proof pool (12000)")
     p.add_argument("--proofs", type=int, default=20_000, help="in-process: proofs timed (20000)")
     p.add_argument("--inprocess-only", action="store_true", help="skip the wrk comparison")
@@ -196,11 +201,51 @@ def inprocess(keys: tokens.KeyMaterial, count: int) -> dict[str, float]:
 
 
 # -- over the wire: wrk against HAProxy+JWT and wardgate's DPoP route -------------------------
-def over_the_wire(args: argparse.Namespace, keys: tokens.KeyMaterial,
-                  workdir: Path) -> dict[str, list[wrkrun.WrkResult]]:
+class CpuSplit:
+    """Where one wrk run's CPU went, per request: the proxy process (user / system), and wrk
+    itself (the load generator, a waited-for child: RUSAGE_CHILDREN). `proxy_core` is the
+    proxy's share of its core: near 100% means the proxy was the bottleneck."""
+
+    def __init__(self, proxy: psutil.Process) -> None:
+        self.proxy = proxy
+        self.rows: dict[str, list[dict[str, float]]] = {}
+
+    def run(self, name: str, fn: Any, seconds: float) -> wrkrun.WrkResult:
+        p0 = self.proxy.cpu_times()
+        c0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        t0 = time.perf_counter()
+        res: wrkrun.WrkResult = fn(seconds)
+        wall = time.perf_counter() - t0
+        p1 = self.proxy.cpu_times()
+        c1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        n = max(1, res.requests)
+        wrk_s = (c1.ru_utime - c0.ru_utime) + (c1.ru_stime - c0.ru_stime)
+        row = {"proxy_user_us": (p1.user - p0.user) / n * 1e6,
+               "proxy_sys_us": (p1.system - p0.system) / n * 1e6,
+               "proxy_core": ((p1.user - p0.user) + (p1.system - p0.system)) / wall,
+               "wrk_us": wrk_s / n * 1e6, "wrk_core": wrk_s / wall}
+        self.rows.setdefault(name, []).append(row)
+        return res
+
+
+def _worker(supervisor: int) -> psutil.Process:
+    """`wardgate run`'s one worker (the process that serves the requests)."""
+    parent = psutil.Process(supervisor)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        kids = parent.children()
+        if kids:
+            return kids[0]
+        time.sleep(0.05)
+    raise RuntimeError("wardgate started no worker")
+
+
+def over_the_wire(args: argparse.Namespace, keys: tokens.KeyMaterial, workdir: Path
+                  ) -> tuple[dict[str, list[wrkrun.WrkResult]], dict[str, list[dict[str, float]]]]:
     procs = ProcessSet(workdir)
     results: dict[str, list[wrkrun.WrkResult]] = {"haproxy-jwt": [], "wardgate-jwt": [],
                                                   "wardgate-dpop": []}
+    split: dict[str, CpuSplit] = {}
     try:
         upstream = targets.start_upstream(procs, workdir)
         haproxy = targets.start_haproxy(procs, workdir, upstream.port, keys)
@@ -213,6 +258,9 @@ def over_the_wire(args: argparse.Namespace, keys: tokens.KeyMaterial,
         wg = procs.start("wardgate-dpop", pinned(targets.PROXY_CPU, [
             str(targets.WARDGATE), "run", "--config", str(conf)]))
         wait_for_port(port, wg, timeout=30)
+        assert haproxy.managed is not None
+        split["haproxy-jwt"] = CpuSplit(psutil.Process(haproxy.managed.pid))
+        split["wardgate-jwt"] = split["wardgate-dpop"] = CpuSplit(_worker(wg.pid))
         client = Client()
         bound = bound_token(keys, client.jkt)
         htu = f"http://127.0.0.1:{port}{DPOP_PATH}"
@@ -259,13 +307,20 @@ def over_the_wire(args: argparse.Namespace, keys: tokens.KeyMaterial,
         for r in range(args.rounds):
             for name, fn in (("haproxy-jwt", run_haproxy), ("wardgate-jwt", run_wardgate_bearer),
                              ("wardgate-dpop", run_wardgate)):
-                res = fn(args.duration)
+                res = split[name].run(name, fn, args.duration)
                 results[name].append(res)
+                cpu = split[name].rows[name][-1]
                 print(f"  round {r + 1} {name:14s} {res.rps:10.0f} req/s  p99 "
-                      f"{res.p99_us / 1000:.2f} ms  errors {res.errors}", flush=True)
+                      f"{res.p99_us / 1000:.2f} ms  errors {res.errors}  proxy "
+                      f"{cpu['proxy_user_us'] + cpu['proxy_sys_us']:.1f} µs/req "
+                      f"({cpu['proxy_core']:.0%} of its core), wrk {cpu['wrk_us']:.1f} µs/req "
+                      f"({cpu['wrk_core']:.0%})", flush=True)
     finally:
         procs.stop_all()
-    return results
+    rows: dict[str, list[dict[str, float]]] = {}
+    for cs in split.values():
+        rows.update(cs.rows)
+    return results, rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -289,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="wardgate-dpop-bench-"))
     print(f"\n## Over the wire (wrk -t1 -c{args.connections} -d{args.duration:g}s, "
           f"{args.rounds} round(s); proxies on CPU {targets.PROXY_CPU})\n", flush=True)
-    results = over_the_wire(args, keys, workdir)
+    results, cpu = over_the_wire(args, keys, workdir)
     best = {name: max((r.rps for r in runs), default=0.0) for name, runs in results.items()}
     errors = sum(r.errors for r in results["wardgate-dpop"])
     ratio = best["wardgate-dpop"] / best["haproxy-jwt"] if best["haproxy-jwt"] else 0.0
@@ -304,12 +359,28 @@ def main(argv: list[str] | None = None) -> int:
     ceiling = 1e6 / cost["es256_verify_floor_us"]
     print(f"\nceiling: one ES256 verify per request alone allows {ceiling:.0f} req/s on one core "
           f"({ceiling / best['haproxy-jwt']:.2f}x)" if best["haproxy-jwt"] else "")
+    print("\nCPU per request over the wire (median of the rounds; proxy = HAProxy, or the "
+          "wardgate worker), against the in-process cost above:\n")
+    print("| run | proxy user µs | proxy sys µs | proxy core | wrk µs | wrk core |\n"
+          "|---|---:|---:|---:|---:|---:|")
+    for name, rows_ in cpu.items():
+        med = {k: statistics.median(r[k] for r in rows_) for k in rows_[0]}
+        print(f"| {name} | {med['proxy_user_us']:.1f} | {med['proxy_sys_us']:.1f} | "
+              f"{med['proxy_core']:.0%} | {med['wrk_us']:.1f} | {med['wrk_core']:.0%} |")
+    per_req = {name: statistics.median(r["proxy_user_us"] + r["proxy_sys_us"] for r in rows_)
+               for name, rows_ in cpu.items()}
+    if per_req.get("wardgate-dpop") and per_req.get("haproxy-jwt"):
+        # what the ratio would be with each proxy owning its core: robust when other work
+        # shares the proxy core (then req/s moves with the share, CPU per request much less)
+        print(f"\nby CPU per request: wardgate-dpop {per_req['haproxy-jwt'] / per_req['wardgate-dpop']:.2f}x "
+              f"haproxy-jwt ({per_req['wardgate-dpop']:.0f} vs {per_req['haproxy-jwt']:.0f} µs)")
     print(f"goal >= {GOAL}x: {'met' if ratio >= GOAL else 'NOT met'}"
           + (f"; {errors} wardgate errors (proof pool too small? raise --max-rps)"
              if errors else ""))
     out = BENCH / "results" / "dpop.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"inprocess_us": cost, "best_rps": best, "ratio": ratio,
+                               "cpu_per_request": cpu,
                                "runs": {n: [r.as_dict() for r in rs] for n, rs in results.items()},
                                "args": vars(args)}, indent=2) + "\n")
     if not args.keep:

@@ -14,6 +14,7 @@ _COMMAND_MODULES = (
     "wardgate.demo.commands",
     "wardgate.admin.commands",
     "wardgate.revoke.commands",
+    "wardgate.dpop.commands",
 )
 
 

@@ -25,6 +25,8 @@ import httpx
 import psutil
 import pytest
 
+from tests.support.dpop import DpopKey
+
 PARTS = ("issuer", "gateway", "admin", "orders", "reports")
 READY_LINE = "Press Ctrl-C to stop everything."
 
@@ -199,6 +201,35 @@ def test_demo_end_to_end(demo: Demo, tmp_path: Path) -> None:
             assert time.monotonic() - revoked_at < 1.0, "revocation not applied within 1 s"
             time.sleep(0.02)
 
+        # 7-9. DPoP: the demo-dpop client (its secret in the state directory) must send a
+        # proof; its token is bound, and the `dpop` route takes it only with a fresh proof
+        key = DpopKey("ES256")
+        secret = (state / "dpop-client-secret").read_text().strip()
+        assert (state / "dpop-client-secret").stat().st_mode & 0o777 == 0o600
+        r = client.post(f"{iss}/token", data={"grant_type": "client_credentials"},
+                        auth=("demo-dpop", secret))
+        assert r.status_code == 400 and r.json()["error"] == "invalid_dpop_proof"
+        r = client.post(f"{iss}/token", data={"grant_type": "client_credentials"},
+                        auth=("demo-dpop", secret),
+                        headers={"DPoP": key.proof("POST", f"{iss}/token")})
+        assert r.status_code == 200 and r.json()["token_type"] == "DPoP", r.text
+        bound = r.json()["access_token"]
+        r = client.get(f"{gw}/dpop", headers={
+            "Authorization": f"DPoP {bound}", "DPoP": key.proof("GET", f"{gw}/dpop",
+                                                                token=bound)})
+        assert r.status_code == 200, r.text
+        assert r.json()["caller"]["sub"] == "demo-dpop"
+        r = client.get(f"{gw}/dpop", headers={"Authorization": f"Bearer {bound}"})
+        assert r.status_code == 401
+        assert r.headers["www-authenticate"].startswith("DPoP ")
+        assert 'error="invalid_token"' in r.headers["www-authenticate"]
+        r = client.get(f"{gw}/dpop", headers={"Authorization": f"DPoP {bound}"})
+        assert r.status_code == 401 and 'error="invalid_dpop_proof"' in \
+            r.headers["www-authenticate"]
+        # an ordinary (unbound) user token is refused on the DPoP-only route
+        r = client.get(f"{gw}/dpop", headers=auth)
+        assert r.status_code == 401
+
     # The admin listener: the printed token (0600 file) opens the API and the dashboard.
     admin = demo.url("admin")
     token = re.search(r"^  admin token  (\S+)", demo.output, re.M)
@@ -210,7 +241,7 @@ def test_demo_end_to_end(demo: Demo, tmp_path: Path) -> None:
         assert client.get(f"{admin}/admin/summary").status_code == 401
         r = client.get(f"{admin}/admin/summary",
                        headers={"Authorization": f"Bearer {token.group(1)}"})
-        assert r.status_code == 200 and r.json()["routes"] == ["orders", "reports"]
+        assert r.status_code == 200 and r.json()["routes"] == ["orders", "reports", "dpop"]
         assert r.json()["requests"] > 0
         r = client.post(f"{admin}/login", data={"token": token.group(1)})
         assert r.status_code == 303 and "wardgate_admin" in r.headers["set-cookie"]
@@ -226,9 +257,13 @@ def test_demo_end_to_end(demo: Demo, tmp_path: Path) -> None:
         script = "set -u\n" + "\n".join(printed_shell_lines(demo.output)) + "\n"
         run = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=30)
         statuses = re.findall(r"^HTTP/1\.1 (\d{3})", run.stdout, re.M)
-        # orders 200; no token 401; forged 401; bob 403; alice 200; revoke 200; refresh 400
-        assert statuses == ["200", "401", "401", "403", "200", "200", "400"], run.stdout + run.stderr
+        # orders 200; no token 401; forged 401; bob 403; alice 200; revoke 200; refresh 400;
+        # DPoP (proofs from `wardgate dpop proof`): with a proof 200, as Bearer 401
+        assert statuses == ["200", "401", "401", "403", "200", "200", "400", "200", "401"], \
+            run.stdout + run.stderr
         assert '"invalid_grant"' in run.stdout
+        assert '"token_type":"DPoP"' in run.stdout.replace(" ", "")
+        assert (state / "dpop-key.json").stat().st_mode & 0o777 == 0o600
 
     # Ctrl-C: everything stops, nothing is left
     demo.proc.send_signal(signal.SIGINT)

@@ -69,7 +69,7 @@ def test_check_config_accepts_both_kinds(capsys: pytest.CaptureFixture[str]) -> 
     assert main(["check-config", str(EXAMPLES / "gateway.yaml")]) == 0
     assert main(["check-config", str(EXAMPLES / "issuer.yaml")]) == 0
     out = capsys.readouterr().out
-    assert "gateway.yaml: OK (2 routes" in out and "issuer.yaml: OK (issuer" in out
+    assert "gateway.yaml: OK (3 routes" in out and "issuer.yaml: OK (issuer" in out
 
 
 def test_check_config_reports_issuer_errors_with_lines(tmp_path: Path,
@@ -111,6 +111,30 @@ async def test_bootstrap_first_run_then_again(tmp_path: Path) -> None:
     users = {u.username: u.roles for u in await admin.list_users(cfg)}
     assert users == {"alice": ("admin",), "bob": ("user",)}
     assert len(await admin.list_keys(cfg)) == 1
+
+
+async def test_bootstrap_dpop_client_secret_is_set_again(tmp_path: Path) -> None:
+    from wardgate.issuer import clients
+    from wardgate.issuer.db import open_database
+
+    cfg = IssuerConfig.model_validate(
+        {"database_url": f"sqlite:///{tmp_path / 'issuer.db'}",
+         "keys": {"dir": str(tmp_path / "keys")},
+         "password_hash": {"time_cost": 1, "memory_cost_kib": 1024, "parallelism": 1},
+         "roles": {"admin": ["orders:read"], "user": ["orders:read"]}})
+    s1, s2 = "a" * 40, "b" * 40
+    await bootstrap(cfg, {"WARDGATE_DEMO_PASSWORD": "one"}, dpop_secret=s1)
+    await bootstrap(cfg, {"WARDGATE_DEMO_PASSWORD": "one"}, dpop_secret=s2)
+    db = await open_database(cfg.database_url)
+    try:
+        async with db.begin() as conn:
+            client = await clients.get_client(conn, "demo-dpop")
+    finally:
+        await db.close()
+    assert client is not None and client.dpop_bound
+    assert client.grant_types == ("client_credentials",)
+    assert client.secret_matches(s2) and not client.secret_matches(s1)
+    assert not await admin.set_client_secret(cfg, "no-such-client", s1)
 
 
 def test_guide_covers_every_outcome() -> None:

@@ -84,3 +84,26 @@ def test_check_config_prints_the_problem_not_a_traceback(tmp_path: Path) -> None
     r = subprocess.run([sys.executable, "-m", "wardgate", "check-config", str(ok)],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.parametrize(("detection", "where"), [
+    ({"action": "block"}, "detection.action"),
+    ({"allow_networks": ["10.0.0.0/33"]}, "detection.allow_networks"),
+    ({"stuffing": {"min_usernames": 1}}, "detection.stuffing.min_usernames"),
+    ({"stuffing": {"min_failure_ratio": 1.5}}, "detection.stuffing.min_failure_ratio"),
+    ({"spraying": {"min_networks": 0}}, "detection.spraying.min_networks"),
+    ({"spraying": {"password_ratio": 0}}, "detection.spraying.password_ratio"),
+    ({"stufing": {}}, "detection.stufing"),
+])
+def test_issuer_detection_is_validated_by_check_config(tmp_path: Path, detection: Any,
+                                                       where: str) -> None:
+    p = tmp_path / "issuer.yaml"
+    p.write_text(yaml.safe_dump({"issuer": "http://127.0.0.1:9000", "detection": detection}))
+    r = subprocess.run([sys.executable, "-m", "wardgate", "check-config", str(p)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and where in r.stderr and "Traceback" not in r.stderr, r.stderr
+    p.write_text(yaml.safe_dump({"issuer": "http://127.0.0.1:9000",
+                                 "detection": {"action": "deny", "allow_networks": ["10.0.0.0/8"]}}))
+    r = subprocess.run([sys.executable, "-m", "wardgate", "check-config", str(p)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr

@@ -194,3 +194,16 @@ def test_header_memo_does_not_mix_keys() -> None:
     check(good(a), a, v=v)
     assert reason(good(b), a, v=v) == "key_mismatch"
     check(good(b), b, v=v)
+
+
+def test_ath_memo_keeps_tokens_apart(key: DpopKey) -> None:
+    """The remembered `ath` is per exact token: one verifier, many tokens (more than the
+    memo holds), each proof good for its own token only."""
+    v = verifier()
+    tokens = [TOKEN + b"x" * i for i in range(1100)]
+    for tok in (tokens[0], *tokens, tokens[0]):
+        assert check(good(key, claims={"ath": ath(tok)}), key, v=v, token=tok).jkt == key.jkt
+    with pytest.raises(ProofError, match="bad_ath"):
+        check(good(key, claims={"ath": ath(tokens[1])}), key, v=v, token=tokens[2])
+    with pytest.raises(ProofError, match="bad_ath"):  # a remembered token's proof elsewhere
+        check(good(key, claims={"ath": ath(tokens[-1])}), key, v=v, token=tokens[0])

@@ -142,3 +142,25 @@ def test_the_fused_single_limit_step_decides_as_local_buckets(count: int, burst:
         assert got == want[0]
         if got:
             assert f'"x";r={want[1]};t={math.ceil(want[3])}'.encode() in req.resp_fields
+
+
+@pytest.mark.parametrize("now", [100.3, 12345.678, 1.7e9 + 0.123, 0.1])
+def test_a_rested_key_always_resets_after_one_interval(now: float) -> None:
+    # (now + 1.0) - now rounds above 1.0 for many `now`: t must still say 1 second, not 2
+    from wardgate.config.limits import RateLimitConfig
+    from wardgate.gateway.headers import TrustedProxies
+    from wardgate.gateway.request import Request
+    from wardgate.limits.route import RouteLimiter
+
+    d = Gcra(1, 1.0, 2).decide(0.0, now)
+    assert d == (True, 2, 0.0, 1.0, now + 1.0)
+    limiter = RouteLimiter([RateLimitConfig(name="x", key="ip", rate="1/s", burst=2)], "r",
+                           TrustedProxies([]), None)
+    req = Request()
+    req.client_ip = "192.0.2.7"
+    limiter.apply(req, now)
+    assert b'RateLimit: "x";r=2;t=1' in req.resp_fields
+    req2 = Request()
+    req2.client_ip = "192.0.2.7"
+    limiter.apply(req2, now + 0.25)  # not at rest: one used of the burst, computed in full
+    assert b'"x";r=1;t=' in req2.resp_fields

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 
 import httpx
@@ -87,6 +88,57 @@ def test_logout_revokes_the_session(stack: tuple[IssuerProcess, GatewayProcess])
         assert r.status_code == 200
     assert wait_refused(gw.port, mine["access_token"]) < BOUND_S
     assert status(gw.port, elsewhere["access_token"]) == 200  # another session of alice
+
+
+def test_logout_everywhere_ends_every_session_of_the_user(
+        stack: tuple[IssuerProcess, GatewayProcess]) -> None:
+    iss, gw = stack
+    mine, elsewhere = login(iss), login(iss)
+    bob = login(iss, "bob", "battery staple")["access_token"]
+    assert status(gw.port, elsewhere["access_token"]) == 200
+    with iss.client() as http:
+        r = http.post("/logout", params={"everywhere": "true"},
+                      headers={"Authorization": f"Bearer {mine['access_token']}"})
+        assert r.status_code == 200 and r.json() == {"logged_out": True, "everywhere": True}
+    assert wait_refused(gw.port, elsewhere["access_token"]) < BOUND_S  # the other session
+    assert status(gw.port, mine["access_token"]) == 401
+    assert status(gw.port, bob) == 200  # another user
+    with iss.client() as http:
+        # the other session's refresh token mints nothing any more
+        r = http.post("/token", data={"grant_type": "refresh_token",
+                                      "refresh_token": elsewhere["refresh_token"]})
+        assert r.status_code == 400 and r.json()["error"] == "invalid_grant", r.text
+        # a new login after it works (its tokens are not covered by the event)
+        fresh = iss.login(http, "alice", "correct horse")
+        assert fresh.status_code == 200
+    # tokens minted in the event's own second are covered too (iat has one-second
+    # resolution, docs/security.md): the new login's token works from the next second on
+    token = fresh.json()["access_token"]
+    deadline = time.monotonic() + 2.5
+    while status(gw.port, token) != 200:
+        assert time.monotonic() < deadline, "a login after logout everywhere stays refused"
+        time.sleep(0.05)
+
+
+def test_logout_everywhere_refuses_bad_input(stack: tuple[IssuerProcess, GatewayProcess]) -> None:
+    iss, gw = stack
+    secret = iss.add_client("svc2", grant_types=["client_credentials"], scopes=["orders:read"])
+    svc = client_token(iss, "svc2", secret or "")
+    mine = login(iss)
+    with iss.client() as http:
+        auth = {"Authorization": f"Bearer {mine['access_token']}"}
+        for bad in ("yes", "1", ""):
+            r = http.post("/logout", params={"everywhere": bad}, headers=auth)
+            assert r.status_code == 400 and r.json()["error"] == "invalid_request", r.text
+        r = http.post("/logout?everywhere=true&everywhere=false", headers=auth)
+        assert r.status_code == 400
+        # a service's token has no user to log out everywhere
+        r = http.post("/logout", params={"everywhere": "true"},
+                      headers={"Authorization": f"Bearer {svc}"})
+        assert r.status_code == 400 and r.json()["error"] == "invalid_request", r.text
+    # nothing was half-done: alice's session still works
+    assert status(gw.port, mine["access_token"]) == 200
+    assert status(gw.port, svc) == 200
 
 
 def test_user_disabled_and_password_changed(stack: tuple[IssuerProcess, GatewayProcess]) -> None:

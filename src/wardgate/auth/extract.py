@@ -18,6 +18,13 @@ from wardgate.config.auth import TokenSources
 _B64TOKEN = re.compile(rb"[A-Za-z0-9\-._~+/]+=*")
 
 
+# how the token came (extract_scheme): as a bearer token (header or query), with the DPoP
+# scheme (RFC 9449 §7.1), or from the cookie alone (a bound cookie needs a proof too)
+BEARER = 0
+DPOP = 1
+COOKIE = 2
+
+
 class BadTokenRequest(Exception):
     """The request carries credentials in a malformed or ambiguous way (400 invalid_request)."""
 
@@ -90,15 +97,17 @@ class TokenExtractor:
     def extract(self, headers: list[tuple[bytes, bytes]], query: bytes) -> bytes | None:
         """The request's token, None if there is none; BadTokenRequest if ambiguous/malformed.
         A DPoP-scheme token counts as none: only extract_scheme's callers check proofs."""
-        token, dpop = self.extract_scheme(headers, query)
-        return None if dpop else token
+        token, kind = self.extract_scheme(headers, query)
+        return None if kind == DPOP else token
 
     def extract_scheme(self, headers: list[tuple[bytes, bytes]],
-                       query: bytes) -> tuple[bytes | None, bool]:
-        """(token, True when it came as `Authorization: DPoP`), as `extract`."""
+                       query: bytes) -> tuple[bytes | None, int]:
+        """(token, how it came: BEARER, DPOP for `Authorization: DPoP`, COOKIE when only the
+        cookie carried it), as `extract`."""
         found: bytes | None = None
         seen_auth = False
         dpop = False
+        bearer = False  # a Bearer header or the query named it too
         for name, value in headers:
             if name == b"authorization" and self.header:
                 if seen_auth:
@@ -113,6 +122,7 @@ class TokenExtractor:
                 # syntax is checked on a cache miss only (check_syntax): a cached token passed
                 # the stricter compact-JWS parser already
                 found = self._merge(found, value[7:].lstrip(b" "))
+                bearer = True
             elif name == b"cookie" and self.cookie is not None:
                 for cname, cval in _cookie_pairs(value):
                     if cname == self.cookie:
@@ -127,9 +137,12 @@ class TokenExtractor:
                     if b"%" in qval:
                         qval = unquote_to_bytes(qval)
                     found = self._merge(found, qval)
+                    bearer = True
         if found is not None and not found:
             raise BadTokenRequest("empty_token")
-        return found, dpop
+        if dpop:
+            return found, DPOP
+        return found, COOKIE if found is not None and not bearer else BEARER
 
     @staticmethod
     def check_syntax(token: bytes) -> None:

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from wardgate.auth.errors import KeysUnavailable, Rejected, UnknownKid
 from wardgate.auth.extract import (
+    COOKIE,
+    DPOP,
     BadTokenRequest,
     TokenExtractor,
     _is_bearer,
@@ -85,6 +87,7 @@ class RouteAuth:
         forward_token = route.forward_token
         self._drop_auth = policy.token.header and not forward_token
         self._drop_cookie = self._extract.cookie is not None and not forward_token
+        self._drop_proof = (policy.token.header or self._drop_cookie) and not forward_token
         self._drop_query = self._extract.query is not None and not forward_token
         # on_feed_error: deny: refuse (503) while the revocation feed is stale
         self._feed = registry.revocation_health
@@ -121,7 +124,7 @@ class RouteAuth:
 
     def _run(self, req: Request, refetched: bool) -> None:
         try:
-            token, dpop = self._extract.extract_scheme(req.headers, req.query)
+            token, kind = self._extract.extract_scheme(req.headers, req.query)
         except BadTokenRequest as exc:
             req.auth_outcome = exc.reason
             raise self._challenge(InvalidRequest(
@@ -135,13 +138,13 @@ class RouteAuth:
             req.auth_outcome = "no_token"
             # RFC 6750 §3.1: no error code
             raise self._challenge(MissingToken("Authentication required"), False)
-        if dpop or self._dpop_mode is not None:
+        if kind == DPOP or self._dpop_mode is not None:
             try:
-                self._decide(req, token, check, refetched, dpop)
+                self._decide(req, token, check, refetched, kind)
             except AuthError as err:
-                raise self._challenge(err, dpop)
+                raise self._challenge(err, kind == DPOP)
             return
-        self._decide(req, token, check, refetched, False)
+        self._decide(req, token, check, refetched, kind)
 
     def _challenge(self, err: AuthError, dpop: bool) -> AuthError:
         """RFC 9449 §7.1: a route that takes DPoP says so in its challenges; a request that
@@ -152,7 +155,7 @@ class RouteAuth:
         return err
 
     def _decide(self, req: Request, token: bytes, check: Check, refetched: bool,
-                dpop: bool) -> None:
+                kind: int) -> None:
         csrf = self._csrf
         if csrf is not None and req.method not in _SAFE_METHODS and not has_bearer(req.headers) \
                 and not csrf_ok(req.headers, *csrf):
@@ -162,11 +165,15 @@ class RouteAuth:
         ident = self._cache.get(token, self._clock())
         if ident is None or ident.provider not in self._providers:
             ident = self._verify(req, token, refetched)
-        if dpop:
+        if kind == DPOP:
             if self._dpop is None:
                 req.auth_outcome = "dpop_unsupported"
                 raise InvalidToken(_INVALID)
             self._dpop.check(req, token, ident)  # raises the DPoP errors
+        elif ident.jkt is not None and kind == COOKIE and self._dpop is not None:
+            # a bound token in the cookie (browser-mode DPoP login): the same proof as with
+            # the DPoP scheme, `ath` over the cookie's token (docs/security.md)
+            self._dpop.check(req, token, ident)
         elif ident.jkt is not None:
             # RFC 9449 §7.2: a bound token presented as a bearer token is refused everywhere
             req.auth_outcome = "dpop_bound_as_bearer"
@@ -260,7 +267,7 @@ class RouteAuth:
             if name == b"authorization" and self._drop_auth \
                     and (_is_bearer(field[1]) or _is_dpop(field[1])):
                 continue
-            if name == b"dpop" and self._drop_auth:
+            if name == b"dpop" and self._drop_proof:
                 continue  # the proof was for us (its htu names the gateway)
             if name == b"cookie" and self._drop_cookie:
                 value = self._extract.strip_cookie(field[1])

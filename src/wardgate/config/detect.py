@@ -79,6 +79,12 @@ class DetectionConfig(Strict):
                           "networks remembered per signal and worker")
     shared: bool = Field(True, description="with state.redis_url, token observations and "
                          "verdicts are shared by every worker and gateway through Redis")
+    issuer_feed: bool = Field(True, description="with state.redis_url, the issuer's "
+                              "detections (login abuse, refresh-token reuse) are read from "
+                              "`issuer_stream` and shown here")
+    issuer_stream: str = Field("{wardgate:detections}", min_length=1, max_length=200)
+    issuer_flags: bool = Field(True, description="an issuer verdict about a network flags it "
+                               "here for deny_s (each route acts by its action)")
     replay: ReplaySignal = ReplaySignal()
     rate: RateSignal = RateSignal()
     enumeration: EnumerationSignal = EnumerationSignal()

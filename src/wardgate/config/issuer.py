@@ -10,6 +10,7 @@ from pydantic import Field, ValidationInfo, field_validator
 
 from wardgate.config.common import ByteSize, HostPort, Strict, resolve_path
 from wardgate.config.limits import StateConfig
+from wardgate.config.logindetect import IssuerDetection
 from wardgate.config.revocation import IssuerRevocations
 
 Algorithm = Literal["RS256", "ES256", "EdDSA"]
@@ -143,6 +144,8 @@ class IssuerConfig(Strict):
     state: StateConfig = StateConfig()
     # GET /revocations (the gateways' polling feed) and the relay
     revocations: IssuerRevocations = IssuerRevocations()
+    # Login abuse detection (credential stuffing, password spraying); off without the section
+    detection: IssuerDetection | None = None
 
     @field_validator("issuer")
     @classmethod

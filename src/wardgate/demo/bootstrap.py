@@ -2,7 +2,9 @@
 
 Keys: one signing key if none signs yet. Users: alice (admin) and bob (user), created on first
 run; on later runs their password is set again, so the password printed is always the one that
-works (a generated one changes every run; WARDGATE_DEMO_PASSWORD pins it).
+works (a generated one changes every run; WARDGATE_DEMO_PASSWORD pins it). Client: demo-dpop,
+a confidential client_credentials client that must use DPoP (RFC 9449 §5.2), whose secret is
+the one in the state directory's `dpop-client-secret` (set again on every run).
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ from wardgate.issuer import admin
 #: username -> roles (the roles' scopes are in examples/issuer.yaml)
 DEMO_USERS: dict[str, list[str]] = {"alice": ["admin"], "bob": ["user"]}
 PASSWORD_ENV = "WARDGATE_DEMO_PASSWORD"
+#: the DPoP-bound demo client (examples/gateway.yaml's `dpop` route takes its tokens)
+DPOP_CLIENT = "demo-dpop"
+DPOP_CLIENT_SCOPES = ["orders:read"]
 
 
 @dataclass(frozen=True)
@@ -36,7 +41,16 @@ def demo_password(env: dict[str, str]) -> tuple[str, bool]:
     return secrets.token_urlsafe(12), True
 
 
-async def bootstrap(cfg: IssuerConfig, env: dict[str, str]) -> Bootstrap:
+async def _dpop_client(cfg: IssuerConfig, secret: str) -> None:
+    if not any(c.client_id == DPOP_CLIENT for c in await admin.list_clients(cfg)):
+        await admin.add_client(cfg, DPOP_CLIENT, name="DPoP demo client",
+                               grant_types=["client_credentials"], scopes=DPOP_CLIENT_SCOPES,
+                               dpop_bound=True)
+    await admin.set_client_secret(cfg, DPOP_CLIENT, secret)
+
+
+async def bootstrap(cfg: IssuerConfig, env: dict[str, str],
+                    dpop_secret: str | None = None) -> Bootstrap:
     password, generated = demo_password(env)
     now = int(time.time())
     new_key = None
@@ -59,4 +73,6 @@ async def bootstrap(cfg: IssuerConfig, env: dict[str, str]) -> Bootstrap:
             if user.disabled:
                 await admin.set_disabled(cfg, name, False)
             await admin.set_password(cfg, name, password)
+    if dpop_secret is not None:
+        await _dpop_client(cfg, dpop_secret)
     return Bootstrap(password, generated, new_key, signing, tuple(created))

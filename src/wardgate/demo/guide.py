@@ -31,6 +31,16 @@ class AdminAccess:
 
 
 @dataclass(frozen=True)
+class DpopDemo:
+    """What the DPoP steps need: the CLI, the demo client's secret file, a key file path."""
+
+    command: str
+    secret_file: str
+    key_file: str
+    client_id: str = "demo-dpop"
+
+
+@dataclass(frozen=True)
 class Step:
     title: str
     expect: str
@@ -41,7 +51,35 @@ def _get(field: str) -> str:
     return _FIELD.format(field=field)
 
 
-def steps(ports: Ports, password: str, login_client: str = "wardgate-login") -> list[Step]:
+def dpop_steps(ports: Ports, d: DpopDemo) -> list[Step]:
+    iss, gw = ports.url("issuer"), ports.url("gateway")
+    key, cmd = shlex.quote(d.key_file), d.command
+    secret = shlex.quote(d.secret_file)
+
+    def proof(method: str, url: str, token: str = "") -> str:
+        return f"$({cmd} dpop proof --key {key} --method {method} --url {url}{token})"
+
+    return [
+        Step(f"DPoP: make a key, then get a token bound to it for the {d.client_id} client",
+             "the key's thumbprint; then 200 with token_type DPoP (the client must use DPoP)",
+             (f"{cmd} dpop keygen --out {key} --force",
+              f'DPOP=$(curl -s -X POST {iss}/token -u "{d.client_id}:$(cat {secret})" '
+              f'-d grant_type=client_credentials -H "DPoP: {proof("POST", iss + "/token")}")',
+              'echo "$DPOP"',
+              f'DPOP_TOKEN=$(echo "$DPOP" | {_get("access_token")})')),
+        Step("Call /dpop (DPoP required) with the token and a fresh proof for this request",
+             "200 from the reports service's /whoami",
+             (f'{_CURL} {gw}/dpop -H "Authorization: DPoP $DPOP_TOKEN" '
+              f'-H "DPoP: {proof("GET", gw + "/dpop", " --token $DPOP_TOKEN")}"',)),
+        Step("The same token as a plain Bearer token",
+             "401, WWW-Authenticate: DPoP ... error=\"invalid_token\" (a stolen bound token "
+             "is useless without the key)",
+             (f'{_CURL} {gw}/dpop -H "Authorization: Bearer $DPOP_TOKEN"',)),
+    ]
+
+
+def steps(ports: Ports, password: str, login_client: str = "wardgate-login",
+          dpop: DpopDemo | None = None) -> list[Step]:
     iss, gw = ports.url("issuer"), ports.url("gateway")
 
     def login(user: str, var: str) -> str:
@@ -78,12 +116,12 @@ def steps(ports: Ports, password: str, login_client: str = "wardgate-login") -> 
              (f'{_CURL} -X POST {iss}/revoke -d client_id={login_client} -d "token=$REFRESH"',
               f"{_CURL} -X POST {iss}/token -d grant_type=refresh_token "
               f'-d "refresh_token=$REFRESH"')),
-    ]
+    ] + (dpop_steps(ports, dpop) if dpop is not None else [])
 
 
 def render(ports: Ports, password: str, *, generated: bool, state: str, logs: str,
            new_key: str | None, admin_up: bool = False,
-           admin: AdminAccess | None = None) -> str:
+           admin: AdminAccess | None = None, dpop: DpopDemo | None = None) -> str:
     iss, gw = ports.url("issuer"), ports.url("gateway")
     pw_note = ("generated for this run; set WARDGATE_DEMO_PASSWORD to choose one" if generated
                else "from WARDGATE_DEMO_PASSWORD")
@@ -97,7 +135,8 @@ def render(ports: Ports, password: str, *, generated: bool, state: str, logs: st
          f"  admin     127.0.0.1:{ports.admin}   (reserved for the gateway's admin API)"),
         f"  issuer    {iss}   (discovery: {iss}/.well-known/openid-configuration)",
         f"  orders    {ports.url('orders')}   behind {gw}/orders  (any signed-in user)",
-        f"  reports   {ports.url('reports')}   behind {gw}/reports (role admin only)",
+        f"  reports   {ports.url('reports')}   behind {gw}/reports (role admin only)"
+        f" and {gw}/dpop (DPoP-bound tokens only)",
         f"  state     {state}   logs: {logs}",
     ]
     if new_key:
@@ -120,7 +159,7 @@ def render(ports: Ports, password: str, *, generated: bool, state: str, logs: st
         "",
         "Try it (paste into bash, in order):",
     ]
-    for n, step in enumerate(steps(ports, password), 1):
+    for n, step in enumerate(steps(ports, password, dpop=dpop), 1):
         out.append("")
         out.append(f"  {n}. {step.title}")
         out.append(f"     expect: {step.expect}")

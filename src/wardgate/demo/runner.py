@@ -26,10 +26,12 @@ from wardgate.demo import guide
 from wardgate.demo.bootstrap import bootstrap
 from wardgate.demo.settings import (
     ADMIN_TOKEN_ENV,
+    DPOP_KEY_FILE,
     REVOCATION_TOKEN_ENV,
     DemoFiles,
     Ports,
     admin_token,
+    dpop_client_secret,
     examples_dir,
     port_answers,
     prepare,
@@ -173,13 +175,16 @@ def run_demo(args: argparse.Namespace) -> int:
     child_env = {**env, "PYTHONUNBUFFERED": "1", ADMIN_TOKEN_ENV: token}
     try:
         print(f"wardgate demo: state in {state}", flush=True)
-        boot = asyncio.run(bootstrap(files.issuer, env))
+        dpop_secret, dpop_secret_path = dpop_client_secret(state)
+        boot = asyncio.run(bootstrap(files.issuer, env, dpop_secret))
         _start_all(children, ports, stop, child_env)
         print(guide.render(ports, boot.password, generated=boot.password_generated,
                            state=str(state), logs=str(files.logs), new_key=boot.new_key,
                            admin_up=port_answers(ports.admin),
                            admin=guide.AdminAccess(token, str(token_path),
-                                                   str(files.gateway_yaml), _cli_command())),
+                                                   str(files.gateway_yaml), _cli_command()),
+                           dpop=guide.DpopDemo(_cli_command(), str(dpop_secret_path),
+                                               str(state / DPOP_KEY_FILE))),
               flush=True)
         code = _watch(children, stop)
     except StartError as exc:

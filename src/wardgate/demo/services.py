@@ -5,6 +5,8 @@
   GET /orders for any signed-in user, POST /orders needs scope orders:write.
 - reports (trusted gateway): reads the identity headers the gateway's route adds
   (`claims_to_headers`), and checks role admin again (defence in depth: the gateway already did).
+  GET /whoami (any caller the gateway let through) answers who the headers say is calling: the
+  gateway's `dpop` route (DPoP required) ends there.
 
 Run one: python -m wardgate.demo.services orders --config .wardgate/gateway.yaml --port 9101
 """
@@ -86,6 +88,10 @@ def reports_app(auth: ServiceAuth) -> FastAPI:
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
         return {"ok": True, "mode": auth.mode}
+
+    @app.get("/whoami")
+    async def whoami(who: SignedIn) -> dict[str, Any]:
+        return {"service": "reports", "verified_by": auth.mode, "caller": _who(who)}
 
     @app.get("/reports")
     async def reports(who: Admin, _scoped: CanReadReports) -> dict[str, Any]:

@@ -95,6 +95,16 @@ REVOCATION_TOKEN_FILE = "revocation-token"
 REVOCATION_TOKEN_ENV = "WARDGATE_REVOCATION_TOKEN"
 
 
+DPOP_SECRET_FILE = "dpop-client-secret"
+#: the demo's DPoP key (`wardgate dpop keygen` writes it when the printed steps are run)
+DPOP_KEY_FILE = "dpop-key.json"
+
+
+def dpop_client_secret(state: Path) -> tuple[str, Path]:
+    """The demo-dpop client's secret (as admin_token)."""
+    return _secret_file(state / DPOP_SECRET_FILE)
+
+
 def admin_token(state: Path) -> tuple[str, Path]:
     """The demo's admin token: generated on the first run into state/admin-token (0600, only
     this user may read it), reused afterwards."""

@@ -11,6 +11,9 @@ verdicts, actions by policy; one pipeline step after authentication.
     step.py      a route's compiled step: the action on a flagged request
     adapter.py   the worker's buffer and task, and what a verdict does (log, metrics, ring)
     remote.py    token observations and verdicts shared through Redis (wardgate.state)
+    login.py     the issuer's signals: credential stuffing, password spraying (no I/O;
+                 its adapter is wardgate.issuer.detection)
+    issuer_feed.py  the issuer's detections read from Redis into this gateway's views
 """
 
 from __future__ import annotations

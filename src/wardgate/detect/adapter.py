@@ -70,6 +70,12 @@ class DetectionRuntime:
                                             counter)
         self.actions = {r.name: a for r, a in watched}
         self.shared = shared  # wardgate.detect.remote.SharedTokens, with state.redis_url
+        #: the issuer's detections (wardgate.detect.issuer_feed), with state.redis_url
+        self.feed: Any = None
+        if dcfg.issuer_feed and cfg.state.urls():
+            from wardgate.detect.issuer_feed import IssuerFeed
+
+            self.feed = IssuerFeed(cfg.state, dcfg.issuer_stream)
         self.ring: DetectionRing | None = None
         self._values: Any = None
         self._slots: dict[tuple[str, str], int] = {}
@@ -85,6 +91,14 @@ class DetectionRuntime:
         for kind in KINDS:
             for action in (*ACTIONS, DRY_RUN):
                 self._slots[(kind, action)] = reg.series(fam, kind, action)
+        if self.feed is not None:  # the kinds and actions the issuer reports
+            from wardgate.config.logindetect import LOGIN_ACTIONS
+            from wardgate.detect.login import LOGIN_KINDS
+
+            for kind in LOGIN_KINDS:
+                for action in (*LOGIN_ACTIONS, "revoke", DRY_RUN):
+                    if (kind, action) not in self._slots:
+                        self._slots[(kind, action)] = reg.series(fam, kind, action)
         enf = reg.family(ENFORCED, "counter", "Requests a detection verdict acted on (risk "
                          "header added, step-up asked, denied)", ("route", "action"))
         slots = {name: reg.series(enf, name, self.actions[name]) for name in self._counters
@@ -100,11 +114,22 @@ class DetectionRuntime:
 
         metrics.on_bind(bind)
 
+    def count(self, kind: str, action: str) -> None:
+        """One more verdict of `kind` and `action` (the issuer's, through the feed)."""
+        if self._values is not None:
+            slot = self._slots.get((kind, action))
+            if slot is not None:
+                self._values[slot] += 1
+
     # -- the task ------------------------------------------------------------------------------
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self._task = loop.create_task(self._run(loop))
+        if self.feed is not None:
+            self.feed.start(loop, self)
 
     async def stop(self) -> None:
+        if self.feed is not None:
+            await self.feed.stop()
         if self._task is not None:
             self._task.cancel()
             self._task = None

@@ -86,10 +86,14 @@ class Pipeline:
                 detect = route.detect
                 if detect is not None:
                     detect(req)  # raises StepUpRequired / DetectionDenied, or adds the header
-            if route.limiter is None:
-                self._forward(client, req, route, matched)
-            else:
-                self._limit_then_forward(client, req, route, matched)
+            lim = route.limiter
+            if lim is not None:
+                if lim.remote:
+                    self._limit_then_forward(client, req, route, matched)
+                    return
+                # time.monotonic, not loop.time(): see _limit_then_forward
+                lim.apply(req, monotonic())  # raises RateLimited
+            self._forward(client, req, route, matched)
         except GatewayError as err:
             client.request_failed(req, err)
 

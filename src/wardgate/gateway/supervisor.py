@@ -135,12 +135,14 @@ class Supervisor:
 
     def metrics(self) -> Any:
         from wardgate.observe.aggregate import collect
+        from wardgate.observe.registry import request_publish
 
         if self.metrics_dir is None:
             from wardgate.observe.aggregate import Aggregate
             return Aggregate()
         live = [_metrics_name(w.proc.pid) for w in list(self.workers) + list(self.retiring)
                 if w.proc.poll() is None]
+        request_publish(self.metrics_dir, live)  # every request answered so far is counted
         return collect(self.metrics_dir, live)
 
     def keysets(self) -> dict[str, list[dict[str, Any]]]:

@@ -37,6 +37,7 @@ from wardgate.gateway.runtime import Runtime
 from wardgate.observe.denials import DenialRing
 from wardgate.observe.detections import DetectionRing
 from wardgate.observe.http import REFUSAL_STATUSES
+from wardgate.observe.registry import ANSWER_INTERVAL_S
 
 SWEEP_INTERVAL_S = 0.25
 HEARTBEAT_S = 1.0  # the event loop checks in with the supervisor's watchdog this often
@@ -229,6 +230,18 @@ async def serve(cfg: GatewayConfig, sock: socket.socket, ready_fd: int | None = 
                     stop.set()  # the supervisor is gone
 
     sweep_task = loop.create_task(sweeper())
+    answer_timer: asyncio.TimerHandle | None = None
+    if runtime.metrics is not None and runtime.metrics.registry.shared is not None:
+        registry = runtime.metrics.registry
+
+        def answer_scrapes() -> None:
+            # a scrape asked for fresh numbers (observe/registry.py): a cheap look, 50 times
+            # a second, instead of publishing on the request path
+            nonlocal answer_timer
+            registry.answer()
+            answer_timer = loop.call_later(ANSWER_INTERVAL_S, answer_scrapes)
+
+        answer_timer = loop.call_later(ANSWER_INTERVAL_S, answer_scrapes)
     # Start-up objects (config models, modules, key sets) live as long as the worker: move them
     # out of the collector's reach so a full collection never walks them again (p99 latency).
     gc.collect()
@@ -253,6 +266,8 @@ async def serve(cfg: GatewayConfig, sock: socket.socket, ready_fd: int | None = 
     for conn in list(state.connections):
         conn.transport.abort()
     sweep_task.cancel()
+    if answer_timer is not None:
+        answer_timer.cancel()
     await runtime.stop()
     accesslog.close()
     if runtime.metrics is not None:

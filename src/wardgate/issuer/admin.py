@@ -108,6 +108,15 @@ async def add_client(cfg: IssuerConfig, client_id: str, *, name: str | None = No
     return secret
 
 
+async def set_client_secret(cfg: IssuerConfig, client_id: str, secret: str) -> bool:
+    """Give a client_secret_* client a known secret (the demo's own client); False: none."""
+    async with _tx(cfg) as conn:
+        done = await clients.set_secret(conn, client_id, secret)
+        if done:
+            await audit.record(conn, _now(), "client_secret_set", client_id=client_id)
+    return done
+
+
 async def list_clients(cfg: IssuerConfig) -> list[clients.Client]:
     async with _tx(cfg) as conn:
         return await clients.list_clients(conn)

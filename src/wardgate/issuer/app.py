@@ -18,6 +18,7 @@ from starlette.types import Receive, Scope, Send
 
 from wardgate.config.issuer import IssuerConfig
 from wardgate.issuer import (
+    dpopjs,
     errors,
     limits,
     routes_authorize,
@@ -90,6 +91,8 @@ def create_app(cfg: IssuerConfig, *, clock: Callable[[], float] = time.time) -> 
     # First, ahead of the FastAPI routes: the token endpoint as a plain Starlette route
     # (`routes_token.token`); the FastAPI route of the same path only documents it.
     app.add_route("/token", routes_token.token, methods=["POST"], include_in_schema=False)
+    # the browser-side DPoP helper for cookie-mode pages (docs/issuer.md)
+    app.add_route("/dpop.js", dpopjs.dpop_js, methods=["GET"], include_in_schema=False)
     for r in (routes_meta.router, routes_login.router, routes_token.router,
               routes_authorize.router, routes_end_session.router, routes_revocations.router):
         app.include_router(r)

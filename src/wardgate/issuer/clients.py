@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -104,6 +104,16 @@ async def add_client(conn: AsyncConnection, *, client_id: str, name: str, auth_m
     except IntegrityError:
         raise ClientExists(client_id) from None
     return secret
+
+
+async def set_secret(conn: AsyncConnection, client_id: str, secret: str) -> bool:
+    """Replace a client_secret_* client's secret (stored hashed); False: no such client."""
+    if len(secret) < 32:
+        raise ValueError("a client secret needs at least 32 characters")
+    res = await conn.execute(update(clients).where(
+        clients.c.client_id == client_id, clients.c.auth_method.like("client_secret%"))
+        .values(secret_hash=hash_secret(secret)))
+    return bool(res.rowcount)
 
 
 def _from_row(row: Any) -> Client:

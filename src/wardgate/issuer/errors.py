@@ -14,6 +14,7 @@
     │   ├── CsrfFailed (403)       cookie-authenticated request without a valid CSRF token
     │   ├── PayloadTooLarge (413) / UnsupportedMediaType (415)
     │   ├── SlowDown (429)         login throttling, with Retry-After
+    │   ├── LoginRefused (403)     login detection: the client's network is flagged (Retry-After)
     │   └── NotFound (404) / MethodNotAllowed (405)
     ├── AuthorizeError             errors of GET/POST /authorize (RFC 6749 §4.1.2.1)
     │   ├── BadAuthorizeRequest (400) unknown client or redirect URI: an HTML page, no redirect
@@ -133,6 +134,20 @@ class SlowDown(OAuthError):
 
     def __init__(self, retry_after_s: float) -> None:
         super().__init__("too many failed logins; retry later")
+        self.retry_after_s = max(1, int(retry_after_s + 0.999))
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after_s)}
+
+
+class LoginRefused(OAuthError):
+    """Login detection (issuer/detection.py) flagged the client's network: every attempt
+    from it is refused, before any password is checked, until the verdict expires."""
+
+    status, error = 403, "access_denied"
+
+    def __init__(self, description: str, retry_after_s: float) -> None:
+        super().__init__(description)
         self.retry_after_s = max(1, int(retry_after_s + 0.999))
 
     def headers(self) -> dict[str, str]:

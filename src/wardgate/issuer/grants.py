@@ -50,6 +50,17 @@ def _check_binding(row: refresh.RefreshRow, jkt: str | None) -> None:
         raise InvalidDpopProof("the refresh token is bound to a DPoP key; prove it")
 
 
+def _check_code_binding(bound: str | None, jkt: str | None) -> None:
+    """RFC 9449 §10: a code requested with `dpop_jkt` is redeemed only with a proof of that
+    key. Checked before the code is marked used, so a thief without the key cannot burn it."""
+    if bound is None:
+        return
+    if jkt is None:
+        raise InvalidDpopProof("the authorization code is bound to a DPoP key: send a proof")
+    if not hmac.compare_digest(bound, jkt):
+        raise InvalidGrant("the authorization code is bound to another DPoP key")
+
+
 def pick_audience(client: clients.Client, requested: str | None) -> str:
     """RFC 8707: a requested resource must be one of the client's audiences."""
     if requested is None:
@@ -110,6 +121,9 @@ async def refresh_grant(iss: Issuer, token: str, client: clients.Client | None,
                                user_id=rot.row.user_id)
             await revocations.emit_family(conn, rot.row.family_id, now=now,
                                           reason="refresh_reuse")
+            if iss.detection is not None:  # published with the login detections
+                iss.detection.refresh_reuse(address, rot.row.client_id, rot.row.family_id,
+                                            rot.row.user_id)
         elif rot.outcome is not refresh.Outcome.OK:
             raise InvalidGrant(f"refresh token {rot.outcome.value}")
         else:
@@ -237,6 +251,7 @@ async def authorization_code(iss: Issuer, client: clients.Client, code: str,
             if verifier is None or not _VERIFIER.match(verifier) or not hmac.compare_digest(
                     s256(verifier), c["code_challenge"]):
                 raise InvalidGrant("PKCE verification failed")
+            _check_code_binding(c["dpop_jkt"], jkt)
             res = await conn.execute(update(auth_codes).where(
                 auth_codes.c.code_hash == c["code_hash"], auth_codes.c.used.is_(False))
                 .values(used=True))

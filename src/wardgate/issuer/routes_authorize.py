@@ -24,6 +24,7 @@ from wardgate.issuer.errors import (
     AuthorizeRedirect,
     BadAuthorizeRequest,
     InvalidRequest,
+    LoginRefused,
     OAuthError,
     SlowDown,
 )
@@ -34,8 +35,10 @@ from wardgate.issuer.service import Issuer
 router = APIRouter(tags=["authorize"])
 
 _CHALLENGE = re.compile(r"^[A-Za-z0-9_-]{43}$")  # base64url(SHA-256), RFC 7636 §4.2
+# RFC 9449 §10 / RFC 7638: a JWK SHA-256 thumbprint is base64url of 32 bytes, 43 characters
+_JKT = _CHALLENGE
 PARAMS = ("response_type", "client_id", "redirect_uri", "scope", "state", "nonce",
-          "code_challenge", "code_challenge_method", "prompt", "resource")
+          "code_challenge", "code_challenge_method", "prompt", "resource", "dpop_jkt")
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,8 @@ class AuthzRequest:
     audience: str
     prompt: str | None
     issuer: str
+    dpop_jkt: str | None = None  # RFC 9449 §10: the code is bound to this key
+
 
     def error(self, error: str, description: str) -> AuthorizeRedirect:
         return AuthorizeRedirect(redirect_uri=self.redirect_uri, issuer=self.issuer,
@@ -63,6 +68,8 @@ class AuthzRequest:
             out["state"] = self.state
         if self.nonce is not None:
             out["nonce"] = self.nonce
+        if self.dpop_jkt is not None:
+            out["dpop_jkt"] = self.dpop_jkt
         return out
 
 
@@ -106,8 +113,14 @@ async def _parse(iss: Issuer, p: dict[str, str]) -> AuthzRequest:
     nonce = p.get("nonce") or None
     if nonce is not None and len(nonce) > 512:
         raise fail("invalid_request", "nonce too long")
+    dpop_jkt = p.get("dpop_jkt")
+    if dpop_jkt is not None and not _JKT.match(dpop_jkt):
+        # RFC 9449 §10: the value is a JWK SHA-256 thumbprint (RFC 7638); anything else
+        # would bind the code to a key no proof can match
+        raise fail("invalid_request", "dpop_jkt must be the base64url SHA-256 JWK thumbprint "
+                                      "(RFC 7638) of the client's DPoP key")
     return AuthzRequest(client, uri, scope, state, nonce, challenge, audience,
-                        p.get("prompt") or None, iss.cfg.issuer)
+                        p.get("prompt") or None, iss.cfg.issuer, dpop_jkt)
 
 
 async def _issue_code(iss: Issuer, req: AuthzRequest, user: users.User,
@@ -124,7 +137,7 @@ async def _issue_code(iss: Issuer, req: AuthzRequest, user: users.User,
             sid=sess.sid, redirect_uri=req.redirect_uri, scope=json.dumps(grant.scope),
             audience=req.audience, nonce=req.nonce, code_challenge=req.challenge,
             auth_time=sess.auth_time, expires_at=now + iss.cfg.tokens.auth_code_ttl_s,
-            used=False, family_id=None))
+            used=False, family_id=None, dpop_jkt=req.dpop_jkt))
     params = {"code": code}
     if req.state is not None:
         params["state"] = req.state
@@ -181,7 +194,12 @@ async def authorize_login(request: Request) -> Response:
     if not username or not password or len(password) > 1024:
         raise InvalidRequest("username and password are required")
     try:
-        user = await iss.check_password(username, password, address(request))
+        user = await iss.check_password(username, password, address(request), "/authorize")
+    except LoginRefused as exc:
+        page = _page(iss, req, error="Sign-in from your network is paused for a while. "
+                     "Please try again later.", username=username, status=403)
+        page.headers["Retry-After"] = str(exc.retry_after_s)
+        return page
     except SlowDown as exc:
         page = _page(iss, req, error="Too many attempts. Please wait and try again.",
                      username=username, status=429)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from typing import Any
 
 from fastapi import APIRouter, Request
 from starlette.responses import JSONResponse, Response
 
+from wardgate.dpop.thumb import b64url
 from wardgate.issuer import (
     audit,
     clients,
@@ -54,10 +56,9 @@ async def login(request: Request) -> Response:
     mode = body.get("mode", "token")
     if mode not in ("token", "cookie") or (mode == "cookie" and not iss.cfg.browser.enabled):
         raise InvalidRequest("mode must be 'token' or 'cookie' (if browser mode is enabled)")
-    # RFC 9449 §5: a proof binds the tokens (and the public login client's refresh token)
+    # RFC 9449 §5: a proof binds the tokens (and the public login client's refresh token),
+    # in cookie mode too: the gateway then wants a proof with the cookie (docs/security.md)
     jkt = iss.dpop.proof_jkt(request, iss.url("/login"))
-    if jkt is not None and mode == "cookie":
-        raise InvalidRequest("DPoP-bound tokens are issued in token mode only")
     user = await iss.check_password(username, password, address(request))
     now = iss.now()
     t = iss.cfg.tokens
@@ -73,21 +74,30 @@ async def login(request: Request) -> Response:
         out, _ = await iss.tokens(conn, grant, now)
         await audit.record(conn, now, "login", username=user.username,
                            client_id=client.client_id, address=address(request), mode=mode)
-    if mode == "token":
-        resp = no_store(out)
-        nonce = iss.dpop.fresh_nonce()
-        if nonce is not None:
-            resp.headers["DPoP-Nonce"] = nonce
-        return resp
-    return _cookie_answer(iss, out, sess.sid, sess_cookie)
+    resp = no_store(out) if mode == "token" else \
+        _cookie_answer(iss, out, sess.sid, sess_cookie)
+    return _with_nonce(iss, resp)
+
+
+def _with_nonce(iss: Issuer, resp: Response) -> Response:
+    nonce = iss.dpop.fresh_nonce()
+    if nonce is not None:
+        resp.headers["DPoP-Nonce"] = nonce  # RFC 9449 §8.2: the next proof's nonce
+    return resp
 
 
 def _cookie_answer(iss: Issuer, out: dict[str, Any], sid: str | None,
                    session_cookie: str | None) -> Response:
     t = iss.cfg.tokens
     token = csrf.issue(iss.csrf_key, sid or "")
-    resp = no_store({"token_type": "Bearer", "expires_in": out["expires_in"],
-                     "scope": out.get("scope", ""), "csrf_token": token})
+    # token_type DPoP: the access cookie is bound (cnf.jkt) and needs a proof at the gateway;
+    # its proofs carry `ath`, the token's hash, which the page cannot compute from an
+    # HttpOnly cookie: the answer gives it (a hash, useless as a credential)
+    body = {"token_type": out["token_type"], "expires_in": out["expires_in"],
+            "scope": out.get("scope", ""), "csrf_token": token}
+    if out["token_type"] == "DPoP":
+        body["ath"] = b64url(hashlib.sha256(out["access_token"].encode("ascii")).digest())
+    resp = no_store(body)
     cookies.set_login(resp, access=out["access_token"], access_ttl=t.access_ttl_s,
                       refresh=out.get("refresh_token"), refresh_ttl=t.refresh_idle_s,
                       csrf=token, session=session_cookie, session_ttl=t.session_ttl_s,
@@ -111,8 +121,12 @@ async def session_refresh(request: Request) -> Response:
     if not csrf.double_submit_ok(iss.csrf_key, row.sid or "", request.headers.get(csrf.HEADER),
                                  request.cookies.get(cookies.CSRF)):
         raise CsrfFailed("missing or invalid CSRF token")
-    out, row = await refresh_grant(iss, token, None, address(request), public_only=True)
-    return _cookie_answer(iss, out, row.sid, None)
+    # a bound refresh cookie (DPoP login) is refused without a proof of its key, before
+    # rotation (grants._check_binding); a proof here binds the new access cookie to it
+    jkt = iss.dpop.proof_jkt(request, iss.url(cookies.REFRESH_PATH))
+    out, row = await refresh_grant(iss, token, None, address(request), public_only=True,
+                                   jkt=jkt)
+    return _with_nonce(iss, _cookie_answer(iss, out, row.sid, None))
 
 
 async def _sid_from_cookies(iss: Issuer, request: Request) -> str | None:
@@ -131,17 +145,27 @@ async def _sid_from_cookies(iss: Issuer, request: Request) -> str | None:
     return None
 
 
-@router.post("/logout")
+_LOGOUT_QUERY = {"parameters": [{
+    "name": "everywhere", "in": "query", "required": False,
+    "schema": {"type": "string", "enum": ["true", "false"]},
+    "description": "true: end every session of the user, not only this one"}]}
+
+
+@router.post("/logout", openapi_extra=_LOGOUT_QUERY)
 async def logout(request: Request) -> Response:
-    """End the session: revoke its refresh families, end SSO, clear cookies.
+    """End the session: revoke its refresh families, end SSO, clear cookies. With
+    `?everywhere=true`, every session of the user ends and every token issued to them
+    before now is refused at every gateway (a subject revocation event).
 
     Bearer access token in the header; or browser cookies plus the CSRF header; or a
     `refresh_token` in a JSON body.
     """
     iss = issuer_of(request)
     now = iss.now()
+    everywhere = _everywhere(request)
     sid: str | None = None
     family: str | None = None
+    user_id: int | None = None
     token = bearer(request)
     if token is not None:
         claims = tokens.verify_access(iss.ring, token, issuer=iss.cfg.issuer, now=now)
@@ -161,8 +185,24 @@ async def logout(request: Request) -> Response:
         async with iss.db.begin() as conn:
             row = await refresh.find(conn, rt)
         if row is not None:
-            sid, family = row.sid, row.family_id
+            sid, family, user_id = row.sid, row.family_id, row.user_id
+    if everywhere:
+        if user_id is None and sid is not None:
+            async with iss.db.begin() as conn:
+                user_id = await sessions.user_of(conn, sid)
+        if user_id is None:
+            # a service's token, or a refresh token already gone: no user to log out
+            raise InvalidRequest("everywhere=true needs a user's session or refresh token")
     async with iss.db.begin() as conn:
+        if everywhere:
+            assert user_id is not None
+            await sessions.end_for_user(conn, user_id)
+            await revocations.emit_subject(conn, str(user_id), now=now,
+                                           max_ttl_s=iss.max_token_ttl(),
+                                           reason="logout_everywhere")
+            await audit.record(conn, now, "logout_everywhere", address=address(request),
+                               sid=sid, user_id=user_id)
+            sid = family = None  # covered by the user's events above
         if family is not None:
             await refresh.revoke_family(conn, family)
             await revocations.emit_family(conn, family, now=now, reason="logout")
@@ -170,9 +210,18 @@ async def logout(request: Request) -> Response:
             await sessions.end(conn, sid)
             await revocations.emit_session(conn, sid, now=now, reason="logout")
         await audit.record(conn, now, "logout", address=address(request), sid=sid)
-    resp = no_store({"logged_out": True})
+    resp = no_store({"logged_out": True, "everywhere": everywhere})
     cookies.clear_all(resp, iss.cfg.browser.same_site)
     return resp
+
+
+def _everywhere(request: Request) -> bool:
+    raw = request.query_params.getlist("everywhere")
+    if not raw:
+        return False
+    if len(raw) > 1 or raw[0] not in ("true", "false"):
+        raise InvalidRequest("everywhere must be true or false, once")
+    return raw[0] == "true"
 
 
 @router.get("/userinfo")

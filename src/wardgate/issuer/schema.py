@@ -116,6 +116,7 @@ auth_codes = Table(
     Column("expires_at", BigInteger, nullable=False),
     Column("used", Boolean, nullable=False, default=False),
     Column("family_id", String(32), nullable=True),  # tokens issued from it, revoked on replay
+    Column("dpop_jkt", String(64), nullable=True),  # RFC 9449 §10: bound to this DPoP key
 )
 
 signing_keys = Table(

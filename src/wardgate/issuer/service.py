@@ -117,6 +117,12 @@ class Issuer:
         self.revocation_epoch = ""
         self.relay: Any = None  # wardgate.revoke.relay.Relay, when state.redis_url is set
         self.dpop: Any = None  # wardgate.issuer.dpop.IssuerDpop, made at start
+        #: login detection (wardgate.issuer.detection), with a `detection:` section
+        self.detection: Any = None
+        if cfg.detection is not None and cfg.detection.enabled:
+            from wardgate.issuer.detection import IssuerDetection
+
+            self.detection = IssuerDetection(cfg)
         self._reloader: asyncio.Task[None] | None = None
 
     def now(self) -> int:
@@ -139,12 +145,15 @@ class Issuer:
             self.dpop = IssuerDpop(self.cfg.dpop, bytes.fromhex(
                 await self._meta_secret(conn, "dpop_nonce_key")), self.clock)
             await self._ensure_login_client(conn, now)
+            detect_key = bytes.fromhex(await self._meta_secret(conn, "detect_fp_key"))
             if not await keys.list_keys(conn):
                 # First start: one key that signs at once (rotation adds the lead time later).
                 k = await keys.create_key(conn, self.cfg.keys.dir, self.cfg.keys.algorithm,
                                           now, now)
                 await audit.record(conn, now, "key_generated", kid=k.kid, alg=k.alg)
         await self.ring.reload(self.db, now)
+        if self.detection is not None:
+            await self.detection.start(detect_key, self.db)
         self._reloader = asyncio.create_task(self._reload_loop())
         if self.cfg.state.urls():
             from wardgate.revoke.relay import Relay
@@ -153,6 +162,8 @@ class Issuer:
             await self.relay.start()
 
     async def stop(self) -> None:
+        if self.detection is not None:
+            await self.detection.stop()
         if self.relay is not None:
             await self.relay.stop()
         if self._reloader is not None:
@@ -196,14 +207,21 @@ class Issuer:
                 now=now)
 
     # -- passwords -----------------------------------------------------------------------------
-    async def check_password(self, username: str, password: str, address: str) -> users.User:
-        """Throttled password check; raises SlowDown or AccessDenied (same text every time)."""
+    async def check_password(self, username: str, password: str, address: str,
+                             route: str = "/login") -> users.User:
+        """Throttled password check; raises SlowDown or AccessDenied (same text every time),
+        or LoginRefused while login detection holds a verdict on the client's network."""
+        det = self.detection
+        if det is not None:
+            det.refuse(address)  # before the throttle and the hash: nothing is checked
         now_f = self.clock()
         ukey = "u:" + username.casefold()
         akey = "a:" + address
         wait = max(self.user_throttle.retry_after(ukey, now_f),
                    self.addr_throttle.retry_after(akey, now_f))
         if wait > 0:
+            if det is not None:  # a throttled attempt is a failure the detector sees too
+                det.attempt(address, username, None, False, route)
             raise SlowDown(wait)
         async with self.db.begin() as conn:
             user = await users.get_by_name(conn, username)
@@ -212,11 +230,15 @@ class Issuer:
         if not ok or user is None or user.disabled:
             self.user_throttle.failure(ukey, now_f)
             self.addr_throttle.failure(akey, now_f)
+            if det is not None:
+                det.attempt(address, username, password, False, route)
             async with self.db.begin() as conn:
                 await audit.record(conn, now, "login_failed", username=username[:150],
                                    address=address)
             raise AccessDenied(LOGIN_FAILED)
         self.user_throttle.success(ukey)
+        if det is not None:
+            det.attempt(address, username, password, True, route)
         if rehash:
             # Parameters changed since this hash was made: upgrade it now (argon2 §rehash).
             new_hash = await self.passwords.hash(password)

@@ -59,6 +59,12 @@ async def is_live(conn: AsyncConnection, sid: str, now: int) -> bool:
     return row is not None and not row[0] and row[1] > now
 
 
+async def user_of(conn: AsyncConnection, sid: str) -> int | None:
+    """The user a session (live or ended) belongs to."""
+    row = (await conn.execute(select(sessions.c.user_id).where(sessions.c.sid == sid))).first()
+    return None if row is None else int(row[0])
+
+
 async def end(conn: AsyncConnection, sid: str) -> int:
     """End the session and revoke every refresh family it started; return families revoked."""
     await conn.execute(update(sessions).where(sessions.c.sid == sid).values(ended=True))

@@ -37,12 +37,14 @@ class Gcra:
 
     def decide(self, tat: float, now: float) -> Decision:
         """The decision for a request at `now` on a key with `tat` (0 for a new key)."""
-        if tat < now:
-            tat = now
+        interval = self.interval
+        if tat <= now:
+            # at rest: the full quota after this request, reset after one interval (exactly:
+            # (now + interval) - now can round to more, and t would then jitter by a second)
+            return True, int(self.tolerance / interval + EPS), 0.0, interval, now + interval
         ahead = tat - now
         if ahead > self._limit:
             return False, 0, ahead - self.tolerance, ahead, tat
-        interval = self.interval
         new_tat = tat + interval
         used = new_tat - now
         # floor of a non-negative value: int() truncates the same way, without math.floor

@@ -228,6 +228,7 @@ class GatewayMetrics:
         v[self._rss] = _rss_bytes()
         for hook in self._sample_hooks:
             hook(now)
+        self.registry.publish()
 
 
 def _rss_bytes() -> int:

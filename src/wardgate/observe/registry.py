@@ -13,6 +13,14 @@ has one type). Cumulative counts and `_count` are computed at scrape time.
 A layout file next to the array describes the slots by family and label values; the
 aggregator (observe/aggregate.py) sums series by name and labels across files, so layouts of
 different config generations add up by meaning, not by position.
+
+The worker increments a plain list, not the mapped array: an item of a list is read and
+written by specialised bytecodes, one of a memoryview through its struct format (~0.1 µs more
+per increment, several per request). `publish()` copies the list into the mapped file: from
+the sweeper (four times a second, and a last time at exit), and whenever a reader asks, so a
+scrape sees every request answered before it. The first two slots are that handshake: a
+reader writes a new number into slot 0 (`request_publish`), the worker publishes and writes
+it back into slot 1 within ANSWER_INTERVAL_S.
 """
 
 from __future__ import annotations
@@ -20,6 +28,9 @@ from __future__ import annotations
 import json
 import mmap
 import os
+import sys
+import time
+from array import array
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -27,6 +38,13 @@ from typing import Literal
 #: http.server.request.duration (seconds)
 DURATION_BUCKETS_S: tuple[float, ...] = (
     0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
+
+#: slot 0: publication asked for (a reader's number); slot 1: the last number answered
+ASKED, ANSWERED = 0, 1
+HANDSHAKE_SLOTS = 2
+#: how often a worker looks for a reader's request (a 20 ms timer: a scrape waits at most that)
+ANSWER_INTERVAL_S = 0.02
+_U64_MAX = (1 << 64) - 1
 
 Kind = Literal["counter", "gauge", "histogram"]
 #: how a gauge combines across workers: summed over live workers, or their maximum
@@ -56,8 +74,11 @@ class MetricRegistry:
 
     def __init__(self) -> None:
         self.families: dict[str, Family] = {}
-        self._next = 0
-        self.values: memoryview | None = None
+        self._next = HANDSHAKE_SLOTS
+        #: the worker's own numbers (what every feature increments), after freeze()
+        self.values: list[int] | None = None
+        #: the mapped file the supervisor reads, updated by publish()
+        self.shared: memoryview | None = None
         self._mm: mmap.mmap | None = None
         self._fd: int | None = None
         #: where the slots were mapped (None: anonymous); features put their files beside them
@@ -109,7 +130,27 @@ class MetricRegistry:
             with open(tmp, "w", encoding="utf-8") as f:
                 json.dump(self.layout(), f)
             os.replace(tmp, base + ".json")  # the layout appears whole, after the array
-        self.values = memoryview(self._mm).cast("Q")
+        self.shared = memoryview(self._mm).cast("Q")
+        self.values = [0] * len(self.shared)
+
+    def publish(self) -> None:
+        """Copy the worker's numbers into the mapped file (the handshake slots excepted)."""
+        shared, vals = self.shared, self.values
+        if shared is None or vals is None:
+            return
+        tail = vals[HANDSHAKE_SLOTS:]
+        try:
+            shared[HANDSHAKE_SLOTS:] = array("Q", tail)
+        except OverflowError:  # a slot out of uint64's range: clamp rather than stop counting
+            shared[HANDSHAKE_SLOTS:] = array("Q", [min(max(v, 0), _U64_MAX) for v in tail])
+
+    def answer(self) -> None:
+        """Publish if a reader asked since the last answer (the worker's 20 ms timer)."""
+        shared = self.shared
+        if shared is not None and shared[ASKED] != shared[ANSWERED]:
+            asked = shared[ASKED]
+            self.publish()
+            shared[ANSWERED] = asked
 
     def layout(self) -> dict:
         return {"slots": self._next, "families": [
@@ -119,9 +160,42 @@ class MetricRegistry:
             for f in self.families.values()]}
 
     def close(self) -> None:
-        if self.values is not None:
-            self.values.release()
+        if self.shared is not None:
+            self.publish()
+            self.shared.release()
+            self.shared = None
         if self._mm is not None:
             self._mm.close()
         if self._fd is not None:
             os.close(self._fd)
+
+
+def request_publish(directory: str, names: list[str], timeout_s: float = 0.5) -> None:
+    """Ask each named worker to publish its numbers, and wait (bounded) until all have: what a
+    scrape does first, so it counts every request answered before it. A worker that does not
+    answer in time (exiting, stuck) is read as it last published."""
+    waiting: dict[int, int] = {}
+    try:
+        for name in names:
+            try:
+                fd = os.open(os.path.join(directory, name + ".bin"), os.O_RDWR)
+            except OSError:
+                continue
+            raw = os.pread(fd, 16, 0)
+            if len(raw) < 16:
+                os.close(fd)
+                continue
+            asked = (int.from_bytes(raw[:8], sys.byteorder) + 1) & _U64_MAX
+            os.pwrite(fd, asked.to_bytes(8, sys.byteorder), 0)
+            waiting[fd] = asked
+        deadline = time.monotonic() + timeout_s
+        while waiting and time.monotonic() < deadline:
+            time.sleep(0.002)
+            for fd, asked in list(waiting.items()):
+                # >=: another reader may have asked again meanwhile (answered covers both)
+                if int.from_bytes(os.pread(fd, 8, 8), sys.byteorder) >= asked:
+                    del waiting[fd]
+                    os.close(fd)
+    finally:
+        for fd in waiting:
+            os.close(fd)
