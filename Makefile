@@ -41,7 +41,7 @@ fuzz: $(STAMP)
 	WARDGATE_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -q -p no:cacheprovider tests/fuzz
 
 bench: $(STAMP)
-	@scripts/ensure-apt.sh nginx:nginx haproxy:haproxy wrk:wrk redis-server:redis-server
+	@scripts/ensure-apt.sh nginx:nginx haproxy:haproxy wrk:wrk redis-server:redis-server valgrind:valgrind
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/limits_bench.py
 	$(BIN)/python bench/metrics_bench.py
@@ -49,6 +49,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/detect_eval.py
 	$(BIN)/python bench/scale_bench.py
 	$(BIN)/python bench/hotpath.py --route plain
+	$(BIN)/python bench/instructions.py
 	$(BIN)/python bench/hotpath.py --route plain --metrics
 	$(BIN)/python bench/hotpath.py --route jwt
 	$(BIN)/python bench/hotpath.py --route jwt --metrics

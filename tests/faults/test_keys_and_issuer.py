@@ -191,3 +191,9 @@ def test_issuer_database_unavailable_is_503_never_500_and_recovers(tmp_path):
     assert again.status_code == 200, again.text
     # Every request failure went through the database handler; none reached the 500 one.
     assert "database error" in log and "unexpected error" not in log, log[-3000:]
+    # The key-reload task (every 0.5 s here, so several runs failed) says so once when the
+    # database goes and once when it is back: no traceback per run.
+    events = [json.loads(x)["event"] for x in log.splitlines() if x.startswith('{"')]
+    reload_events = [e for e in events if e.startswith("key_reload")]
+    assert reload_events == ["key_reload_failing", "key_reload_ok"], log[-3000:]
+    assert "Traceback" not in log, log[-3000:]

@@ -3,9 +3,11 @@ process to real upstream processes: what a client of the gateway notices."""
 
 from __future__ import annotations
 
+import json
 import signal
 import time
 
+from tests.admin.support import admin_get
 from tests.faults.conftest import fault_config, target_view, wait_state
 from tests.support.load import Load, between, summary
 
@@ -48,6 +50,19 @@ def _rss(pid: int) -> int:
     return int(psutil.Process(pid).memory_info().rss)
 
 
+def _fds(pid: int) -> int:
+    import psutil
+
+    return int(psutil.Process(pid).num_fds())
+
+
+def _breaker(cfg: dict, pid: int) -> dict:
+    status, _, body = admin_get(cfg, "/admin/upstreams")
+    assert status == 200, body
+    workers = json.loads(body)["upstreams"][0]["breaker"]["workers"]
+    return next(w for w in workers if w["pid"] == pid)
+
+
 def test_hung_target_gives_504_within_route_timeout_without_pile_up(upstream_procs,
                                                                      gateway_factory):
     a, b = upstream_procs("a"), upstream_procs("b")
@@ -58,15 +73,24 @@ def test_hung_target_gives_504_within_route_timeout_without_pile_up(upstream_pro
     clients = 8
     with Load(gw.port, "/echo", clients=clients) as load:
         load.wait_for(300)
-        rss_before = _rss(worker)
+        rss_before, fds_before = _rss(worker), _fds(worker)
         b.signal(signal.SIGSTOP)  # accepts (the kernel completes handshakes), never answers
         hung = time.monotonic()
-        peak = 0
+        peak = peak_fds = 0
         while time.monotonic() < hung + 6:
             peak = max(peak, _connections_to(worker, b.port))
+            peak_fds = max(peak_fds, _fds(worker))
             time.sleep(0.1)
         rss_after = _rss(worker)
     outcomes = load.stop()
+    # Still hung, load gone: every connection to it was cut at its request's deadline (none
+    # left open waiting for an answer that never comes), nothing counted in flight.
+    deadline = time.monotonic() + total_s + 3
+    while time.monotonic() < deadline and (_connections_to(worker, b.port)
+                                           or _breaker(cfg, worker)["active"]):
+        time.sleep(0.1)
+    left_to_hung = _connections_to(worker, b.port)
+    breaker = _breaker(cfg, worker)
     b.signal(signal.SIGCONT)
     during = between(outcomes, hung)
     timed_out = [o for o in during if o.status == 504]
@@ -86,6 +110,10 @@ def test_hung_target_gives_504_within_route_timeout_without_pile_up(upstream_pro
     fast = sorted(o.latency for o in served)
     assert fast[len(fast) // 2] < 0.25, fast[len(fast) // 2]
     assert peak <= clients + 2, peak  # gateway connections to the hung target stay bounded
+    # ... and so do all its descriptors (clients, both targets' pools, listeners, logs)
+    assert peak_fds - fds_before <= clients + 4, (fds_before, peak_fds)
+    assert left_to_hung == 0, left_to_hung
+    assert breaker["active"] == 0 and breaker["pending"] == 0, breaker
     assert rss_after - rss_before < 20 * 2**20, (rss_before, rss_after)
     assert target_view(cfg, b.url)["workers"][0]["ejections"] >= 1
 

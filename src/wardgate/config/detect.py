@@ -96,7 +96,7 @@ class RevokeAction(_Secret):
     """`action: revoke`: a verdict revokes the token (or, with `subject`, the subject) through
     the revocation feed. With state.redis_url the event goes onto the feed's Redis stream;
     without, to the issuer's POST /revocations (`url`, default revocation.poll_url) with
-    this token (the issuer's `revocations.report_token_*`)."""
+    this token (the one of the issuer's `revocations.report`)."""
 
     subject: bool = Field(False, description="revoke every token of the subject issued before "
                           "now, not only the token in use")

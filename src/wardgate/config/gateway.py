@@ -432,7 +432,7 @@ class GatewayConfig(Strict):
                           "/revocations) or revocation.poll_url")
         if not d.revoke.has_token_source():
             errors.append("detection.revoke: without Redis it needs token_env or token_file "
-                          "(the issuer's revocations.report_token)")
+                          "(the token of the issuer's revocations.report)")
         return errors
 
     def revocation_source(self) -> str:

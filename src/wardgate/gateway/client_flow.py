@@ -89,7 +89,9 @@ class RequestFlow:
         if self.log_enabled:
             self.state.log(p, ex.status, p.body_bytes, ex.bytes_out, ex.target_url, None,
                            ex.retried)
-        if keep_alive and self.poisoned is None and not self.queue and p.body_done \
+        # `keep_alive` was decided with the response head; p.keep_alive is False if the client
+        # half-closed since (eof_received): its EOF is consumed, so close now or never.
+        if keep_alive and p.keep_alive and self.poisoned is None and not self.queue and p.body_done \
                 and self.accepting and p.upgrade is None:
             # The common case of _finish_request: idle keep-alive, waiting for the next head.
             self.active = None
@@ -98,7 +100,7 @@ class RequestFlow:
             self.deadline = self.loop.time() + self.keepalive_s
             self.seen_any = False
             return
-        self._finish_request(p, keep_alive)
+        self._finish_request(p, keep_alive and p.keep_alive)
 
     def exchange_failed(self, ex: Exchange, err: GatewayError) -> None:
         self.request_failed(ex.req, err, ex.target_url, ex.retried)

@@ -1,10 +1,11 @@
 """The request pipeline, top to bottom, in one place.
 
-    parse (protocol.py) → trace (wardgate.trace, only with `tracing:`) → match route → body limit → CORS preflight → authenticate + authorize
-    (wardgate.auth, only on routes that are not `auth: none`; DPoP proofs by wardgate.dpop)
-    → DPoP replay check on Redis (only for a proof, with `state.redis_url`) → detection verdicts
-    (wardgate.detect, only on routes whose detection action is header/step_up/deny) → rate limit (wardgate.limits,
-    only on routes with `rate_limits`) → rewrite path and headers
+    parse (protocol.py) → trace (wardgate.trace, only with `tracing:`) → match route → body
+    limit → CORS preflight → authenticate + authorize (wardgate.auth, only on routes that are
+    not `auth: none`; DPoP proofs by wardgate.dpop; the revocation set by wardgate.revoke) →
+    DPoP replay check on Redis (only for a proof, with `state.redis_url`) → detection verdicts
+    (wardgate.detect, only on routes whose detection action is header/step_up/deny/revoke) →
+    rate limit (wardgate.limits, only on routes with `rate_limits`) → rewrite path and headers
     (strip hop-by-hop and spoofed identity, add Forwarded/X-Forwarded-*/Via/X-Request-Id and
     the identity) → pick a healthy target → forward over a pooled connection (proxy.py) →
     stream the answer back → access log (and the request's span, wardgate.trace).

@@ -133,8 +133,10 @@ class ClientProtocol(RequestFlow, Output, asyncio.Protocol):
     def eof_received(self) -> bool:
         """The client shut down its sending side: answer what it sent, then close."""
         if self.active is not None or self.queue:
-            for q in ([self.active] if self.active else []) + list(self.queue):
-                q.keep_alive = False
+            # The last request it sent is the last to answer; the ones before it keep the
+            # connection for the rest (marking them all closed it after the first answer).
+            last = self.queue[-1] if self.queue else self.active
+            last.keep_alive = False  # type: ignore[union-attr]  # one of the two is set
             return True  # keep the transport open for writing the answers
         # Idle: close through close(), which first writes this iteration's output (the last
         # answer may still be in wbuf). Returning False let the transport close itself and

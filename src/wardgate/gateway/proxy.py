@@ -40,7 +40,7 @@ class Exchange:
         "head_request", "wants_upgrade", "out", "read_timeout", "loop", "target", "conn",
         "request_complete", "sent_body", "tried", "response_started", "chunked_down",
         "close_after", "status", "bytes_out", "deadline", "finished", "flushed", "breaker",
-        "total_deadline", "retried",
+        "total_deadline", "retried", "hold_head",
     )
 
     def __init__(self, client: ClientProtocol, req: Request, cluster: Cluster,
@@ -80,6 +80,8 @@ class Exchange:
         # The route's total timeout (0: none), from the request's start; the sweeper checks it.
         self.total_deadline = req.start + route.total_timeout if route.total_timeout else 0.0
         self.retried: str | None = None  # the error code of the failed first try, if retried
+        # A Content-Length response's head waits for its first body bytes (see flush).
+        self.hold_head = False
 
     # -- choosing a target and a connection ---------------------------------------------------
     def start(self, exclude: Target | None = None) -> None:
@@ -124,6 +126,10 @@ class Exchange:
             conn = await target.connect()
         except TimeoutError:
             err = GatewayTimeout("upstream connect timed out", code="connect_timeout")
+        except ConnectionResetError:
+            # Closed as it was opened (Target.connect): nothing of the request went out.
+            err = BadGateway("upstream closed the connection as it was opened",
+                             code="connect_reset")
         except OSError:
             err = BadGateway("upstream connection refused", code="connect_refused")
         else:
@@ -207,6 +213,7 @@ class Exchange:
             health.record_success(self.loop.time())
         req = self.req
         framing_line = b""
+        self.hold_head = framing == FRAME_LENGTH and not self.head_request
         if framing == FRAME_LENGTH or self.head_request:
             if length is not None and not length_in_block:
                 # A HEAD answer keeps the length of the GET it stands for.
@@ -235,8 +242,12 @@ class Exchange:
             self.out.append(data)
 
     def flush(self) -> None:
+        """Write what this upstream read produced. A Content-Length response's head that came
+        alone (upstreams often write head and body separately) is kept until its first body
+        bytes: sent together, and if the target dies in between, nothing has reached the
+        client, so an idempotent request can still be retried on another target."""
         out = self.out
-        if out:
+        if out and not (self.hold_head and not self.bytes_out):
             self.out = []
             self.flushed = True
             self.client.send_many(out)
@@ -297,9 +308,12 @@ class Exchange:
             self.client.abort_exchange(self, "upstream closed mid-response")
             return
         # A reused pooled connection that the upstream had just closed is the classic race:
-        # safe to retry when nothing of the request body went out (or it is idempotent).
+        # safe to retry when nothing of the request body went out and the request is
+        # idempotent, or the upstream had not begun to answer (then it closed the idle
+        # connection as the request arrived, without acting on it).
         reused = conn.uses > 1
-        safe = not self.sent_body and (self.req.method in IDEMPOTENT or reused)
+        safe = not self.sent_body and (self.req.method in IDEMPOTENT
+                                       or (reused and not got_response))
         self._target_failed(BadGateway("upstream connection reset", code="upstream_reset"),
                             retry=safe, count_failure=not reused)
 

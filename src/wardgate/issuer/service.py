@@ -17,8 +17,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import insert, select, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from wardgate import logs
 from wardgate.config.issuer import IssuerConfig
 from wardgate.issuer import (
     audit,
@@ -43,6 +45,41 @@ OIDC_SCOPES = frozenset({"openid", "profile", "offline_access"})
 WILDCARD = "*"
 PURGE_INTERVAL_S = 600
 LOGIN_FAILED = "invalid username or password"  # one message for every failure (no oracle)
+
+
+class TaskHealth:
+    """One log line per state change of a periodic task, not one per run: `<name>_failing`
+    when a run fails after a good one (or the first run fails), `<name>_ok` when a run
+    succeeds again. A database that cannot be reached (a driver error or a bare OSError from
+    the pool's connect) is an outage, named by its exception type; anything else is a bug,
+    and its traceback is logged once, with the transition. Sans-I/O apart from the log."""
+
+    __slots__ = ("name", "clock", "down_since", "failures")
+
+    def __init__(self, name: str, clock: Callable[[], float]) -> None:
+        self.name = name
+        self.clock = clock
+        self.down_since: float | None = None
+        self.failures = 0  # runs failed since the last good one
+
+    def failed(self, exc: BaseException) -> None:
+        self.failures += 1
+        if self.down_since is not None:
+            return
+        self.down_since = self.clock()
+        database = isinstance(exc, (DBAPIError, OSError))
+        logs.event(self.name + "_failing", level="warning", error=type(exc).__name__,
+                   database_unavailable=database)
+        if not database:
+            log.error("%s failed", self.name, exc_info=exc)
+
+    def ok(self) -> None:
+        if self.down_since is None:
+            return
+        logs.event(self.name + "_ok", failed_for_s=round(self.clock() - self.down_since, 1),
+                   failed_runs=self.failures)
+        self.down_since = None
+        self.failures = 0
 
 
 @dataclass(frozen=True)
@@ -136,6 +173,7 @@ class Issuer:
 
     async def _reload_loop(self) -> None:
         last_purge = 0.0
+        health = TaskHealth("key_reload", self.clock)
         while True:
             await asyncio.sleep(self.cfg.keys.reload_interval_s)
             try:
@@ -145,8 +183,10 @@ class Issuer:
                     async with self.db.begin() as conn:
                         await housekeeping.purge_expired(conn, self.now(),
                                                         self.cfg.revocations.grace_s)
-            except Exception:  # a bad read must not stop future reloads
-                log.exception("key reload or purge failed")
+            except Exception as exc:  # noqa: BLE001 - a bad read must not stop future reloads
+                health.failed(exc)
+            else:
+                health.ok()
 
     async def _meta_secret(self, conn: AsyncConnection, name: str) -> str:
         row = (await conn.execute(select(meta.c.value).where(meta.c.key == name))).first()

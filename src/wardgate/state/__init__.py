@@ -1,5 +1,6 @@
 """Shared state on Redis (or Redis Cluster): one client layer used by every feature that
-must agree across worker processes and machines (global rate limits today).
+must agree across worker processes and machines: global rate limits, the DPoP replay
+cache, the revocation stream and shared detection.
 
     nodes.py       addresses from `state.redis_url`, Cluster key slots (no I/O)
     resp.py        the wire protocol (no I/O)

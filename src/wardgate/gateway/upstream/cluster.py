@@ -71,6 +71,12 @@ class Target:
             ),
             self.connect_timeout,
         )
+        if conn.closed:
+            # Accepted, then closed or reset before this coroutine resumed (a target dying
+            # with connections in its accept queue, or one that closes at once): its
+            # connection_lost has run with no exchange to tell, so a request attached now
+            # would be written nowhere and wait for the read timeout. Nothing was sent yet.
+            raise ConnectionResetError("upstream closed the connection as it was opened")
         self.open.add(conn)
         return conn
 
