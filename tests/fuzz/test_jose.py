@@ -60,11 +60,11 @@ _header = st.fixed_dictionaries(
                   "kid": st.sampled_from(["k1", "k2"]) | _json,
                   "typ": st.sampled_from(["at+jwt", "JWT", "jwt"]) | _json,
                   "crit": _json, "b64": _json, "jwk": _json, "cty": _json, "x5u": _json})
-_now = int(time.time())
+_now = int(time.time())  # at import: exp leaves an hour, longer than the whole suite
 _claims = st.fixed_dictionaries(
     {}, optional={"iss": st.just(ISS) | _json, "aud": st.just(AUD) | _json,
                   "sub": st.just("alice") | _json,
-                  "exp": st.just(_now + 300) | _json, "nbf": st.just(_now) | _json,
+                  "exp": st.just(_now + 3600) | _json, "nbf": st.just(_now) | _json,
                   "iat": st.just(_now) | _json, "jti": _json, "scope": _json})
 
 
@@ -110,7 +110,7 @@ def test_jwks_documents_only_import_or_key_import_error(doc: Any) -> None:
 def test_the_valid_shapes_are_reachable() -> None:
     """The strategies above can produce a passing token and a usable key (not only garbage)."""
     head = _b64(json.dumps({"alg": "RS256", "kid": "k1", "typ": "at+jwt"}).encode()) + b"." + \
-        _b64(json.dumps({"iss": ISS, "aud": AUD, "sub": "alice", "exp": _now + 300,
+        _b64(json.dumps({"iss": ISS, "aud": AUD, "sub": "alice", "exp": _now + 3600,
                          "iat": _now, "nbf": _now, "jti": "j"}).encode())
     token = head + b"." + _b64(KEY.sign(head, padding.PKCS1v15(), hashes.SHA256()))
     VERIFIER.verify(token)
