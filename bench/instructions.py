@@ -31,6 +31,8 @@ VARIANTS: dict[str, list[str]] = {
     "plain-metrics-rate-limit": ["--route", "plain", "--metrics", "--rate-limit"],
     "jwt": ["--route", "jwt"],
     "jwt-distinct": ["--route", "jwt-distinct"],
+    "jwt-metrics": ["--route", "jwt", "--metrics"],
+    "jwt-metrics-detection": ["--route", "jwt", "--metrics", "--detection"],
 }
 DEFAULT = "plain,plain-metrics,plain-rate-limit,jwt"
 

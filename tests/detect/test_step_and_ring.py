@@ -6,13 +6,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from wardgate.auth.identity import Identity
+from wardgate.config import load_gateway
 from wardgate.detect.flags import Flags
 from wardgate.detect.step import compile_step
 from wardgate.detect.verdict import KEY_JTI, KEY_NET, KEY_SUB, Finding
 from wardgate.errors import DetectionDenied, StepUpRequired, render
 from wardgate.gateway.request import Request
+from wardgate.gateway.runtime import Runtime
 from wardgate.observe.detections import CAPACITY, DetectionRing, collect
 
 
@@ -102,3 +105,31 @@ def test_ring_newest_first_over_workers_and_bounded(tmp_path: Path) -> None:
     assert top["time"] == 2e9 and top["features"] == {} and top["truncated"] is True
     a.close()
     b.close()
+
+
+def test_a_routes_step_is_in_place_only_while_something_is_flagged(tmp_path: Path) -> None:
+    """The pipeline calls a route's detection step only while a flag is held (flags.py arms
+    and disarms it), and a flag set while armed is enforced at once."""
+    cfg = {
+        "providers": [{"name": "main", "issuer": "https://iss.example", "audiences": ["api"],
+                       "jwks_file": str(tmp_path / "jwks.json")}],
+        "upstreams": [{"name": "up", "targets": ["http://127.0.0.1:9"]}],
+        "routes": [{"name": "api", "match": {"path_prefix": "/api"}, "upstream": "up",
+                    "auth": {"providers": ["main"]}},
+                   {"name": "quiet", "match": {"path_prefix": "/quiet"}, "upstream": "up",
+                    "auth": {"providers": ["main"]}, "detection": {"action": "log"}}],
+        "detection": {"action": "deny", "deny_s": 5},
+    }
+    (tmp_path / "jwks.json").write_text('{"keys": []}')
+    (tmp_path / "g.yaml").write_text(yaml.safe_dump(cfg))
+    rt = Runtime(load_gateway(str(tmp_path / "g.yaml")))
+    api, quiet = rt.routes
+    flags = rt.detection.detector.flags
+    assert api.observed and quiet.observed
+    assert api.detect is None and quiet.detect is None  # nothing flagged: no call at all
+    flags.set(KEY_JTI, "j1", 150.0, finding())
+    assert api.detect is not None and quiet.detect is None  # `log` enforces nothing
+    with pytest.raises(DetectionDenied):
+        api.detect(request())
+    assert flags.sweep(120.0) == 0 and api.detect is not None
+    assert flags.sweep(151.0) == 1 and api.detect is None

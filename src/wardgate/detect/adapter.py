@@ -65,12 +65,20 @@ class DetectionRuntime:
         self.buf: deque[tuple[Request, int, int]] = deque(maxlen=dcfg.buffer)
         self.routes = [r for r, _ in watched]
         self._counters: dict[str, list[Any]] = {}
+        steps: list[tuple[Any, Any]] = []
         for route, route_action in watched:
             counter: list[Any] = [None, 0]
             self._counters[route.name] = counter
             if not dcfg.dry_run:
-                route.detect = compile_step(self.detector.flags, route_action, dcfg.header,
-                                            counter)
+                step = compile_step(self.detector.flags, route_action, dcfg.header, counter)
+                if step is not None:
+                    steps.append((route, step))
+
+        def arm(armed: bool) -> None:
+            # the steps run only while something is flagged (flags.py)
+            for route, step in steps:
+                route.detect = step if armed else None
+        self.detector.flags.on_arm.append(arm)
         self.actions = {r.name: a for r, a in watched}
         self.shared = shared  # wardgate.detect.remote.SharedTokens, with state.redis_url
         #: the issuer's detections (wardgate.detect.issuer_feed), with state.redis_url
@@ -179,12 +187,13 @@ class DetectionRuntime:
             if item is not None:
                 req, status, size = item
                 n += 1
-                ua = req.header(b"user-agent")
+                # equal header lists mean the same user agent: cheaper than finding it
                 if first is not None and status == status0 and req.identity is first.identity \
                         and req.route is first.route and req.client_ip == first.client_ip \
-                        and req.path == first.path and ua == ua0 \
+                        and req.path == first.path \
                         and req.auth_outcome == first.auth_outcome \
-                        and req.method == first.method:
+                        and req.method == first.method \
+                        and (req.headers == first.headers or req.header(b"user-agent") == ua0):
                     run += 1
                     continue
             if ev is not None:
@@ -195,8 +204,9 @@ class DetectionRuntime:
                     found.extend((v, ev) for v in verdicts)
             if item is None:
                 break
-            first, status0, ua0, run = req, status, ua, 1
-            ev = event(req, status, size, memo)
+            ua0 = req.header(b"user-agent")
+            first, status0, run = req, status, 1
+            ev = event(req, status, size, memo, ua0)
         if self._values is not None and n:
             self._values[self._observed_slot] += n
         for v, ev in found:
@@ -209,15 +219,15 @@ class DetectionRuntime:
         return [v for v, _ in found]
 
     @staticmethod
-    def event(req: Request, status: int, size: int = 0,
-              memo: dict[tuple[int, str, bytes | None], tuple[Any, ...]] | None = None
-              ) -> Event:
+    def event(req: Request, status: int, size: int,
+              memo: dict[tuple[int, str, bytes | None], tuple[Any, ...]] | None,
+              ua: bytes | None) -> Event:
         """The request as the detector sees it. What comes from the token, the address and
         the user agent is worked out once per tick for each (token, address, user agent):
-        `memo` (a burst of one client is the common case)."""
+        `memo` (a burst of one client is the common case); `ua`: its User-Agent value, which
+        the caller has looked up already."""
         ident = req.identity
         ip = req.client_ip
-        ua = req.header(b"user-agent")
         k = (id(ident), ip, ua)
         got = memo.get(k) if memo is not None else None
         if got is None or got[0] is not ident:

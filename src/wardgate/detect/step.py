@@ -1,7 +1,7 @@
 """A route's detection step, compiled once per route: enforce the flags the detector set.
 
-It runs right after authentication (pipeline.py). While nothing is flagged it is three
-truthiness checks; a flagged token, subject or network gets this route's action:
+It runs right after authentication (pipeline.py), and only while something is flagged
+(flags.py arms and disarms it); a flagged token, subject or network gets this route's action:
 
     header   the request goes on with the risk header (`X-Wardgate-Risk: 1.50;kind=rate`)
     step_up  401, WWW-Authenticate: Bearer error="insufficient_user_authentication" (RFC 9470)

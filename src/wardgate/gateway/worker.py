@@ -61,15 +61,18 @@ class WorkerState:
         self.tracer = runtime.tracer if runtime.exporter is not None else None
         self.recording = accesslog.enabled or runtime.metrics is not None \
             or self.tracer is not None or runtime.detection is not None
+        observe = runtime.detection.buf.append if runtime.detection is not None else None
         if not accesslog.enabled and self.tracer is None and self.metrics is not None \
                 and self.metrics.values is not None:
-            # metrics alone: the whole of `log` is one closure over the slots
-            self.log = self.metrics.finisher(loop.time, self._maybe_denied)  # type: ignore[method-assign]
-        if runtime.detection is not None:
+            # metrics alone: the whole of `log` is one closure over the slots (and the
+            # detector's append)
+            self.log = self.metrics.finisher(  # type: ignore[method-assign]
+                loop.time, self._maybe_denied, observe)
+        elif observe is not None:
             nothing_else = not accesslog.enabled and runtime.metrics is None \
                 and self.tracer is None
             self.log = _observed(None if nothing_else else self.log,  # type: ignore[method-assign]
-                                 runtime.detection.buf.append)
+                                 observe)
 
     def log(self, req: Request, status: int, bytes_in: int, bytes_out: int, target: str,
             error: str | None, retried: str | None = None) -> None:

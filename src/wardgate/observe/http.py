@@ -175,10 +175,14 @@ class GatewayMetrics:
             v[bo] += bytes_out
 
     def finisher(self, clock: Callable[[], float],
-                 refused: Callable[[Request, int], None]) -> Callable[..., None]:
+                 refused: Callable[[Request, int], None],
+                 observe: Callable[[tuple[Request, int, int]], None] | None = None
+                 ) -> Callable[..., None]:
         """`request_done` fused with taking the time, as one closure over its slots: what
         WorkerState.log becomes when there is no access log. `refused(req, status)` gets the
-        answers that may be a refusal of the caller (for the denials ring). Call after bind."""
+        answers that may be a refusal of the caller (for the denials ring); `observe`, with
+        detection, the finished requests of watched routes (the detector's buffer append:
+        fused here, as a wrapper it cost a call per request). Call after bind."""
         v = self.values
         rows = self._rows
         bounds = self._bounds
@@ -212,6 +216,8 @@ class GatewayMetrics:
                 v[bo] += bytes_out
             if status in refusals:
                 refused(req, status)
+            if observe is not None and route is not None and route.observed:
+                observe((req, status, bytes_out))
         return done
 
     def sample(self, connections: int, now: float, refused: int = 0) -> None:
