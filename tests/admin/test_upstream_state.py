@@ -56,10 +56,17 @@ def test_failing_target_is_ejected_and_shown_per_worker(upstream, upstream_b, ga
     assert statuses.count(200) == len(upstream.requests) >= 36
 
     def ejected():
+        # the per-worker view (published by each worker's sweeper) and the scrape (which asks
+        # every worker to publish) must agree: a worker that ejected b a moment ago may show
+        # in one before the other
         body = json.loads(admin_get(cfg, "/admin/upstreams")[2])
         up = body["upstreams"][0]
         b = next(t for t in up["targets"] if t["url"] == upstream_b.url)
-        return up if b["state"] == "ejected" and len(up["breaker"]["workers"]) == 2 else None
+        n = sum(w["state"] == "ejected" for w in b["workers"])
+        agreed = sample(scrape(cfg), "wardgate_upstream_target_ejections_total", upstream="up",
+                        target=upstream_b.url) == n
+        return up if b["state"] == "ejected" and len(up["breaker"]["workers"]) == 2 \
+            and agreed else None
 
     up = _until(ejected)
     assert up, admin_get(cfg, "/admin/upstreams")[2]

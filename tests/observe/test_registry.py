@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from wardgate.observe.aggregate import collect
+from wardgate.observe.exposition import render
 from wardgate.observe.registry import MetricRegistry, request_publish
 
 
@@ -82,3 +83,27 @@ def test_out_of_range_values_are_clamped_not_fatal(tmp_path: Path) -> None:
     reg.publish()
     assert _read(tmp_path) == 0
     reg.close()
+
+
+def test_a_histograms_float_seconds_sum_is_published_in_nanoseconds(tmp_path: Path) -> None:
+    """The worker adds each observation's seconds to the sum as a float (no int() per
+    request); the file and the exposition carry it exactly, like the integer slots."""
+    reg = MetricRegistry()
+    fam = reg.family("wardgate_test_seconds", "histogram", "a test histogram", ("k",),
+                     bounds=(0.1, 1.0))
+    base = reg.series(fam, "a")
+    count = reg.series(reg.family("wardgate_test_total", "counter", "after it", ("k",)), "a")
+    reg.freeze(str(tmp_path), "w1")
+    assert reg.values is not None
+    for seconds, bucket in ((0.05, 0), (0.25, 1), (0.5, 1), (3.0, 2)):
+        reg.values[base + bucket] += 1
+        reg.values[base + 3] += seconds
+    reg.values[count] += 4
+    reg.publish()
+    reg.publish()  # publishing twice does not convert twice
+    agg = collect(str(tmp_path), ["w1"])
+    assert agg.values["wardgate_test_seconds"][("a",)] == [1, 2, 1, 3_800_000_000]
+    assert agg.value("wardgate_test_total", "a") == 4
+    text = render(agg)
+    assert 'wardgate_test_seconds_sum{k="a"} 3.8' in text
+    assert 'wardgate_test_seconds_count{k="a"} 4' in text

@@ -160,13 +160,12 @@ class GatewayMetrics:
         base = dur[METHOD_INDEX.get(req.method, 8)][_STATUS_CLASS[status] if status < 600 else 4]
         v = self.values
         bucket = bisect_left(self._bounds, seconds)
-        ns = int(seconds * 1e9)
         v[base + bucket] += 1
-        v[base + self._nb + 1] += ns
+        v[base + self._nb + 1] += seconds  # float seconds (registry.py)
         if target in targets:
             tb = targets[target]
             v[tb + bucket] += 1
-            v[tb + self._nb + 1] += ns
+            v[tb + self._nb + 1] += seconds
         if auth is not None and req.auth_outcome != "-":
             v[auth.get(req.auth_outcome, auth["other"])] += 1
         if bytes_in:
@@ -199,13 +198,12 @@ class GatewayMetrics:
             dur, auth, bi, bo, targets = rows[route.metric_id if route is not None else 0]
             base = dur[method_index(req.method, 8)][status_class[status] if status < 600 else 4]
             bucket = bisect_left(bounds, seconds)
-            ns = int(seconds * 1e9)
             v[base + bucket] += 1
-            v[base + sum_at] += ns
+            v[base + sum_at] += seconds  # float seconds (registry.py)
             if target in targets:
                 tb = targets[target]
                 v[tb + bucket] += 1
-                v[tb + sum_at] += ns
+                v[tb + sum_at] += seconds
             if auth is not None:
                 outcome = req.auth_outcome
                 if outcome != "-":

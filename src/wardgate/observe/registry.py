@@ -7,8 +7,11 @@ reads every worker's numbers at scrape time without asking it anything). On the 
 an increment is `values[i] += n`: no string, no dict of labels, no allocation.
 
 Histograms take len(bounds) + 2 slots: one per bucket (not cumulative: one increment per
-observation), the +Inf bucket, and the sum in nanoseconds (an integer slot, so the whole array
-has one type). Cumulative counts and `_count` are computed at scrape time.
+observation), the +Inf bucket, and the sum. In the worker's list the sum is float seconds,
+as observed (converting each observation to an integer cost more than the rest of the
+increment); the mapped file has it in nanoseconds (an integer slot, so the whole array has
+one type), converted by `publish`. Cumulative counts and `_count` are computed at scrape
+time.
 
 A layout file next to the array describes the slots by family and label values; the
 aggregator (observe/aggregate.py) sums series by name and labels across files, so layouts of
@@ -76,7 +79,8 @@ class MetricRegistry:
         self.families: dict[str, Family] = {}
         self._next = HANDSHAKE_SLOTS
         #: the worker's own numbers (what every feature increments), after freeze()
-        self.values: list[int] | None = None
+        self.values: list[float] | None = None  # ints, and the histograms' float sums
+        self._sums: list[int] = []
         #: the mapped file the supervisor reads, updated by publish()
         self.shared: memoryview | None = None
         self._mm: mmap.mmap | None = None
@@ -132,6 +136,13 @@ class MetricRegistry:
             os.replace(tmp, base + ".json")  # the layout appears whole, after the array
         self.shared = memoryview(self._mm).cast("Q")
         self.values = [0] * len(self.shared)
+        # where each histogram keeps its sum (float seconds here, nanoseconds when published),
+        # as offsets into the published tail
+        self._sums = [slot + len(f.bounds) + 1 - HANDSHAKE_SLOTS
+                      for f in self.families.values() if f.kind == "histogram"
+                      for slot in f.series.values()]
+        for i in self._sums:
+            self.values[i + HANDSHAKE_SLOTS] = 0.0
 
     def publish(self) -> None:
         """Copy the worker's numbers into the mapped file (the handshake slots excepted)."""
@@ -139,6 +150,8 @@ class MetricRegistry:
         if shared is None or vals is None:
             return
         tail = vals[HANDSHAKE_SLOTS:]
+        for i in self._sums:
+            tail[i] = int(tail[i] * 1e9)
         try:
             shared[HANDSHAKE_SLOTS:] = array("Q", tail)
         except OverflowError:  # a slot out of uint64's range: clamp rather than stop counting
