@@ -2,8 +2,9 @@
 feeds the detector off the request path, and what a verdict does (log line, metrics, the
 admin ring, the flags the route steps read; with Redis, the verdict shared).
 
-The request path pays one deque append per finished request on a watched route (the worker's
-`log` wrapper in gateway/worker.py): the request object itself, and its status. Everything
+The request path pays one deque append per finished request on a watched route (in the
+metrics closure, observe/http.py `finisher`, or the worker's `log` wrapper in
+gateway/worker.py): the request object itself, and its status. Everything
 else (reading the identity, hashing the user agent, the network prefix, every signal) runs
 in `tick`, every `interval_ms`, between requests.
 """
