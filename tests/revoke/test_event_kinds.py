@@ -164,7 +164,8 @@ def test_cli_jti_sub_client(stack: tuple[IssuerProcess, GatewayProcess]) -> None
     by_client = client_token(iss, "batch", secret or "")
     by_jti, by_sub = login(iss), login(iss, "bob", "battery staple")
     claims_jti = iss.verify(by_jti["access_token"])
-    r = _cli(iss, "--jti", claims_jti["jti"], "--exp", str(claims_jti["exp"]))
+    # `--jti=`: a jti is base64url and may start with "-", which argparse would take for an option
+    r = _cli(iss, f"--jti={claims_jti['jti']}", "--exp", str(claims_jti["exp"]))
     assert r.returncode == 0, r.stderr
     assert wait_refused(gw.port, by_jti["access_token"]) < BOUND_S
     r = _cli(iss, "--sub", iss.verify(by_sub["access_token"])["sub"])

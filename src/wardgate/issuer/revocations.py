@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from wardgate.issuer.schema import issued_access, revocation_events
@@ -107,16 +107,25 @@ async def emit_session(conn: AsyncConnection, sid: str, *, now: int, reason: str
 async def since(conn: AsyncConnection, seq: int, *, now: int, grace_s: int,
                 limit: int = PAGE) -> tuple[list[Revocation], int]:
     """Events after `seq` still covering a live token; and the newest seq of the table (a
-    gateway whose cursor is ahead of it talks to a new database and starts again)."""
+    gateway whose cursor is ahead of it talks to a new database and starts again). Every live
+    event in (`seq`, newest] is returned (or the page is full): a caller may move its cursor
+    to newest when no event came back.
+
+    `newest` is read first and bounds the events read: the two SELECTs are two separate reads
+    (sqlite3 opens no transaction for a SELECT, so each sees the commits made before it
+    started). Read the other way round, an event committed between them (`wardgate revoke`
+    from another process) was missing from the events but counted in newest, the feed's cursor
+    moved past it and that gateway never applied it. Seqs become visible in order on SQLite
+    (one writer holds the lock from its INSERT to its COMMIT), so an event this read misses has
+    a seq above newest and comes with the next poll."""
+    col = revocation_events.c.seq
+    newest = int((await conn.execute(select(func.max(col)))).scalar() or 0)
     rows = (await conn.execute(
-        select(revocation_events).where(revocation_events.c.seq > seq,
+        select(revocation_events).where(col > seq, col <= newest,
                                         revocation_events.c.until + grace_s > now)
-        .order_by(revocation_events.c.seq).limit(limit))).mappings().all()
+        .order_by(col).limit(limit))).mappings().all()
     events = [Revocation(kind=r["kind"], value=r["value"], until=r["until"],
                          before=r["before"], seq=r["seq"]) for r in rows]
-    newest = events[-1].seq if events else int((await conn.execute(
-        select(revocation_events.c.seq).order_by(revocation_events.c.seq.desc()).limit(1)
-    )).scalar() or 0)
     return events, newest
 
 
