@@ -18,7 +18,17 @@ from sqlalchemy.exc import DBAPIError
 from tests.issuer.support import base_config
 from wardgate.config.issuer import IssuerConfig
 from wardgate.config.loader import load_file
-from wardgate.issuer import audit, clients, grants, keys, rawsql, refresh, sessions, users
+from wardgate.issuer import (
+    audit,
+    clients,
+    grants,
+    keys,
+    rawsql,
+    refresh,
+    revocations,
+    sessions,
+    users,
+)
 from wardgate.issuer.db import Database, open_database
 from wardgate.issuer.errors import InvalidGrant
 from wardgate.issuer.schema import auth_codes, refresh_tokens, signing_keys
@@ -41,7 +51,8 @@ async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Da
             await conn.execute(text(
                 "TRUNCATE wg_audit_events, wg_refresh_tokens, wg_auth_codes, wg_sessions, "
                 "wg_user_roles, wg_roles, wg_users, wg_clients, wg_signing_keys, "
-                "wg_revoked_jti, wg_used_assertions RESTART IDENTITY CASCADE"))
+                "wg_revoked_jti, wg_used_assertions, wg_revocation_events, wg_issued_access "
+                "RESTART IDENTITY CASCADE"))
     yield d
     await d.close()
 
@@ -461,3 +472,31 @@ def test_asyncpg_pool_takes_sqlalchemys_connect_arguments() -> None:
     assert isinstance(db.raw, rawsql.AsyncpgPool)
     assert db.raw._kwargs == {"host": "127.0.0.1", "port": 5432, "user": "u",
                               "password": "p", "database": "wg", "statement_cache_size": 7}
+
+
+async def test_revocation_feed_cursor_never_passes_an_event_still_being_committed(
+        db: Database) -> None:
+    """Two transactions emit revocation events at once; a gateway polls in between. Seqs must
+    become visible in order (SQLite: one writer; PostgreSQL: the advisory lock in `emit`),
+    otherwise the later seq commits first, the poll's cursor moves past the earlier one and
+    that event is never handed to the gateway."""
+    async def poll(since: int) -> tuple[list[str], int]:
+        async with db.begin() as conn:
+            events, newest = await revocations.since(conn, since, now=NOW, grace_s=0)
+        return [e.value for e in events], (events[-1].seq if events else max(newest, since))
+
+    async def second() -> None:
+        async with db.begin() as conn:
+            await revocations.emit(conn, "jti", "b", now=NOW, until=NOW + 600, reason="t")
+
+    seen: list[str] = []
+    async with db.begin() as first:
+        await revocations.emit(first, "jti", "a", now=NOW, until=NOW + 600, reason="t")
+        other = asyncio.create_task(second())
+        await asyncio.sleep(0.3)  # the second transaction commits now, if nothing orders it
+        got, cursor = await poll(0)
+        seen += got
+    await asyncio.wait_for(other, 10)
+    got, cursor = await poll(cursor)
+    seen += got
+    assert sorted(seen) == ["a", "b"]

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import delete, func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from wardgate.issuer.schema import issued_access, revocation_events
@@ -33,6 +33,8 @@ PAGE = 1000
 EMITTED = "wardgate_revocation_emitted"
 ACCESS_INSERT = insert(issued_access).inline()
 ACCESS_COLUMNS = ("jti", "family_id", "sid", "expires_at")
+#: the PostgreSQL advisory lock that orders event inserts (any constant; "wgrevoke" in ASCII)
+_EVENTS_LOCK = 0x7767726576_6F6B65
 
 
 def access_row(claims: dict[str, Any], family_id: str | None) -> dict[str, Any] | None:
@@ -55,6 +57,13 @@ async def emit(conn: AsyncConnection, kind: str, value: str, *, now: int, until:
                reason: str) -> Revocation:
     before = now + 1 if kind != "jti" else 0
     ev = Revocation(kind=kind, value=value, until=until, before=before)  # validates
+    if conn.dialect.name == "postgresql":
+        # Seqs must become visible in the order they are given (see `since`). SQLite gives
+        # that for free (one writer from its first write to its commit); on PostgreSQL two
+        # transactions could take seqs 10 and 11 and commit 11 first, and a poll in between
+        # would move its cursor past 10 for good. This lock, held to the commit, orders them
+        # (taken again by a later event of the same transaction: it stacks, one release).
+        await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _EVENTS_LOCK})
     conn.info[EMITTED] = True  # the relay (if any) wakes when this transaction commits
     res = await conn.execute(insert(revocation_events).values(
         kind=kind, value=value, before=before, until=until, at=now, reason=reason))
@@ -115,9 +124,10 @@ async def since(conn: AsyncConnection, seq: int, *, now: int, grace_s: int,
     (sqlite3 opens no transaction for a SELECT, so each sees the commits made before it
     started). Read the other way round, an event committed between them (`wardgate revoke`
     from another process) was missing from the events but counted in newest, the feed's cursor
-    moved past it and that gateway never applied it. Seqs become visible in order on SQLite
-    (one writer holds the lock from its INSERT to its COMMIT), so an event this read misses has
-    a seq above newest and comes with the next poll."""
+    moved past it and that gateway never applied it. Seqs become visible in order (SQLite: one
+    writer holds the lock from its INSERT to its COMMIT; PostgreSQL: `emit` takes an advisory
+    lock held to the commit), so an event this read misses has a seq above newest and comes
+    with the next poll."""
     col = revocation_events.c.seq
     newest = int((await conn.execute(select(func.max(col)))).scalar() or 0)
     rows = (await conn.execute(

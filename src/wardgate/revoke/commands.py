@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("revoke", help="revoke a token, a subject's or a client's tokens")
     p.add_argument("--config", "-c", required=True, help="the issuer's config file")
     g = p.add_mutually_exclusive_group(required=True)
-    g.add_argument("--jti", help="one token, by its jti")
+    g.add_argument("--jti", help="one token, by its jti (one that starts with - as --jti=VALUE)")
     g.add_argument("--sub", help="every token of this subject issued before now")
     g.add_argument("--client", help="every token of this client_id issued before now")
     p.add_argument("--exp", type=int, help="with --jti: the token's exp (else the longest "
