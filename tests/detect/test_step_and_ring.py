@@ -3,6 +3,7 @@ detections ring the admin API reads."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -107,9 +108,7 @@ def test_ring_newest_first_over_workers_and_bounded(tmp_path: Path) -> None:
     b.close()
 
 
-def test_a_routes_step_is_in_place_only_while_something_is_flagged(tmp_path: Path) -> None:
-    """The pipeline calls a route's detection step only while a flag is held (flags.py arms
-    and disarms it), and a flag set while armed is enforced at once."""
+def _runtime(tmp_path: Path) -> Runtime:
     cfg = {
         "providers": [{"name": "main", "issuer": "https://iss.example", "audiences": ["api"],
                        "jwks_file": str(tmp_path / "jwks.json")}],
@@ -122,7 +121,13 @@ def test_a_routes_step_is_in_place_only_while_something_is_flagged(tmp_path: Pat
     }
     (tmp_path / "jwks.json").write_text('{"keys": []}')
     (tmp_path / "g.yaml").write_text(yaml.safe_dump(cfg))
-    rt = Runtime(load_gateway(str(tmp_path / "g.yaml")))
+    return Runtime(load_gateway(str(tmp_path / "g.yaml")))
+
+
+def test_a_routes_step_is_in_place_only_while_something_is_flagged(tmp_path: Path) -> None:
+    """The pipeline calls a route's detection step only while a flag is held (flags.py arms
+    and disarms it), and a flag set while armed is enforced at once."""
+    rt = _runtime(tmp_path)
     api, quiet = rt.routes
     flags = rt.detection.detector.flags
     assert api.observed and quiet.observed
@@ -133,3 +138,27 @@ def test_a_routes_step_is_in_place_only_while_something_is_flagged(tmp_path: Pat
         api.detect(request())
     assert flags.sweep(120.0) == 0 and api.detect is not None
     assert flags.sweep(151.0) == 1 and api.detect is None
+
+
+async def test_a_backlog_is_worked_off_in_slices_and_all_of_it_counts(tmp_path: Path) -> None:
+    """One detector run takes a bounded slice of the buffer (the worker serves requests in
+    between); the task runs slices until the buffer is empty, and stop() drains the rest."""
+    rt = _runtime(tmp_path)
+    det = rt.detection
+    for i in range(2_500):
+        req = request(jti=f"j{i}", ip=f"10.0.{i % 200}.1")
+        req.route = rt.routes[0]
+        det.buf.append((req, 200, 10))
+    det.tick(100.0)
+    assert len(det.buf) == 1_500  # one slice
+    det.start(asyncio.get_running_loop())
+    for _ in range(100):
+        if not det.buf:
+            break
+        await asyncio.sleep(0.05)
+    assert not det.buf  # the next run took the rest, a slice at a time
+    for i in range(1_500):
+        det.buf.append((request(jti=f"k{i}"), 200, 10))
+        det.buf[-1][0].route = rt.routes[0]
+    await det.stop()
+    assert not det.buf
