@@ -2,7 +2,7 @@
 
 `GatewayMetrics.declare` runs once per worker at start-up (after the routes are compiled) and
 preallocates every series; `request_done` is called from the single place a request ends
-(WorkerState.log, next to the access log line) and only indexes lists and adds integers.
+(WorkerState.log, next to the access log line) and only indexes lists and adds numbers.
 
 Other features plug in by declaring their families on `GatewayMetrics.registry` before the
 worker freezes it (in `Runtime._declare_metrics`) and registering `on_bind` for the array:
