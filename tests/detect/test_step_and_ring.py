@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
 from wardgate.auth.identity import Identity
 from wardgate.config import load_gateway
+from wardgate.detect.adapter import buffered
+from wardgate.detect.events import ua_hash
 from wardgate.detect.flags import Flags
 from wardgate.detect.step import compile_step
 from wardgate.detect.verdict import KEY_JTI, KEY_NET, KEY_SUB, Finding
@@ -150,7 +153,7 @@ async def test_a_backlog_is_worked_off_in_slices_and_all_of_it_counts(tmp_path: 
         for i in range(n):
             req = request(jti=f"{prefix}{i}", ip=f"10.0.{i % 200}.1")
             req.route = rt.routes[0]
-            det.buf.append((req, 200, 10))
+            det.buf.append(buffered(req, 200, 10))
 
     buffer(2_500, "j")
     det.tick(100.0)
@@ -164,3 +167,37 @@ async def test_a_backlog_is_worked_off_in_slices_and_all_of_it_counts(tmp_path: 
     buffer(1_500, "k")  # more than one slice, and the task gets no turn before stop()
     await det.stop()
     assert not det.buf
+
+
+def test_a_burst_is_one_event_and_user_agents_stay_apart(tmp_path: Path) -> None:
+    """The tick folds a client's identical requests into one event counted that many times;
+    another user agent, path or status starts a new event. What the request path buffered
+    holds the request's fields, not the request."""
+    rt = _runtime(tmp_path)
+    det = rt.detection
+    seen: list[tuple[Any, int]] = []
+    det.detector.observe = lambda ev, n: seen.append((ev, n)) or []
+    ident = request().identity  # one token: the verified-token cache hands out one identity
+
+    def finished(path: str = "/api/a", ua: bytes = b"app/1", status: int = 200,
+                 accept: bytes = b"*/*") -> None:
+        req = request()
+        req.identity = ident
+        req.route, req.path, req.method, req.auth_outcome = rt.routes[0], path, "GET", "ok"
+        req.headers = [(b"host", b"gw"), (b"user-agent", ua), (b"accept", accept)]
+        item = buffered(req, status, 10)
+        assert not any(isinstance(x, Request) for x in item)
+        det.buf.append(item)
+
+    for _ in range(3):
+        finished()
+    finished(accept=b"text/html")  # other headers, the same user agent: the same client
+    finished(ua=b"curl/8.5")
+    finished(ua=b"curl/8.5", path="/api/b")
+    finished(ua=b"curl/8.5", path="/api/b", status=404)
+    det.tick(100.0)
+    got = [(ev.ua, ev.path, ev.status, n) for ev, n in seen]
+    app, curl = ua_hash(b"app/1"), ua_hash(b"curl/8.5")
+    assert got == [(app, "/api/a", 200, 4), (curl, "/api/a", 200, 1),
+                   (curl, "/api/b", 200, 1), (curl, "/api/b", 404, 1)]
+    assert {ev.jti for ev, _ in seen} == {"j1"} and {ev.sub for ev, _ in seen} == {"alice"}

@@ -4,7 +4,7 @@ admin ring, the flags the route steps read; with Redis, the verdict shared).
 
 The request path pays one deque append per finished request on a watched route (in the
 metrics closure, observe/http.py `finisher`, or the worker's `log` wrapper in
-gateway/worker.py): the request object itself, and its status. Everything
+gateway/worker.py): a flat tuple of the request's fields (`buffered`). Everything
 else (reading the identity, hashing the user agent, the network prefix, every signal) runs
 in `tick`, every `interval_ms`, between requests.
 """
@@ -44,6 +44,31 @@ DRY_RUN = "dry_run"
 _TICK_BUDGET = 1_000
 
 
+#: What the request path buffers per finished request: a flat tuple, not the Request, so the
+#: request and what hangs off it (its exchange, body state) are freed when it ends instead of
+#: surviving the collector's young generations for up to `interval_ms` (the GC walked them a
+#: few times each). First the run key (what makes two requests one event, KEY_LEN fields;
+#: the header list at UA_AT stands in for the user agent), then the rest. Built inline by the
+#: metrics closure (observe/http.py `finisher`), elsewhere by `buffered`.
+#:     (route, identity, client_ip, method, path, auth_outcome, status, headers,
+#:      params, start, response bytes)
+KEY_LEN = 8
+UA_AT = 7
+
+
+def buffered(req: Request, status: int, size: int) -> tuple[Any, ...]:
+    """A finished request as the buffer holds it (see KEY_LEN)."""
+    return (req.route, req.identity, req.client_ip, req.method, req.path, req.auth_outcome,
+            status, req.headers, req.params, req.start, size)
+
+
+def _ua(headers: list[tuple[bytes, bytes]]) -> bytes | None:
+    for n, v in headers:
+        if n == b"user-agent":
+            return v
+    return None
+
+
 class DetectionRuntime:
     """Compiled once per worker (Runtime._compile_detection)."""
 
@@ -66,7 +91,7 @@ class DetectionRuntime:
             route.observed = True
             watched.append((route, action))
         self.detector = Detector(dcfg, actions)
-        self.buf: deque[tuple[Request, int, int]] = deque(maxlen=dcfg.buffer)
+        self.buf: deque[tuple[Any, ...]] = deque(maxlen=dcfg.buffer)  # `buffered` items
         self.routes = [r for r, _ in watched]
         self._counters: dict[str, list[Any]] = {}
         steps: list[tuple[Any, Any]] = []
@@ -189,22 +214,18 @@ class DetectionRuntime:
         event, shared = self.event, self.shared
         # A run of identical requests (one client's burst: same token, address, user agent,
         # route, path, method, status and auth outcome) is one event counted `run` times.
-        first: Any = None
+        key: Any = None   # the run's key: item[:KEY_LEN] of its first request
+        near: Any = None  # the same without the header list
         ev: Event | None = None
-        run = status0 = 0
+        run = 0
         ua0: bytes | None = None
         while True:
             item = buf.popleft() if buf and n < _TICK_BUDGET else None
             if item is not None:
-                req, status, size = item
                 n += 1
+                head = item[:KEY_LEN]
                 # equal header lists mean the same user agent: cheaper than finding it
-                if first is not None and status == status0 and req.identity is first.identity \
-                        and req.route is first.route and req.client_ip == first.client_ip \
-                        and req.path == first.path \
-                        and req.auth_outcome == first.auth_outcome \
-                        and req.method == first.method \
-                        and (req.headers == first.headers or req.header(b"user-agent") == ua0):
+                if head == key or head[:UA_AT] == near and _ua(item[UA_AT]) == ua0:
                     run += 1
                     continue
             if ev is not None:
@@ -215,9 +236,9 @@ class DetectionRuntime:
                     found.extend((v, ev) for v in verdicts)
             if item is None:
                 break
-            ua0 = req.header(b"user-agent")
-            first, status0, run = req, status, 1
-            ev = event(req, status, size, memo, ua0)
+            ua0 = _ua(item[UA_AT])
+            key, near, run = head, head[:UA_AT], 1
+            ev = event(item, memo, ua0)
         if self._values is not None and n:
             self._values[self._observed_slot] += n
         for v, ev in found:
@@ -230,15 +251,10 @@ class DetectionRuntime:
         return [v for v, _ in found]
 
     @staticmethod
-    def event(req: Request, status: int, size: int,
+    def event(item: tuple[Any, ...],
               memo: dict[tuple[int, str, bytes | None], tuple[Any, ...]] | None,
               ua: bytes | None) -> Event:
-        """The request as the detector sees it. What comes from the token, the address and
-        the user agent is worked out once per tick for each (token, address, user agent):
-        `memo` (a burst of one client is the common case); `ua`: its User-Agent value, which
-        the caller has looked up already."""
-        ident = req.identity
-        ip = req.client_ip
+        route, ident, ip, method, path, outcome, status, _, params, start, size = item
         k = (id(ident), ip, ua)
         got = memo.get(k) if memo is not None else None
         if got is None or got[0] is not ident:
@@ -250,13 +266,11 @@ class DetectionRuntime:
                 client_id = cid if isinstance(cid, str) else None
                 sub_hash = ident.sub_hash
                 exp = ident.exp or 0.0
-            # the identity itself is kept with its fields: its id stays its own meanwhile
             got = (ident, network_of(ip), sub, jti, client_id, sub_hash, ua_hash(ua), exp)
             if memo is not None:
                 memo[k] = got
-        params = req.params
-        return Event(req.start, req.route.name, ip, got[1], status, req.method,
-                     req.auth_outcome, got[2], got[3], got[4], got[5], got[6], req.path,
+        return Event(start, route.name, ip, got[1], status, method,
+                     outcome, got[2], got[3], got[4], got[5], got[6], path,
                      tuple(params.values()) if params else (), got[7], size)
 
     def enable_revoke(self, sink: RevocationSink) -> None:

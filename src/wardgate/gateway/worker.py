@@ -20,6 +20,7 @@ import ssl
 import sys
 import time
 from collections.abc import Callable
+from typing import Any
 
 import uvloop
 
@@ -62,6 +63,8 @@ class WorkerState:
         self.recording = accesslog.enabled or runtime.metrics is not None \
             or self.tracer is not None or runtime.detection is not None
         observe = runtime.detection.buf.append if runtime.detection is not None else None
+        # (the metrics closure builds the detector's item inline; `_observed` calls
+        # wardgate.detect.buffered)
         if not accesslog.enabled and self.tracer is None and self.metrics is not None \
                 and self.metrics.values is not None:
             # metrics alone: the whole of `log` is one closure over the slots (and the
@@ -109,16 +112,18 @@ _NOT_REFUSALS = frozenset(("-", "ok", "anonymous"))
 
 
 def _observed(log: Callable[..., None] | None,
-              record: Callable[[tuple[Request, int, int]], None]) -> Callable[..., None]:
+              record: Callable[[tuple[Any, ...]], None]) -> Callable[..., None]:
     """`log` (None: nothing else records), and then the finished request handed to the
-    detector (wardgate.detect) when its route is watched: one append of the request, its
-    status and its response bytes; the rest happens in the detector's tick."""
+    detector (wardgate.detect) when its route is watched: one append of its fields
+    (`buffered`); the rest happens in the detector's tick."""
+    from wardgate.detect.adapter import buffered
+
     if log is None:
         def observed_only(req: Request, status: int, bytes_in: int, bytes_out: int,
                           *rest: object) -> None:
             route = req.route
             if route is not None and route.observed:
-                record((req, status, bytes_out))
+                record(buffered(req, status, bytes_out))
         return observed_only
 
     def observed(req: Request, status: int, bytes_in: int, bytes_out: int,
@@ -126,7 +131,7 @@ def _observed(log: Callable[..., None] | None,
         log(req, status, bytes_in, bytes_out, *rest)
         route = req.route
         if route is not None and route.observed:
-            record((req, status, bytes_out))
+            record(buffered(req, status, bytes_out))
     return observed
 
 

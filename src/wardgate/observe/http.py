@@ -175,7 +175,7 @@ class GatewayMetrics:
 
     def finisher(self, clock: Callable[[], float],
                  refused: Callable[[Request, int], None],
-                 observe: Callable[[tuple[Request, int, int]], None] | None = None
+                 observe: Callable[[tuple[Any, ...]], None] | None = None
                  ) -> Callable[..., None]:
         """`request_done` fused with taking the time, as one closure over its slots: what
         WorkerState.log becomes when there is no access log. `refused(req, status)` gets the
@@ -215,7 +215,10 @@ class GatewayMetrics:
             if status in refusals:
                 refused(req, status)
             if observe is not None and route is not None and route.observed:
-                observe((req, status, bytes_out))
+                # detect/adapter.py's item layout: its run key first, then the rest
+                observe((route, req.identity, req.client_ip, req.method, req.path,
+                         req.auth_outcome, status, req.headers, req.params, req.start,
+                         bytes_out))
         return done
 
     def sample(self, connections: int, now: float, refused: int = 0) -> None:
