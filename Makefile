@@ -8,7 +8,9 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test lint unit fuzz bench sysdeps clean
 
-$(STAMP): pyproject.toml
+# the C part (optional: without a compiler the install goes on, in pure Python) is built by
+# the install, so a change to it reinstalls
+$(STAMP): pyproject.toml src/wardgate/observe/_finish.c
 	test -x $(BIN)/python || { py='$(PY)'; [ -n "$$py" ] || py=$$(scripts/pick-python.sh) || exit 1; \
 	  echo "creating $(VENV) with $$py"; "$$py" -m venv $(VENV); }
 	$(BIN)/pip install -q --upgrade pip
@@ -18,10 +20,11 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/wardgate demo
 
-# System packages the tests start for real (postgresql, redis, chromium).
+# System packages the tests start for real (postgresql, redis, chromium), and what builds
+# the C part, whose tests compare it with the Python one (gcc, Python's headers).
 sysdeps:
 	@scripts/ensure-apt.sh postgresql:/usr/lib/postgresql chromium:chromium \
-	  redis-server:redis-server redis-tools:redis-cli
+	  redis-server:redis-server redis-tools:redis-cli gcc:gcc python3-dev:python3-config
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
@@ -68,3 +71,4 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .wardgate .pytest_cache .mypy_cache
+	find src -name "*.so" -delete

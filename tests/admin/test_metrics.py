@@ -55,10 +55,14 @@ def _config(tmp_path, signing_key, upstream):
     return with_admin(cfg)
 
 
-# without an access log, a finished request takes the fused path (GatewayMetrics.finisher)
-@pytest.mark.parametrize("access_log", [True, False], ids=["access-log", "no-access-log"])
+# without an access log, a finished request takes the fused path (GatewayMetrics.finisher):
+# its C closure (observe/_finish.c) by default, the Python one with WARDGATE_PURE_PYTHON=1
+@pytest.mark.parametrize("access_log,pure", [(True, False), (False, False), (False, True)],
+                         ids=["access-log", "no-access-log", "no-access-log-pure-python"])
 def test_counters_exact_across_two_workers_and_kept_over_reload(
-        upstream, gateway_factory, signing_key, tmp_path, access_log):
+        upstream, gateway_factory, signing_key, tmp_path, access_log, pure, monkeypatch):
+    if pure:
+        monkeypatch.setenv("WARDGATE_PURE_PYTHON", "1")
     cfg = _config(tmp_path, signing_key, upstream)
     cfg["access_log"] = {"enabled": access_log}
     gw = gateway_factory(cfg)

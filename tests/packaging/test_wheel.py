@@ -23,19 +23,51 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def fresh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    tmp = tmp_path_factory.mktemp("wheel")
-    dist = tmp / "dist"
-    subprocess.run([sys.executable, "-m", "build", "--wheel", "--sdist", "--outdir", str(dist),
+def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The wheel and the sdist built from this checkout."""
+    out = tmp_path_factory.mktemp("dist")
+    subprocess.run([sys.executable, "-m", "build", "--wheel", "--sdist", "--outdir", str(out),
                     str(REPO)], check=True, capture_output=True, timeout=300)
+    assert list(out.glob("wardgate-*.whl")) and list(out.glob("wardgate-*.tar.gz"))
+    return out
+
+
+@pytest.fixture(scope="module")
+def fresh(tmp_path_factory: pytest.TempPathFactory, dist: Path) -> Iterator[Path]:
+    tmp = tmp_path_factory.mktemp("wheel")
     wheels = list(dist.glob("wardgate-*.whl"))
-    assert wheels and list(dist.glob("wardgate-*.tar.gz"))
     venv = tmp / "venv"
     base = getattr(sys, "_base_executable", sys.executable)
     subprocess.run([base, "-m", "venv", str(venv)], check=True, timeout=120)
     subprocess.run([str(venv / "bin" / "pip"), "install", "-q", str(wheels[0])], check=True,
                    capture_output=True, timeout=600)
     yield venv
+
+
+def accelerated(venv: Path) -> str:
+    out = subprocess.run([str(venv / "bin" / "python"), "-c",
+                          "from wardgate.observe import http; print(http.ACCELERATED)"],
+                         capture_output=True, text=True, check=True, cwd="/")
+    return out.stdout.strip()
+
+
+def test_the_wheel_carries_the_compiled_metrics_closure(fresh: Path) -> None:
+    assert accelerated(fresh) == "True"
+
+
+def test_without_a_compiler_the_install_falls_back_to_python(tmp_path: Path, dist: Path) -> None:
+    """A machine without a C compiler (or Python's headers) still installs from the sdist:
+    the optional extension is skipped and the Python closure serves (observe/http.py)."""
+    venv = tmp_path / "venv"
+    base = getattr(sys, "_base_executable", sys.executable)
+    subprocess.run([base, "-m", "venv", str(venv)], check=True, timeout=120)
+    env = {**os.environ, "CC": "false", "LDSHARED": "false"}
+    (sdist,) = dist.glob("wardgate-*.tar.gz")
+    r = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", str(sdist)],
+                       capture_output=True, text=True, timeout=600, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert accelerated(venv) == "False"
+    assert wg(venv, "run", "--help").returncode == 0
 
 
 def wg(venv: Path, *args: str, cwd: Path | None = None, stdin: str | None = None

@@ -19,6 +19,13 @@ from typing import TYPE_CHECKING, Any
 
 from wardgate.observe.registry import DURATION_BUCKETS_S, MetricRegistry
 
+try:  # the closure of `finisher` in C (observe/_finish.c), when the install could build it
+    from wardgate.observe._finish import Finisher as _CFinisher
+except ImportError:  # no compiler at install time: the Python closure, which is the reference
+    _CFinisher = None
+#: whether `finisher` returns the C closure (WARDGATE_PURE_PYTHON=1: the Python one)
+ACCELERATED = _CFinisher is not None and os.environ.get("WARDGATE_PURE_PYTHON") != "1"
+
 if TYPE_CHECKING:
     from wardgate.gateway.request import Request
 
@@ -175,14 +182,22 @@ class GatewayMetrics:
 
     def finisher(self, clock: Callable[[], float],
                  refused: Callable[[Request, int], None],
-                 observe: Callable[[tuple[Any, ...]], None] | None = None
-                 ) -> Callable[..., None]:
+                 observe: Callable[[tuple[Any, ...]], None] | None = None,
+                 accelerated: bool | None = None) -> Callable[..., None]:
         """`request_done` fused with taking the time, as one closure over its slots: what
         WorkerState.log becomes when there is no access log. `refused(req, status)` gets the
         answers that may be a refusal of the caller (for the denials ring); `observe`, with
         detection, the finished requests of watched routes (the detector's buffer append:
-        fused here, as a wrapper it cost a call per request). Call after bind."""
+        fused here, as a wrapper it cost a call per request). Call after bind.
+
+        `accelerated` (default: ACCELERATED) picks the C closure, observe/_finish.c: the
+        same slots in the same order, at about a quarter of the instructions."""
         v = self.values
+        if ACCELERATED if accelerated is None else accelerated:
+            if _CFinisher is None:
+                raise RuntimeError("wardgate.observe._finish was not built")
+            return _CFinisher(clock, v, self._rows, self._bounds, METHOD_INDEX,  # type: ignore[no-any-return]
+                              refused, REFUSAL_STATUSES, observe)
         rows = self._rows
         bounds = self._bounds
         sum_at = self._nb + 1
