@@ -59,32 +59,10 @@ slot_check(PyObject *values, Py_ssize_t i)
     return 0;
 }
 
-/* values[i] += n (ints; anything else through the number protocol, as Python would) */
+/* values[i] = new in place of old, an exact int or float (freeing one runs no Python code) */
 static int
-add_int(PyObject *values, Py_ssize_t i, long long n)
+put(PyObject *values, Py_ssize_t i, PyObject *old, PyObject *new)
 {
-    PyObject *old, *new;
-    if (slot_check(values, i) < 0)
-        return -1;
-    old = PyList_GET_ITEM(values, i);
-    if (PyLong_CheckExact(old)) {
-        int overflow = 0;
-        long long x = PyLong_AsLongLongAndOverflow(old, &overflow);
-        if (!overflow && (n >= 0 ? x <= LLONG_MAX - n : x >= LLONG_MIN - n)) {
-            new = PyLong_FromLongLong(x + n);
-            goto set;
-        }
-        if (x == -1 && PyErr_Occurred())
-            return -1;
-    }
-    {
-        PyObject *d = PyLong_FromLongLong(n);
-        if (d == NULL)
-            return -1;
-        new = PyNumber_Add(old, d);
-        Py_DECREF(d);
-    }
-set:
     if (new == NULL)
         return -1;
     PyList_SET_ITEM(values, i, new);
@@ -92,28 +70,51 @@ set:
     return 0;
 }
 
+/* values[i] = old + d through the number protocol, for anything else in a slot: that may
+   run Python code, so old is held meanwhile and the list written with the checked setter */
+static int
+add_generic(PyObject *values, Py_ssize_t i, PyObject *old, PyObject *d)
+{
+    PyObject *new;
+    if (d == NULL)
+        return -1;
+    Py_INCREF(old);
+    new = PyNumber_Add(old, d);
+    Py_DECREF(old);
+    Py_DECREF(d);
+    if (new == NULL)
+        return -1;
+    return PyList_SetItem(values, i, new);  /* steals new; IndexError if the list shrank */
+}
+
+/* values[i] += n */
+static int
+add_int(PyObject *values, Py_ssize_t i, long long n)
+{
+    PyObject *old;
+    if (slot_check(values, i) < 0)
+        return -1;
+    old = PyList_GET_ITEM(values, i);
+    if (PyLong_CheckExact(old)) {
+        int overflow = 0;
+        long long x = PyLong_AsLongLongAndOverflow(old, &overflow);
+        if (!overflow && (n >= 0 ? x <= LLONG_MAX - n : x >= LLONG_MIN - n))
+            return put(values, i, old, PyLong_FromLongLong(x + n));
+    }
+    return add_generic(values, i, old, PyLong_FromLongLong(n));
+}
+
 /* values[i] += seconds (a histogram's float sum) */
 static int
 add_float(PyObject *values, Py_ssize_t i, double seconds)
 {
-    PyObject *old, *new;
+    PyObject *old;
     if (slot_check(values, i) < 0)
         return -1;
     old = PyList_GET_ITEM(values, i);
-    if (PyFloat_CheckExact(old)) {
-        new = PyFloat_FromDouble(PyFloat_AS_DOUBLE(old) + seconds);
-    } else {
-        PyObject *d = PyFloat_FromDouble(seconds);
-        if (d == NULL)
-            return -1;
-        new = PyNumber_Add(old, d);
-        Py_DECREF(d);
-    }
-    if (new == NULL)
-        return -1;
-    PyList_SET_ITEM(values, i, new);
-    Py_DECREF(old);
-    return 0;
+    if (PyFloat_CheckExact(old))
+        return put(values, i, old, PyFloat_FromDouble(PyFloat_AS_DOUBLE(old) + seconds));
+    return add_generic(values, i, old, PyFloat_FromDouble(seconds));
 }
 
 /* a slot number from a dict value (or any int) */
@@ -132,7 +133,7 @@ finish(Finisher *self, PyObject *const *args)
 {
     PyObject *req = args[0], *status_obj = args[1], *target = args[4];
     PyObject *start_obj = NULL, *route = NULL, *method = NULL, *outcome = NULL;
-    PyObject *got;
+    PyObject *got, *result = NULL;  /* NULL: an exception is set */
     PyObject *values = self->values;
     double start, seconds = 0.0;
     long status;
@@ -153,178 +154,150 @@ finish(Finisher *self, PyObject *const *args)
 
     start_obj = PyObject_GetAttr(req, s_start);
     if (start_obj == NULL)
-        goto error;
+        goto done;
     start = PyFloat_AsDouble(start_obj);
     if (start == -1.0 && PyErr_Occurred())
-        goto error;
+        goto done;
     if (start != 0.0) {
         PyObject *now = PyObject_CallNoArgs(self->clock);
         double t;
         if (now == NULL)
-            goto error;
+            goto done;
         t = PyFloat_AsDouble(now);
         Py_DECREF(now);
         if (t == -1.0 && PyErr_Occurred())
-            goto error;
+            goto done;
         seconds = t - start;
     }
 
     route = PyObject_GetAttr(req, s_route);
     if (route == NULL)
-        goto error;
+        goto done;
     if (route != Py_None) {
         PyObject *mid = PyObject_GetAttr(route, s_metric_id);
         if (mid == NULL)
-            goto error;
+            goto done;
         rc = as_slot(mid, &row_id);
         Py_DECREF(mid);
         if (rc < 0)
-            goto error;
+            goto done;
     }
     if (row_id < 0 || row_id >= self->n_rows) {
         PyErr_SetString(PyExc_IndexError, "route metric id out of range");
-        goto error;
+        goto done;
     }
     row = &self->rows[row_id];
 
     method = PyObject_GetAttr(req, s_method);
     if (method == NULL)
-        goto error;
+        goto done;
     m = self->n_methods - 1;
     got = PyDict_GetItemWithError(self->method_index, method);
     if (got != NULL) {
         if (as_slot(got, &m) < 0)
-            goto error;
+            goto done;
         if (m < 0 || m >= self->n_methods) {
             PyErr_SetString(PyExc_IndexError, "method index out of range");
-            goto error;
+            goto done;
         }
     } else if (PyErr_Occurred()) {
-        goto error;
+        goto done;
     }
     cls = (status >= 100 && status < N_STATUS) ? status / 100 - 1 : N_CLASSES - 1;
     base = row->dur[m][cls];
     for (bucket = 0; bucket < self->n_bounds && self->bounds[bucket] < seconds; bucket++)
         ;
     if (add_int(values, base + bucket, 1) < 0 || add_float(values, base + self->n_bounds + 1, seconds) < 0)
-        goto error;
+        goto done;
 
     got = PyDict_GetItemWithError(row->targets, target);
     if (got != NULL) {
         if (as_slot(got, &slot) < 0 || add_int(values, slot + bucket, 1) < 0
                 || add_float(values, slot + self->n_bounds + 1, seconds) < 0)
-            goto error;
+            goto done;
     } else if (PyErr_Occurred()) {
-        goto error;
+        goto done;
     }
 
     if (row->auth != NULL) {
         outcome = PyObject_GetAttr(req, s_auth_outcome);
         if (outcome == NULL)
-            goto error;
+            goto done;
         rc = PyObject_RichCompareBool(outcome, s_dash, Py_NE);
         if (rc < 0)
-            goto error;
+            goto done;
         if (rc) {
             got = PyDict_GetItemWithError(row->auth, outcome);
             if (got != NULL) {
                 if (as_slot(got, &slot) < 0)
-                    goto error;
+                    goto done;
             } else if (PyErr_Occurred()) {
-                goto error;
+                goto done;
             } else {
                 slot = row->auth_other;
             }
             if (add_int(values, slot, 1) < 0)
-                goto error;
+                goto done;
         }
     }
     if (bytes_in && add_int(values, row->bytes_in, bytes_in) < 0)
-        goto error;
+        goto done;
     if (bytes_out && add_int(values, row->bytes_out, bytes_out) < 0)
-        goto error;
+        goto done;
 
     rc = (status >= 0 && status < N_STATUS) ? self->refusal[status]
                                             : PySet_Contains(self->refusals, status_obj);
     if (rc < 0)
-        goto error;
+        goto done;
     if (rc) {
         PyObject *r = PyObject_CallFunctionObjArgs(self->refused, req, status_obj, NULL);
         if (r == NULL)
-            goto error;
+            goto done;
         Py_DECREF(r);
     }
 
     if (self->observe != Py_None && route != Py_None) {
         PyObject *flag = PyObject_GetAttr(route, s_observed);
         if (flag == NULL)
-            goto error;
+            goto done;
         rc = PyObject_IsTrue(flag);
         Py_DECREF(flag);
         if (rc < 0)
-            goto error;
+            goto done;
         if (rc) {
             /* detect/adapter.py's item: (route, identity, client_ip, method, path,
                auth_outcome, status, headers, params, start, response bytes) */
-            PyObject *item = PyTuple_New(11), *r;
             PyObject *names[5] = {s_identity, s_client_ip, s_path, s_headers, s_params};
             PyObject *vals[5] = {NULL, NULL, NULL, NULL, NULL};
+            PyObject *item = NULL, *r = NULL;
             int i;
-            if (item == NULL)
-                goto error;
-            for (i = 0; i < 5; i++) {
-                vals[i] = PyObject_GetAttr(req, names[i]);
-                if (vals[i] == NULL) {
-                    while (--i >= 0)
-                        Py_DECREF(vals[i]);
-                    Py_DECREF(item);
-                    goto error;
-                }
-            }
-            if (outcome == NULL) {
+            for (i = 0; i < 5; i++)
+                if ((vals[i] = PyObject_GetAttr(req, names[i])) == NULL)
+                    break;
+            if (i == 5 && outcome == NULL)
                 outcome = PyObject_GetAttr(req, s_auth_outcome);
-                if (outcome == NULL) {
-                    for (i = 0; i < 5; i++)
-                        Py_DECREF(vals[i]);
-                    Py_DECREF(item);
-                    goto error;
-                }
+            if (i == 5 && outcome != NULL)
+                item = PyTuple_Pack(11, route, vals[0], vals[1], method, vals[2], outcome,
+                                    status_obj, vals[3], vals[4], start_obj, args[3]);
+            for (i = 0; i < 5; i++)
+                Py_XDECREF(vals[i]);
+            if (item != NULL) {
+                r = PyObject_CallOneArg(self->observe, item);
+                Py_DECREF(item);
             }
-            Py_INCREF(route);
-            PyTuple_SET_ITEM(item, 0, route);
-            PyTuple_SET_ITEM(item, 1, vals[0]);
-            PyTuple_SET_ITEM(item, 2, vals[1]);
-            Py_INCREF(method);
-            PyTuple_SET_ITEM(item, 3, method);
-            PyTuple_SET_ITEM(item, 4, vals[2]);
-            Py_INCREF(outcome);
-            PyTuple_SET_ITEM(item, 5, outcome);
-            Py_INCREF(status_obj);
-            PyTuple_SET_ITEM(item, 6, status_obj);
-            PyTuple_SET_ITEM(item, 7, vals[3]);
-            PyTuple_SET_ITEM(item, 8, vals[4]);
-            Py_INCREF(start_obj);
-            PyTuple_SET_ITEM(item, 9, start_obj);
-            Py_INCREF(args[3]);
-            PyTuple_SET_ITEM(item, 10, args[3]);
-            r = PyObject_CallOneArg(self->observe, item);
-            Py_DECREF(item);
             if (r == NULL)
-                goto error;
+                goto done;
             Py_DECREF(r);
         }
     }
+    result = Py_None;
+    Py_INCREF(result);
+done:
     Py_XDECREF(start_obj);
     Py_XDECREF(route);
     Py_XDECREF(method);
     Py_XDECREF(outcome);
-    Py_RETURN_NONE;
-error:
-    Py_XDECREF(start_obj);
-    Py_XDECREF(route);
-    Py_XDECREF(method);
-    Py_XDECREF(outcome);
-    return NULL;
+    return result;
 }
 
 static PyObject *
