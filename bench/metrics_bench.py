@@ -31,12 +31,13 @@ ROUTES = ("plain", "jwt")
 
 
 def start_wardgate(procs: ProcessSet, workdir: Path, upstream: int, keys: tokens.KeyMaterial,
-                   admin_port: int | None) -> tuple[int, int]:
+                   admin_port: int | None, access_log: bool = False) -> tuple[int, int]:
     port = free_port()
     jwt_auth = {"providers": ["bench"], "require": {"scopes": [tokens.SCOPE]}}
     config: dict[str, object] = {
         "listen": f"127.0.0.1:{port}", "workers": 1, "timeouts": {"drain_s": 2},
-        "access_log": {"enabled": False},
+        # with --access-log: every line written (to /dev/null, so the disk is not measured)
+        "access_log": {"enabled": True, "path": "/dev/null"} if access_log else {"enabled": False},
         "providers": [{"name": "bench", "issuer": tokens.ISSUER, "audiences": [tokens.AUDIENCE],
                        "algorithms": ["RS256"], "jwks_file": str(keys.jwks_path)}],
         "upstreams": [{"name": "up", "targets": [f"http://127.0.0.1:{upstream}"]}],
@@ -75,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--duration", type=float, default=6.0)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--connections", type=int, default=64)
+    ap.add_argument("--access-log", action="store_true",
+                    help="both gateways write the access log (to /dev/null): the default config")
     args = ap.parse_args(argv)
     for tool in ("wrk", "nginx"):
         if subprocess.run(["which", tool], capture_output=True).returncode:
@@ -87,8 +90,8 @@ def main(argv: list[str] | None = None) -> int:
         token = keys.mint("bench-user", int(time.time()), 3600)
         upstream = targets.start_upstream(procs, work)
         admin = free_port()
-        gates = {"off": start_wardgate(procs, work, upstream.port, keys, None),
-                 "on": start_wardgate(procs, work, upstream.port, keys, admin)}
+        gates = {"off": start_wardgate(procs, work, upstream.port, keys, None, args.access_log),
+                 "on": start_wardgate(procs, work, upstream.port, keys, admin, args.access_log)}
         lua = wrkrun.script(work, "report")
         cases = [(g, r) for r in ROUTES for g in ("off", "on")]
         results: dict[tuple[str, str], list[tuple[float, int, float]]] = {c: [] for c in cases}
@@ -113,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
             sent = scrape_requests(admin)
         med = {c: tuple(statistics.median(x[i] for x in v) for i in range(3))
                for c, v in results.items()}
-        print(f"\nmetrics on vs off, {args.rounds} interleaved rounds of {args.duration:.0f} s, "
+        print(f"\nmetrics on vs off{' (access log on)' if args.access_log else ''}, {args.rounds} interleaved rounds of {args.duration:.0f} s, "
               f"wrk -t1 -c{args.connections}, medians\n")
         print("| route | req/s off | req/s on | on vs off | p99 us off | p99 us on | "
               "CPU us/req off | CPU us/req on |")

@@ -37,7 +37,6 @@ from wardgate.gateway.request import Request
 from wardgate.gateway.runtime import Runtime
 from wardgate.observe.denials import DenialRing
 from wardgate.observe.detections import DetectionRing
-from wardgate.observe.http import REFUSAL_STATUSES
 from wardgate.observe.registry import ANSWER_INTERVAL_S
 
 SWEEP_INTERVAL_S = 0.25
@@ -62,6 +61,11 @@ class WorkerState:
         self.tracer = runtime.tracer if runtime.exporter is not None else None
         self.recording = accesslog.enabled or runtime.metrics is not None \
             or self.tracer is not None or runtime.detection is not None
+        #: the metrics' share of `log` (the same closure as below, without the detector's
+        #: append, which `_observed` does on this path)
+        self._count: Callable[..., None] | None = None
+        if self.metrics is not None and self.metrics.values is not None:
+            self._count = self.metrics.finisher(loop.time, self._maybe_denied)
         observe = runtime.detection.buf.append if runtime.detection is not None else None
         # (the metrics closure builds the detector's item inline; `_observed` calls
         # wardgate.detect.buffered)
@@ -87,10 +91,9 @@ class WorkerState:
         if self.accesslog.enabled:
             self.accesslog.record(req, status, bytes_in, bytes_out, target, error, seconds * 1000,
                                   retried)
-        if self.metrics is not None:
-            self.metrics.request_done(req, status, bytes_in, bytes_out, seconds, target)
-            if status in REFUSAL_STATUSES and self.denials is not None:
-                self._denied(req, status)
+        if self._count is not None:
+            # its own clock read gives the same `seconds`: uvloop's time is the iteration's
+            self._count(req, status, bytes_in, bytes_out, target, error, retried)
 
     def _maybe_denied(self, req: Request, status: int) -> None:
         if self.denials is not None:

@@ -1,8 +1,9 @@
 """The gateway's own metric families, and the one call a finished request makes.
 
 `GatewayMetrics.declare` runs once per worker at start-up (after the routes are compiled) and
-preallocates every series; `request_done` is called from the single place a request ends
-(WorkerState.log, next to the access log line) and only indexes lists and adds numbers.
+preallocates every series; the closure `finisher` makes is called from the single place a
+request ends (WorkerState.log, next to the access log line, or as the whole of it) and only
+indexes lists and adds numbers.
 
 Other features plug in by declaring their families on `GatewayMetrics.registry` before the
 worker freezes it (in `Runtime._declare_metrics`) and registering `on_bind` for the array:
@@ -160,32 +161,13 @@ class GatewayMetrics:
         for hook in self._bind_hooks:
             hook(self.values)
 
-    def request_done(self, req: Request, status: int, bytes_in: int, bytes_out: int,
-                     seconds: float, target: str = "-") -> None:
-        route = req.route
-        dur, auth, bi, bo, targets = self._rows[route.metric_id if route is not None else 0]
-        base = dur[METHOD_INDEX.get(req.method, 8)][_STATUS_CLASS[status] if status < 600 else 4]
-        v = self.values
-        bucket = bisect_left(self._bounds, seconds)
-        v[base + bucket] += 1
-        v[base + self._nb + 1] += seconds  # float seconds (registry.py)
-        if target in targets:
-            tb = targets[target]
-            v[tb + bucket] += 1
-            v[tb + self._nb + 1] += seconds
-        if auth is not None and req.auth_outcome != "-":
-            v[auth.get(req.auth_outcome, auth["other"])] += 1
-        if bytes_in:
-            v[bi] += bytes_in
-        if bytes_out:
-            v[bo] += bytes_out
-
     def finisher(self, clock: Callable[[], float],
                  refused: Callable[[Request, int], None],
                  observe: Callable[[tuple[Any, ...]], None] | None = None,
                  accelerated: bool | None = None) -> Callable[..., None]:
-        """`request_done` fused with taking the time, as one closure over its slots: what
-        WorkerState.log becomes when there is no access log. `refused(req, status)` gets the
+        """The metrics update of a finished request, taking the time itself, as one closure
+        over the slots: what WorkerState.log calls after the access log line, and what it
+        becomes when there is no access log. `refused(req, status)` gets the
         answers that may be a refusal of the caller (for the denials ring); `observe`, with
         detection, the finished requests of watched routes (the detector's buffer append:
         fused here, as a wrapper it cost a call per request). Call after bind.
