@@ -93,11 +93,12 @@ def test_sighup_with_a_bad_file_under_load_drops_nothing(upstream_procs, gateway
 def test_sigterm_under_load_answers_every_accepted_request(upstream_procs, gateway_factory):
     a = upstream_procs("a")
     gw = gateway_factory(fault_config([a.url], workers=2))
-    with Load(gw.port, "/slow?ms=50", clients=12, pause_s=0.005) as load:
+    with Load(gw.port, "/slow?ms=50", clients=12, pause_s=0.005) as load, \
+            ThreadPoolExecutor(1) as pool:
         load.wait_for(200)
         # one request surely in flight at the signal (the load's clients move in step, and
         # may all be between two requests at that instant)
-        slow = ThreadPoolExecutor(1).submit(_get, gw.port, "/slow?ms=600")
+        slow = pool.submit(_get, gw.port, "/slow?ms=600")
         time.sleep(0.2)
         term = time.monotonic()
         gw.signal(signal.SIGTERM)

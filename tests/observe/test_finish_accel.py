@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from wardgate.detect.adapter import buffered
 from wardgate.gateway.request import Request
 from wardgate.observe import http
 from wardgate.observe.http import GatewayMetrics
@@ -63,6 +64,7 @@ def _run(accelerated: bool, plan: list[tuple[Any, ...]]) -> tuple[list[Any], ...
     clock = Clock()
     refused: list[tuple[str, int]] = []
     observed: list[tuple[Any, ...]] = []
+    expected: list[tuple[Any, ...]] = []
     done = gm.finisher(clock, lambda req, status: refused.append((req.path, status)),
                        observed.append, accelerated=accelerated)
     assert (type(done).__name__ == "Finisher") is accelerated
@@ -76,7 +78,11 @@ def _run(accelerated: bool, plan: list[tuple[Any, ...]]) -> tuple[list[Any], ...
             done(req, status, b_in, b_out, target, "upstream_reset", "connect_error")
         else:
             done(req, status, b_in, b_out, target, None)
+        if req.route is not None and req.route.observed:
+            expected.append(buffered(req, status, b_out))
         clock.now += 0.00025
+    # both closures build the detector's item inline: the layout wardgate.detect reads
+    assert observed == expected
     # the detector's items, with the route and the request's lists by value
     items = [(it[0].name, *it[1:]) for it in observed]
     return list(gm.values), refused, items

@@ -61,20 +61,17 @@ class WorkerState:
         self.tracer = runtime.tracer if runtime.exporter is not None else None
         self.recording = accesslog.enabled or runtime.metrics is not None \
             or self.tracer is not None or runtime.detection is not None
-        #: the metrics' share of `log` (the same closure as below, without the detector's
-        #: append, which `_observed` does on this path)
-        self._count: Callable[..., None] | None = None
-        if self.metrics is not None and self.metrics.values is not None:
-            self._count = self.metrics.finisher(loop.time, self._maybe_denied)
         observe = runtime.detection.buf.append if runtime.detection is not None else None
-        # (the metrics closure builds the detector's item inline; `_observed` calls
+        counting = self.metrics is not None and self.metrics.values is not None
+        # metrics alone: the whole of `log` is one closure over the slots, with the
+        # detector's append (it builds the detector's item inline; `_observed` calls
         # wardgate.detect.buffered)
-        if not accesslog.enabled and self.tracer is None and self.metrics is not None \
-                and self.metrics.values is not None:
-            # metrics alone: the whole of `log` is one closure over the slots (and the
-            # detector's append)
-            self.log = self.metrics.finisher(  # type: ignore[method-assign]
-                loop.time, self._maybe_denied, observe)
+        fused = counting and not accesslog.enabled and self.tracer is None
+        #: the metrics' share of `log` (observe/http.py `finisher`)
+        self._count: Callable[..., None] | None = self.metrics.finisher(  # type: ignore[union-attr]
+            loop.time, self._maybe_denied, observe if fused else None) if counting else None
+        if fused:
+            self.log = self._count  # type: ignore[method-assign,assignment]
         elif observe is not None:
             nothing_else = not accesslog.enabled and runtime.metrics is None \
                 and self.tracer is None

@@ -173,9 +173,11 @@ class GatewayMetrics:
         fused here, as a wrapper it cost a call per request). Call after bind.
 
         `accelerated` (default: ACCELERATED) picks the C closure, observe/_finish.c: the
-        same slots in the same order, at about a quarter of the instructions."""
+        same slots in the same order (bench/instructions.py: metrics' share of a plain
+        request +3,393 instructions with it, +7,468 with this one)."""
         v = self.values
-        if ACCELERATED if accelerated is None else accelerated:
+        use_c = ACCELERATED if accelerated is None else accelerated
+        if use_c:
             if _CFinisher is None:
                 raise RuntimeError("wardgate.observe._finish was not built")
             return _CFinisher(clock, v, self._rows, self._bounds, METHOD_INDEX,  # type: ignore[no-any-return]
