@@ -8,9 +8,12 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test lint unit fuzz bench sysdeps clean
 
-# the C part (optional: without a compiler the install goes on, in pure Python) is built by
-# the install, so a change to it reinstalls
-$(STAMP): pyproject.toml src/wardgate/observe/_finish.c
+# The compiled parts (setup.py: the data plane by mypyc, the metrics closure in C; optional,
+# without a compiler the install goes on in pure Python) are built by the install, so a change
+# to their sources reinstalls. NATIVE: the modules mypyc compiles (src/wardgate/_native.py).
+NATIVE := $(shell sed -n 's/^    "\(wardgate\.[a-z_.]*\)",$$/\1/p' src/wardgate/_native.py \
+	| tr . / | sed 's,^,src/,;s,$$,.py,')
+$(STAMP): pyproject.toml setup.py mypyc.ini src/wardgate/_native.py src/wardgate/observe/_finish.c $(NATIVE)
 	test -x $(BIN)/python || { py='$(PY)'; [ -n "$$py" ] || py=$$(scripts/pick-python.sh) || exit 1; \
 	  echo "creating $(VENV) with $$py"; "$$py" -m venv $(VENV); }
 	$(BIN)/pip install -q --upgrade pip
@@ -33,8 +36,14 @@ lint: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest -q tests
 
+# The whole suite on the compiled data plane, then the data plane's own tests again on its
+# Python source: what runs where there is no compiler (src/wardgate/_native.py).
 test: sysdeps $(STAMP) lint
 	$(BIN)/pytest -q -p no:cacheprovider tests; rc=$$?; \
+	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; \
+	  [ $$rc -eq 0 ] || exit $$rc
+	WARDGATE_PURE_PYTHON=1 $(BIN)/pytest -q -p no:cacheprovider tests/gateway tests/unit \
+	  tests/packaging/test_native.py; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 
 # A longer fuzz run (make test runs the same targets with a short budget): FUZZ_EXAMPLES
@@ -70,5 +79,5 @@ bench: $(STAMP)
 	$(BIN)/python bench/revoke_bench.py
 
 clean:
-	rm -rf $(VENV) .wardgate .pytest_cache .mypy_cache
+	rm -rf $(VENV) .wardgate .pytest_cache .mypy_cache build
 	find src -name "*.so" -delete

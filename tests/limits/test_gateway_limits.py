@@ -230,8 +230,9 @@ def test_redis_killed_under_load_then_back(upstream: Upstream, tmp_path: Path,
 def test_a_high_rate_is_not_capped_by_the_event_loop_clock(
         upstream: Upstream, gateways: Callable[..., GatewayProcess]) -> None:
     """20 clients at once land in one event-loop turn, whose cached clock has 1 ms steps; at
-    100,000/s with no burst each needs only 10 us, so every one must pass."""
-    gw = gateways(config(upstream, [{"name": "fast", "key": "route", "rate": "100000/s"}]))
+    1,000,000/s with no burst each needs only 1 us, less than any request takes (the loop's
+    clock would let one through per turn), so every one must pass."""
+    gw = gateways(config(upstream, [{"name": "fast", "key": "route", "rate": "1000000/s"}]))
     conns = [http.client.HTTPConnection("127.0.0.1", gw.port, timeout=5) for _ in range(20)]
     for c in conns:
         c.connect()

@@ -30,8 +30,7 @@ class Transport:
 
 
 class Conn(Output):
-    __slots__ = ("transport", "wbuf")
-
+    # No __slots__ of its own: compiled, Output itself holds transport and wbuf.
     def __init__(self) -> None:
         self.transport = Transport()
         self.wbuf = None

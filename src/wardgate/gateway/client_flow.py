@@ -3,8 +3,9 @@ answered (by their exchange, or with an error rendered by wardgate.errors.render
 connection kept alive, closed or turned into a WebSocket tunnel; flow control both ways and
 the deadlines the worker's sweeper checks.
 
-A mixin of ClientProtocol (protocol.py), which parses; split out so each file holds one
-side of the connection. The attributes below are ClientProtocol's.
+ClientProtocol's base class (protocol.py parses); split out so each file holds one side of
+the connection. The attributes below are ClientProtocol's: declared here because this side
+reads them (and, compiled, a native class must know its attributes).
 """
 
 from __future__ import annotations
@@ -13,11 +14,11 @@ from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from wardgate.errors import GatewayError, RequestTimeout, render
+from wardgate.gateway.output import Output
 from wardgate.gateway.request import Request
 
 if TYPE_CHECKING:
     import asyncio
-    from collections.abc import Callable
 
     from wardgate.gateway.proxy import Exchange
     from wardgate.gateway.runtime import Runtime
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 PAUSE_PIPELINE, PAUSE_UPSTREAM, PAUSE_BUFFER = 1, 2, 4  # why reading is paused (a bit set)
 
 
-class RequestFlow:
+class RequestFlow(Output):
     # The state this side changes; the rest of ClientProtocol's attributes are its own slots.
     __slots__ = ("accepting", "active", "after_upgrade", "closed", "cur", "deadline", "paused",
                  "seen_any")
@@ -50,9 +51,12 @@ class RequestFlow:
     seen_any: bool
     in_head: bool
     prev: bytes
-    close: Callable[[], None]          # ClientProtocol.close
-    send: Callable[[bytes], None]      # output.Output.send
-    drop_output: Callable[[], None]    # output.Output.drop_output
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.flush_output()  # close() sends what the transport holds: ours first
+            self.transport.close()
 
     # -- dispatch -----------------------------------------------------------------------------
     def _pump(self) -> None:

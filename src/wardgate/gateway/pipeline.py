@@ -26,6 +26,8 @@ from wardgate.gateway.headers import upstream_request_lines
 from wardgate.gateway.proxy import Exchange
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from wardgate.gateway.protocol import ClientProtocol
     from wardgate.gateway.request import Request
     from wardgate.gateway.runtime import CompiledRoute, Runtime
@@ -37,20 +39,23 @@ _METHOD_BYTES = {m: m.encode() + b" " for m in METHODS}
 class Pipeline:
     def __init__(self, runtime: Runtime) -> None:
         self.rt = runtime
+        # An attribute, not a method, so the trace step can be compiled in: a class compiled
+        # by mypyc (setup.py) cannot have a method replaced on an instance.
+        self.dispatch: Callable[[ClientProtocol, Request], None] = self._dispatch
         tracer = runtime.tracer
         if tracer is not None:
             # The trace step (wardgate.trace) runs before everything else, so every answer,
             # a refusal too, belongs to a trace. Compiled in here only when tracing is on:
             # without it dispatch has no trace check at all.
-            begin, untraced = tracer.begin, self.dispatch
+            begin, untraced = tracer.begin, self._dispatch
 
             def dispatch(client: ClientProtocol, req: Request) -> None:
                 begin(req)
                 untraced(client, req)
 
-            self.dispatch = dispatch  # type: ignore[method-assign]
+            self.dispatch = dispatch
 
-    def dispatch(self, client: ClientProtocol, req: Request) -> None:
+    def _dispatch(self, client: ClientProtocol, req: Request) -> None:
         try:
             route, params, matched = self.rt.router.match(req.host, req.path, req.method)
             req.route = route

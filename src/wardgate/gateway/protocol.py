@@ -7,7 +7,6 @@ dispatched only after `feed_data` returned cleanly. What happens to a parsed req
 
 from __future__ import annotations
 
-import asyncio
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +28,6 @@ from wardgate.gateway.head import (
     read_request_line,
     refresh_fields,
 )
-from wardgate.gateway.output import Output
 from wardgate.gateway.request import Request
 
 if TYPE_CHECKING:
@@ -38,8 +36,10 @@ if TYPE_CHECKING:
 _MAX_BUFFERED_BODY = 256 * 1024
 
 
-# RequestFlow first: its pause_writing/resume_writing must win over asyncio.Protocol's no-ops.
-class ClientProtocol(RequestFlow, Output, asyncio.Protocol):
+# One base class (RequestFlow, itself an Output), not asyncio.Protocol: the loop only calls
+# the protocol methods, all defined here or in RequestFlow, and a class compiled by mypyc
+# (setup.py) has at most one base.
+class ClientProtocol(RequestFlow):
     # Slotted (see request.py): with ~50 attributes a dict-based instance exceeds CPython's
     # shared-key limit (30) and every attribute access would go through a dict lookup.
     # (RequestFlow holds the slots its side assigns.)
@@ -143,12 +143,6 @@ class ClientProtocol(RequestFlow, Output, asyncio.Protocol):
         # drop it: the fuzzer's half-closed pipelines lost their last answer.
         self.close()
         return True
-
-    def close(self) -> None:
-        if not self.closed:
-            self.closed = True
-            self.flush_output()  # close() sends what the transport holds: ours first
-            self.transport.close()
 
     # -- reading ------------------------------------------------------------------------------
     def data_received(self, data: bytes) -> None:

@@ -64,7 +64,7 @@ class Target:
         # Kept for release(): get_running_loop() costs a getpid() syscall per call.
         self._loop = loop = asyncio.get_running_loop()
         _, conn = await asyncio.wait_for(
-            loop.create_connection(
+            loop.create_connection(  # type: ignore[type-var]  # a protocol without the base class
                 lambda: UpstreamConnection(self), self.host, self.port, ssl=self.ssl,
                 server_hostname=self.server_hostname,
                 ssl_handshake_timeout=self.connect_timeout if self.ssl else None,

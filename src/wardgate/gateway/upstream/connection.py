@@ -7,7 +7,6 @@ complete keep-alive message, a fully written request, no upgrade and nothing uns
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING, Any
 
 from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
@@ -29,7 +28,8 @@ if TYPE_CHECKING:
 FRAME_NONE, FRAME_LENGTH, FRAME_CHUNKED, FRAME_CLOSE = 0, 1, 2, 3
 
 
-class UpstreamConnection(asyncio.Protocol, Output):
+# Output only, not asyncio.Protocol: every protocol method is defined here (see protocol.py).
+class UpstreamConnection(Output):
     __slots__ = (
         "target", "transport", "wbuf", "parser", "exchange", "uses", "idle_since", "closed",
         "_headers", "_raw", "_pos", "_interim", "_complete", "_dirty", "_framing", "_status",
