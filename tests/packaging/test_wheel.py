@@ -16,10 +16,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from wardgate import _native
-
 from tests.support.gateway import free_port
 from tests.support.upstream import Upstream
+from wardgate import _native
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
