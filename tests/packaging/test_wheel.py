@@ -165,7 +165,9 @@ def serves(venv: Path, tmp_path: Path) -> None:
             try:
                 conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
                 conn.request("GET", "/echo")
-                status = conn.getresponse().status
+                first = conn.getresponse()
+                first.read()
+                status = first.status
             except OSError:
                 assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
                 time.sleep(0.1)
