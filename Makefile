@@ -42,7 +42,7 @@ test: sysdeps $(STAMP) lint
 	$(BIN)/pytest -q -p no:cacheprovider tests; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; \
 	  [ $$rc -eq 0 ] || exit $$rc
-	WARDGATE_PURE_PYTHON=1 $(BIN)/pytest -q -p no:cacheprovider tests/gateway tests/unit \
+	WARDGATE_PURE_PYTHON=1 $(BIN)/pytest -q -p no:cacheprovider tests/gateway tests/unit tests/auth \
 	  tests/packaging/test_native.py; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing"; exit 1; fi; exit $$rc
 

@@ -39,6 +39,15 @@ COMPILED = (
     "wardgate.gateway.upstream.balancer",
     "wardgate.gateway.upstream.health",
     "wardgate.gateway.upstream.breaker",
+    # the JWT step (a new token each time: parse, checks, identity; a refusal's challenge)
+    "wardgate.auth.route",
+    "wardgate.auth.verifier",
+    "wardgate.auth.cache",
+    "wardgate.auth.extract",
+    "wardgate.auth.compact",
+    "wardgate.auth.identity",
+    "wardgate.auth.policy",
+    "wardgate.auth.keys",
 )
 # The shared library mypyc builds for the group (setup.py's group_name), beside the package.
 GROUP = "wardgate_native__mypyc"

@@ -23,6 +23,16 @@ from .helpers import public_jwk
 _HASH = {"RS256": hashes.SHA256(), "RS384": hashes.SHA384(), "RS512": hashes.SHA512()}
 
 
+def made_by(check: Any) -> str:
+    """The function that built a key's check: its closure's qualified name (a compiled
+    closure, src/wardgate/_native.py, is an object whose type is named check_<maker>_obj)."""
+    name = getattr(check, "__qualname__", None)
+    if name is not None:
+        return name
+    kind = type(check).__name__  # "check__rsa_check_obj"
+    return kind.removeprefix("check_").removesuffix("_obj")
+
+
 @functools.cache
 def _private(bits: int, n: int = 0) -> rsa.RSAPrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=bits)
@@ -57,7 +67,7 @@ CASES = [(alg, bits) for alg in ("RS256", "RS384", "RS512") for bits in (2048, 3
 @pytest.mark.parametrize(("alg", "bits"), CASES)
 def test_the_lean_path_is_the_one_in_use_and_accepts_what_joserfc_accepts(alg: str, bits: int) -> None:
     key = _key(alg, bits)
-    assert key.check.__qualname__.startswith("_rsa_check")  # not the generic fallback
+    assert made_by(key.check).startswith("_rsa_check")  # not the generic fallback
     msg = b"eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhIn0"
     sig = _sign(alg, bits, msg)
     assert _lean(key, msg, sig) is True
@@ -181,7 +191,7 @@ def test_mutated_signatures_agree_with_joserfc(alg_bits: tuple[str, int], msg: b
 
 def test_other_algorithms_keep_joserfc() -> None:
     ps = key_from_jwk(public_jwk(_private(2048), "PS256", "p"), ["PS256"])
-    assert not ps.check.__qualname__.startswith(("_rsa_check", "_ec_check"))
+    assert not made_by(ps.check).startswith(("_rsa_check", "_ec_check"))
 
 
 # -- ES256/384/512: keys._ec_check against joserfc's ESAlgorithm.verify ----------------------
@@ -208,7 +218,7 @@ def _ec_sign(alg: str, msg: bytes) -> bytes:
 @pytest.mark.parametrize("alg", list(_CURVES))
 def test_the_lean_ec_path_is_in_use_and_agrees_on_fixed_cases(alg: str) -> None:
     key = _ec_key(alg)
-    assert key.check.__qualname__.startswith("_ec_check")
+    assert made_by(key.check).startswith("_ec_check")
     size = _CURVES[alg][2]
     msg = b"eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJhIn0"
     good = _ec_sign(alg, msg)

@@ -171,7 +171,7 @@ class ProviderVerifier:
         reason code (a token it would accept is refused all the same: see claims_ok).
         """
         now = self.clock()
-        exp = self.claims_ok(claims, now)
+        exp: Any = self.claims_ok(claims, now)  # int or float: as the token has it
         if exp is None:
             self.library_check(claims)
             raise Rejected("bad_claim")  # not reached: test_claims.py checks both agree
@@ -187,8 +187,9 @@ class ProviderVerifier:
             raise Rejected("lifetime") from None  # an integer beyond any float (10**400)
         return exp
 
-    def claims_ok(self, claims: dict[str, Any], now: float) -> float | None:
-        """exp if the claims pass the checks of joserfc's JWTClaimsRegistry with our options,
+    def claims_ok(self, claims: dict[str, Any], now: float) -> Any:
+        """exp (an int or a float, as the token has it; typed Any because the compiled module
+        checks declared types, and an int is not a float there) if the claims pass the checks of joserfc's JWTClaimsRegistry with our options,
         None if they fail any. Accepts exactly what `library_check` accepts (test_claims.py
         compares both on generated claim sets); written out here because the registry's
         per-claim dispatch costs more than the checks themselves.
