@@ -11,12 +11,18 @@ only samples where the worker is running, so time in a system call (the socket w
 reads) falls to the Python frame that made it: "respond (socket writes)" is mostly kernel.
 
     .venv/bin/python bench/live_split.py [--scenario jwt-distinct] [--duration 12] [--rate 250]
+
+The worker runs the data plane from its Python source (WARDGATE_PURE_PYTHON=1, unless the
+environment sets it): py-spy sees no Python frames inside the modules mypyc compiled
+(src/wardgate/_native.py), so a split of the compiled build would put nearly everything under
+"event loop, other". The split is the source version's; bench/run.py measures the build.
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
+import os
 import shutil
 import subprocess
 import sys
@@ -137,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
     ap.add_argument("--tokens", type=int, default=100_000)
     args = ap.parse_args(argv)
+    os.environ.setdefault("WARDGATE_PURE_PYTHON", "1")  # see the module docstring
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not Path(spy).exists():
         raise SystemExit("py-spy not found (it comes with the dev extra)")
@@ -169,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
             if stack:
                 shares[classify(stack)] += int(count)
         total = sum(shares.values()) or 1
-        print(f"# live split, {args.scenario}: {result.rps:,.0f} req/s, "
+        print(f"# live split, {args.scenario} (data plane from source): {result.rps:,.0f} req/s, "
               f"{us_per_req:.1f} µs of worker CPU per request, {total} samples")
         print(f"{'step':58} {'share':>6} {'µs/req':>7}")
         for step, _ in [*STEPS, (OTHER, ())]:
