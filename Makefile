@@ -55,6 +55,7 @@ fuzz: $(STAMP)
 bench: $(STAMP)
 	@scripts/ensure-apt.sh nginx:nginx haproxy:haproxy wrk:wrk redis-server:redis-server valgrind:valgrind
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/cpu_split.py
 	$(BIN)/python bench/limits_bench.py
 	$(BIN)/python bench/metrics_bench.py
 	$(BIN)/python bench/detect_bench.py

@@ -189,12 +189,13 @@ def wardgate_auth_available() -> tuple[bool, str]:
 
 def start_wardgate(procs: ProcessSet, workdir: Path, upstream_port: int,
                    keys: KeyMaterial | None, access_log: bool = False,
-                   name: str | None = None, python: str | None = None) -> list[Target]:
+                   name: str | None = None, python: str | None = None,
+                   env: dict[str, str] | None = None) -> list[Target]:
     """One wardgate (workers: 1) with a plain route and, when keys are given, a JWT route.
 
     `python`: run it with this interpreter instead of the venv's, importing wardgate and its
     dependencies from the venv (the same CPython minor version is needed: compiled packages
-    are built for it)."""
+    are built for it). `env`: variables added to its environment (WARDGATE_PURE_PYTHON...)."""
     name = name or ("wardgate-accesslog" if access_log else "wardgate")
     port = free_port()
     config: dict[str, object] = {
@@ -217,12 +218,13 @@ def start_wardgate(procs: ProcessSet, workdir: Path, upstream_port: int,
                        "auth": {"providers": ["bench"], "require": {"scopes": [SCOPE]}}})
     conf = workdir / f"{name}.yaml"
     conf.write_text(yaml.safe_dump(config, sort_keys=False))
-    argv, env = [str(WARDGATE), "run", "--config", str(conf)], None
+    argv = [str(WARDGATE), "run", "--config", str(conf)]
+    run_env = {**os.environ, **env} if env else None
     if python:
         site = next((REPO / ".venv" / "lib").glob("python3.*/site-packages"))
-        env = {**os.environ, "PYTHONPATH": f"{REPO / 'src'}:{site}"}
+        run_env = {**os.environ, **(env or {}), "PYTHONPATH": f"{REPO / 'src'}:{site}"}
         argv = [python, "-m", "wardgate.cli", "run", "--config", str(conf)]
-    managed = procs.start(name, pinned(PROXY_CPU, argv), env=env)
+    managed = procs.start(name, pinned(PROXY_CPU, argv), env=run_env)
     wait_for_port(port, managed, timeout=30)
     out = [Target(name, "plain", port, PLAIN_PATH, managed)]
     if keys:

@@ -94,22 +94,16 @@ def stale_in_checkout(pkg: Path | None = None) -> bool:
     return False
 
 
-def source_wanted() -> str | None:
-    """Why the compiled modules' source should run instead of the build, or None."""
-    if os.environ.get("WARDGATE_PURE_PYTHON"):
-        return "WARDGATE_PURE_PYTHON is set"
-    if stale_in_checkout():
-        return "the compiled modules are older than their source (make rebuilds them)"
-    return None
-
-
 def install() -> None:
     """Called once, by wardgate/__init__.py, before any compiled module can be imported."""
-    why = source_wanted()
-    if why is not None and built():
+    if not built():
+        return  # nothing to step around
+    if os.environ.get("WARDGATE_PURE_PYTHON"):
         sys.meta_path.insert(0, _SourceFinder())  # type: ignore[arg-type]  # the finder protocol
-        if not os.environ.get("WARDGATE_PURE_PYTHON"):
-            print(f"wardgate: running the data plane from source: {why}", file=sys.stderr)
+    elif stale_in_checkout():
+        sys.meta_path.insert(0, _SourceFinder())  # type: ignore[arg-type]
+        print("wardgate: running the data plane from source: the compiled modules are older "
+              "than their source (make rebuilds them)", file=sys.stderr)
 
 
 def running_compiled() -> bool:

@@ -6,8 +6,10 @@ import asyncio
 
 import pytest
 
+from wardgate.config.gateway import UpstreamConfig
 from wardgate.gateway import output
-from wardgate.gateway.output import Output
+from wardgate.gateway.upstream.cluster import Target
+from wardgate.gateway.upstream.connection import UpstreamConnection
 
 
 class Transport:
@@ -29,11 +31,12 @@ class Transport:
         return b"".join(d for _, d in self.calls)
 
 
-class Conn(Output):
-    # No __slots__ of its own: compiled, Output itself holds transport and wbuf.
-    def __init__(self) -> None:
-        self.transport = Transport()
-        self.wbuf = None
+def Conn() -> UpstreamConnection:  # noqa: N802 - reads as the connection it makes
+    """A real upstream connection (an Output) on a recording transport."""
+    cfg = UpstreamConfig(name="u", targets=["http://127.0.0.1:9"])
+    conn = UpstreamConnection(Target("http://127.0.0.1:9", 1, cfg, None))
+    conn.transport = Transport()
+    return conn
 
 
 @pytest.fixture

@@ -18,8 +18,6 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from mypy_extensions import mypyc_attr
-
 # Larger writes go to the transport at once (after anything pending): bulk data (a streamed
 # body, a busy tunnel) gains nothing from batching, and the transport's high-water mark must
 # see it promptly to pause the other side (libuv may read a socket up to 32 times in one
@@ -55,8 +53,6 @@ class WriteBatch:
 BATCH = WriteBatch()
 
 
-# Interpreted subclasses allowed: the unit tests' connection is one (the protocols are not).
-@mypyc_attr(allow_interpreted_subclasses=True)
 class Output:
     """Base of a protocol with a `transport` and a `wbuf` attribute (None when nothing is
     pending; one bytes object, or a list of them): deferred, ordered writes."""
