@@ -46,6 +46,37 @@ def test_wardgate_pure_python_loads_every_compiled_module_from_source() -> None:
     assert [Path(f).parent for f in pure] == [Path(f).parent for f in built]
 
 
+def test_compiled_classes_derive_only_from_wardgate_or_stdlib_classes() -> None:
+    """The build runs without the third-party packages, where mypyc compiled a subclass of
+    joserfc's JWSRegistry as a native class on a base it did not match, and the first instance
+    corrupted memory (CI segfaulted at import). Such classes live in uncompiled modules
+    (auth/registries.py); mypyc.ini's disallow_subclassing_any refuses them at build time."""
+    import inspect
+
+    known = {"wardgate", *sys.stdlib_module_names}  # what the build's mypy sees
+    foreign = []
+    for name in _native.COMPILED:
+        module = importlib.import_module(name)
+        for cls in vars(module).values():
+            if not inspect.isclass(cls) or cls.__module__ != name:
+                continue
+            foreign += [f"{cls.__qualname__}({base.__module__}.{base.__qualname__})"
+                        for base in cls.__mro__[1:]
+                        if base.__module__.split(".")[0] not in known]
+    assert foreign == []
+
+
+def test_mypyc_settings_refuse_a_subclass_of_an_unseen_class() -> None:
+    """What the isolated build sees: no site-packages. A compiled class with a joserfc base
+    must be a build error, not a build."""
+    bad = Path(REPO / "src" / "wardgate" / "auth" / "registries.py")
+    out = subprocess.run([sys.executable, "-m", "mypy", "--config-file", str(REPO / "mypyc.ini"),
+                          "--no-site-packages", "--no-incremental", str(bad)],
+                         capture_output=True, text=True, cwd=REPO)
+    assert out.returncode == 1, out.stdout
+    assert 'Class cannot subclass "JWSRegistry"' in out.stdout, out.stdout
+
+
 def fake_checkout(tmp_path: Path, built_at: float, source_at: float) -> Path:
     pkg = tmp_path / "src" / "wardgate"
     (tmp_path / "pyproject.toml").write_text("")

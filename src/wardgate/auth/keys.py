@@ -18,11 +18,10 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
-from joserfc.errors import SecurityWarning, UnsupportedAlgorithmError
+from joserfc.errors import SecurityWarning
 from joserfc.jwk import ECKey, OctKey, OKPKey, RSAKey
-from joserfc.jws import JWSRegistry
-from joserfc.registry import HeaderParameter
 
+from wardgate.auth.registries import OneAlgRegistry
 from wardgate.config.auth import EC_ALGS, HMAC_ALGS, OKP_ALGS, RSA_ALGS
 
 log = logging.getLogger("wardgate.auth")
@@ -36,44 +35,13 @@ class KeyImportError(ValueError):
     pass
 
 
-def _forbid(_: Any) -> None:
-    raise ValueError("is not accepted")
+_REGISTRIES: dict[str, OneAlgRegistry] = {}
 
 
-# Header parameters that would let a token choose or carry its own key, or change how the
-# payload is read (RFC 8725 §3.10; RFC 7797 b64; RFC 7515 §4.1.11 crit). Refused outright.
-FORBIDDEN_HEADERS = ("jku", "jwk", "x5u", "x5c", "crit", "b64")
-_HEADER_REGISTRY = {name: HeaderParameter(name, _forbid) for name in FORBIDDEN_HEADERS}
-
-
-class _OneAlgRegistry(JWSRegistry):
-    """A JWSRegistry that allows exactly one algorithm, decided by our key, never by the token.
-
-    Overriding get_alg keeps joserfc from falling back to its default set and skips the per-call
-    EdDSA naming warning (RFC 9864 renames the algorithm, nothing is insecure).
-    """
-
-    def __init__(self, alg: str) -> None:
-        # unknown header names are ignored as RFC 7515 §4 requires; the dangerous ones are
-        # refused above and in verifier.py
-        super().__init__(header_registry=_HEADER_REGISTRY, algorithms=[alg],
-                         strict_check_header=False)
-        self._alg = alg
-        self.max_header_length = 2048
-
-    def get_alg(self, name: str) -> Any:
-        if name != self._alg or name not in self.algorithms:
-            raise UnsupportedAlgorithmError(f"Algorithm of '{name}' is not allowed")
-        return self.algorithms[name]
-
-
-_REGISTRIES: dict[str, _OneAlgRegistry] = {}
-
-
-def registry_for(alg: str) -> _OneAlgRegistry:
+def registry_for(alg: str) -> OneAlgRegistry:
     reg = _REGISTRIES.get(alg)
     if reg is None:
-        reg = _REGISTRIES[alg] = _OneAlgRegistry(alg)
+        reg = _REGISTRIES[alg] = OneAlgRegistry(alg)
     return reg
 
 
@@ -89,7 +57,7 @@ class VerificationKey:
     kid: str | None
     alg: str
     key: Any
-    registry: JWSRegistry = field(repr=False)
+    registry: OneAlgRegistry = field(repr=False)
     algo: Any = field(default=None, repr=False)
     alive: bool = True
     check: Any = field(default=None, repr=False)  # (signing_input, signature) -> bool

@@ -10,7 +10,6 @@ Every failure is a `Rejected` with a reason code; nothing here raises anything e
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -21,12 +20,12 @@ from joserfc.errors import (
     JoseError,
     MissingClaimError,
 )
-from joserfc.jwt import JWTClaimsRegistry
 
 from wardgate.auth import compact
 from wardgate.auth.errors import KeysUnavailable, Rejected, UnknownKid
 from wardgate.auth.identity import Identity
-from wardgate.auth.keys import FORBIDDEN_HEADERS, KeyRing
+from wardgate.auth.keys import KeyRing
+from wardgate.auth.registries import FORBIDDEN_HEADERS, ClaimsRegistry
 from wardgate.config.auth import FORBIDDEN_TYP, ProviderConfig
 
 Clock = Callable[[], float]
@@ -36,43 +35,6 @@ _TEN_YEARS = 10 * 366 * 86400.0
 _BLANK_TYPES = frozenset({str, list, dict})
 _ABSENT = object()
 _HEADER_REASON = {"crit": "crit", "b64": "b64"}  # the rest of FORBIDDEN_HEADERS: embedded_key
-
-
-class _ClaimsRegistry(JWTClaimsRegistry):
-    """joserfc's JWTClaimsRegistry with its options fixed at construction.
-
-    The stock `validate` rebuilds the set of essential claims and looks up a `validate_<name>`
-    method by string for every claim of every token. Our options never change after __init__,
-    so both are resolved once: the essential names, and a table from claim name to the bound
-    method joserfc's `validate` would call for it (`validate_<name>`, else `check_value` for a
-    claim with options, else nothing). Every check is still joserfc's own; a token that misses
-    an essential claim goes through joserfc's `validate` unchanged, for its error.
-    """
-
-    def __init__(self, now: Clock, leeway: int, **options: Any) -> None:
-        super().__init__(now=now, leeway=leeway, **options)  # type: ignore[arg-type]
-        self._essential = tuple(key for key, option in options.items() if option.get("essential"))
-        self._checks: dict[str, Callable[[Any], None]] = {
-            name.removeprefix("validate_"): getattr(self, name)
-            for name in dir(self) if name.startswith("validate_")}
-        for key in options:
-            if key not in self._checks:
-                self._checks[key] = functools.partial(self.check_value, key)
-
-    @property
-    def essential_keys(self) -> set[str]:
-        return set(self._essential)
-
-    def validate(self, claims: dict[str, Any]) -> None:
-        for key in self._essential:
-            if claims.get(key) is None:
-                super().validate(claims)  # raises MissingClaimError naming every missing claim
-                raise MissingClaimError(key)  # not reached
-        checks = self._checks
-        for key, value in claims.items():
-            check = checks.get(key)
-            if check is not None:
-                check(value)
 
 
 class ProviderVerifier:
@@ -94,7 +56,7 @@ class ProviderVerifier:
         options["iss"] = {"essential": True, "value": cfg.issuer}  # RFC 7519 §4.1.1 exact
         # RFC 7519 §4.1.3: aud (string or array) must contain one of ours, exact match per element
         options["aud"] = {"essential": True, "values": list(cfg.audiences)}
-        self._claims = _ClaimsRegistry(now=clock, leeway=cfg.leeway_s, **options)
+        self._claims = ClaimsRegistry(now=clock, leeway=cfg.leeway_s, **options)
         # for claims_ok: every claim with an option is essential, see there
         assert all(option.get("essential") for option in options.values())
         # iss (equal to our non-empty issuer) and exp (a number) pass the blank test whenever
