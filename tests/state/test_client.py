@@ -94,7 +94,9 @@ async def test_a_slow_server_costs_at_most_the_timeout(redis_server: RedisServer
 async def test_down_fails_fast_and_reconnects_when_back(tmp_path: Path,
                                                        capsys: pytest.CaptureFixture[str]) -> None:
     r = RedisServer(tmp_path).start()
-    c = client_for(r.url)
+    # a long call timeout, so that "refused at once" is told from "refused at the timeout"
+    # with a margin that a loaded machine does not eat
+    c = client_for(r.url, timeout_s=2.0)
     await c.start()
     try:
         await until_up(c)
@@ -104,7 +106,7 @@ async def test_down_fails_fast_and_reconnects_when_back(tmp_path: Path,
         t0 = time.monotonic()
         replies = await asyncio.gather(*[call(c, bound, b"wg:rl:{t/d/%d}" % i) for i in range(50)])
         assert all(isinstance(x, StoreError) for x in replies)
-        assert time.monotonic() - t0 < 0.02  # no connection: refused at once, not after timeout
+        assert time.monotonic() - t0 < 0.5  # no connection: refused at once, not after 2 s
         await asyncio.sleep(0.5)  # several reconnect attempts fail meanwhile
         r2 = RedisServer(tmp_path, port=r.port).start()
         try:
