@@ -6,7 +6,8 @@ mints N distinct RS256 tokens with PyJWT (typ at+jwt, kid, iss/aud/sub/exp/iat/n
 and prints µs of CPU time (time.process_time) per request for:
 
 - miss: every request a different token, cycling a pool larger than the cache (as the wrk
-  scenario does), so every request verifies, inserts and evicts;
+  scenario does), so every request verifies; the cache's doorkeeper (auth/cache.py) admits
+  a token only when seen twice within a window of `--cache` verifications, so none is cached;
 - hit: one token repeated;
 - forged: every request a different token with a bad signature (the same tokens, one
   signature character changed), each refused with 401: a flood of forgeries must cost no
@@ -245,14 +246,14 @@ def main() -> None:
     toks = tokens(key, args.tokens)
     ra = route_auth(key, args.cache)
     if args.profile:
-        run(ra, requests(toks))  # warm: cache full, evicting
+        run(ra, requests(toks))  # warm: the doorkeeper's window full
         prof = cProfile.Profile()
         prof.enable()
         run(ra, requests(toks))
         prof.disable()
         pstats.Stats(prof, stream=sys.stdout).sort_stats("tottime").print_stats(30)
         return
-    run(ra, requests(toks))  # warm-up: the cache is full and every later insert evicts
+    run(ra, requests(toks))  # warm-up: the doorkeeper's window is full from here on
     hit_reqs = requests(toks[:1] * len(toks))
     forged_toks = [forge(t) for t in toks]
     miss, hit, forged, vfy, cry, bad = [], [], [], [], [], []
