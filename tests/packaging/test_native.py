@@ -4,6 +4,7 @@ install, and its Python source used instead when asked or when the build is stal
 from __future__ import annotations
 
 import importlib
+import inspect
 import os
 import subprocess
 import sys
@@ -51,8 +52,6 @@ def test_compiled_classes_derive_only_from_wardgate_or_stdlib_classes() -> None:
     joserfc's JWSRegistry as a native class on a base it did not match, and the first instance
     corrupted memory (CI segfaulted at import). Such classes live in uncompiled modules
     (auth/registries.py); mypyc.ini's disallow_subclassing_any refuses them at build time."""
-    import inspect
-
     known = {"wardgate", *sys.stdlib_module_names}  # what the build's mypy sees
     foreign = []
     for name in _native.COMPILED:
@@ -69,7 +68,7 @@ def test_compiled_classes_derive_only_from_wardgate_or_stdlib_classes() -> None:
 def test_mypyc_settings_refuse_a_subclass_of_an_unseen_class() -> None:
     """What the isolated build sees: no site-packages. A compiled class with a joserfc base
     must be a build error, not a build."""
-    bad = Path(REPO / "src" / "wardgate" / "auth" / "registries.py")
+    bad = REPO / "src" / "wardgate" / "auth" / "registries.py"
     out = subprocess.run([sys.executable, "-m", "mypy", "--config-file", str(REPO / "mypyc.ini"),
                           "--no-site-packages", "--no-incremental", str(bad)],
                          capture_output=True, text=True, cwd=REPO)

@@ -113,8 +113,14 @@ def test_entries_metrics_and_cache_drops(issuer_factory: Callable[..., IssuerPro
     _revoke(iss, tok)
     asyncio.run(admin.revoke(iss.cfg, sub="nobody"))
     wait_refused(gw.port, tok)
-    time.sleep(0.6)  # the sweeper writes the gauges
-    m = httpx.get(f"http://127.0.0.1:{admin_port}/metrics").text
+    want = ('wardgate_revocation_entries{kind="jti"} 1',
+            'wardgate_revocation_entries{kind="sub"} 1', "wardgate_revocation_cache_drops_total 1")
+    deadline = time.monotonic() + 5.0  # the worker's sweeper writes the gauges, on its own time
+    while True:
+        m = httpx.get(f"http://127.0.0.1:{admin_port}/metrics").text
+        if all(w in m for w in want) or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
     assert 'wardgate_revocation_entries{kind="jti"} 1' in m
     assert 'wardgate_revocation_entries{kind="sub"} 1' in m
     assert "wardgate_revocation_cache_drops_total 1" in m

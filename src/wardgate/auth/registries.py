@@ -18,8 +18,6 @@ from joserfc.jws import JWSRegistry
 from joserfc.jwt import JWTClaimsRegistry
 from joserfc.registry import HeaderParameter
 
-Clock = Callable[[], float]
-
 
 def _forbid(_: Any) -> None:
     raise ValueError("is not accepted")
@@ -52,7 +50,6 @@ class OneAlgRegistry(JWSRegistry):
         return self.algorithms[name]
 
 
-
 class ClaimsRegistry(JWTClaimsRegistry):
     """joserfc's JWTClaimsRegistry with its options fixed at construction.
 
@@ -64,7 +61,7 @@ class ClaimsRegistry(JWTClaimsRegistry):
     an essential claim goes through joserfc's `validate` unchanged, for its error.
     """
 
-    def __init__(self, now: Clock, leeway: int, **options: Any) -> None:
+    def __init__(self, now: Callable[[], float], leeway: int, **options: Any) -> None:
         super().__init__(now=now, leeway=leeway, **options)  # type: ignore[arg-type]
         self._essential = tuple(key for key, option in options.items() if option.get("essential"))
         self._checks: dict[str, Callable[[Any], None]] = {

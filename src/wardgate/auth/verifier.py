@@ -152,9 +152,10 @@ class ProviderVerifier:
     def claims_ok(self, claims: dict[str, Any], now: float) -> Any:
         """exp if the claims pass the checks of joserfc's JWTClaimsRegistry with our options,
         None if they fail any. exp is an int or a float, as the token has it: typed Any
-        because the compiled module checks declared types, and an int is not a float there. Accepts exactly what `library_check` accepts (test_claims.py
-        compares both on generated claim sets); written out here because the registry's
-        per-claim dispatch costs more than the checks themselves.
+        because the compiled module checks declared types, and an int is not a float there.
+        Accepts exactly what `library_check` accepts (test_claims.py compares both on generated
+        claim sets); written out here because the registry's per-claim dispatch costs more than
+        the checks themselves.
 
         Our options make every claim with an option essential (required_claims, exp, iss with
         a value, aud with values), so each must be present and not blank (None, "", [], {}).
