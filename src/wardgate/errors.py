@@ -49,12 +49,28 @@ class GatewayError(Exception):
         if code is not None:
             self.code = code
 
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        # A subclass that changes what its answer carries without saying what that depends on
+        # is rendered afresh every time: render's memo never serves it a stale answer.
+        if ("extra_headers" in cls.__dict__ or "extra_members" in cls.__dict__) \
+                and "answer_key" not in cls.__dict__:
+            cls.answer_key = GatewayError._not_memoized  # type: ignore[method-assign]
+
     def extra_headers(self) -> list[tuple[bytes, bytes]]:
         return []
 
     def extra_members(self) -> dict[str, object]:
         """Extension members of the problem body (RFC 9457 §3.2)."""
         return {}
+
+    def answer_key(self) -> tuple[object, ...] | None:
+        """Everything extra_headers() and extra_members() read, hashable: render keeps whole
+        answers of one kind by it. None: this answer is rendered afresh."""
+        return ()
+
+    def _not_memoized(self) -> tuple[object, ...] | None:
+        return None
 
 
 class ClientError(GatewayError):
@@ -167,6 +183,9 @@ class AuthError(GatewayError):
             _CHALLENGES[key] = out
         return out
 
+    def answer_key(self) -> tuple[object, ...] | None:
+        return (self.realm, self.scope, self.dpop_algs, self.dpop_only)
+
     def extra_headers(self) -> list[tuple[bytes, bytes]]:
         if self.dpop_algs is None:
             return [self._challenge("Bearer")]
@@ -201,6 +220,9 @@ class DpopError(AuthError):
         self.dpop_algs = algs
         self.dpop_only = True
         self.nonce = nonce
+
+    def answer_key(self) -> tuple[object, ...] | None:
+        return None if self.nonce is not None else super().answer_key()
 
     def extra_headers(self) -> list[tuple[bytes, bytes]]:
         out = super().extra_headers()
@@ -262,6 +284,9 @@ class ServiceUnavailable(UpstreamError):
         super().__init__(detail, code=code)
         self.retry_after_s = retry_after_s
 
+    def answer_key(self) -> tuple[object, ...] | None:
+        return (self.retry_after_s,)
+
     def extra_headers(self) -> list[tuple[bytes, bytes]]:
         if self.retry_after_s:
             return [(b"Retry-After", str(self.retry_after_s).encode())]
@@ -270,17 +295,60 @@ class ServiceUnavailable(UpstreamError):
 
 _BODY_STARTS: dict[tuple[str, str, int, str, str], bytes] = {}
 _HEAD_STARTS: dict[tuple[int, str, bytes], bytes] = {}
+_ANSWERS: dict[tuple[object, ...], tuple[bytes, ...]] = {}
+# stands for the request id while an answer is built for the memo: '#' is in no request id
+# (gateway/headers.py), in no header or member we write, and needs no JSON escape
+_SLOT = "#"
 
 
 def render(err: GatewayError, *, request_id: bytes, server: bytes, keep_alive: bool,
            head_only: bool = False, extra: list[tuple[bytes, bytes]] | None = None) -> bytes:
     """The single place an error becomes a response: RFC 9457 problem+json, never a trace.
 
-    Everything but the request id repeats across answers of one kind, so the body up to it
-    and the head up to Content-Length are built once per kind: a refused request (a flood of
-    forged tokens, say) must not cost more than an accepted one."""
+    Everything but the request id repeats across answers of one kind (the same error, realm,
+    challenge and connection header), so each kind is rendered once, around the id: a refused
+    request (a flood of forged tokens, say) must not cost more than an accepted one."""
+    state = err.answer_key() if extra is None and request_id else None
+    if state is None:
+        return _render(err, request_id, server, keep_alive, head_only, extra)
+    rid = _json_string(request_id.decode("latin-1")).encode()
+    key = (type(err), err.detail, err.code, err.close, server, keep_alive, head_only,
+           len(request_id), len(rid), state)
+    parts = _ANSWERS.get(key)
+    if parts is None:
+        parts = _answer_parts(err, len(request_id), len(rid), server, keep_alive, head_only)
+        if parts is None:
+            return _render(err, request_id, server, keep_alive, head_only, None)
+        if len(_ANSWERS) >= _MEMO_MAX:
+            _ANSWERS.clear()
+        _ANSWERS[key] = parts
+    if head_only:
+        return parts[0] + request_id + parts[1]
+    return b"".join((parts[0], request_id, parts[1], rid, parts[2]))
+
+
+def _answer_parts(err: GatewayError, id_len: int, json_len: int, server: bytes,
+                  keep_alive: bool, head_only: bool) -> tuple[bytes, ...] | None:
+    """The answer around the request id's two places (X-Request-Id; the body's member, quoted),
+    found by rendering with stand-ins of the same lengths. None when a stand-in also occurs
+    elsewhere (a configured Server name full of '#')."""
+    head_slot, body_slot = _SLOT.encode() * id_len, b'"' + _SLOT.encode() * (json_len - 2) + b'"'
+    raw = _render(err, head_slot, server, keep_alive, head_only, None,
+                  body_rid=_SLOT * (json_len - 2))
+    if raw.count(_SLOT.encode()) != id_len + (0 if head_only else json_len - 2):
+        return None
+    start, _, rest = raw.partition(head_slot)
+    if head_only:
+        return start, rest
+    middle, _, end = rest.rpartition(body_slot)
+    return start, middle, end
+
+
+def _render(err: GatewayError, request_id: bytes, server: bytes, keep_alive: bool,
+            head_only: bool, extra: list[tuple[bytes, bytes]] | None,
+            body_rid: str | None = None) -> bytes:
     members = err.extra_members()
-    rid = request_id.decode("latin-1")
+    rid = request_id.decode("latin-1") if body_rid is None else body_rid
     if members:
         body = json.dumps(
             {"type": err.problem_type, "title": err.title, "status": err.status,

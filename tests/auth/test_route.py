@@ -264,6 +264,34 @@ async def test_malformed_bearer_is_400(env: Env, value: bytes) -> None:
     assert info.value.status == 400 and 'error="invalid_request"' in www(info.value)
 
 
+@pytest.mark.parametrize("token", [b"abc!def", b"a.b.c.d.e!", b"!" + b"a" * 9000,
+                                   b"e30.e30.@", b"eyJ9.e30.x!"])
+async def test_a_token_split_refuses_is_400_when_not_a_b64token(env: Env, token: bytes) -> None:
+    # refused by compact.split (malformed, jwe, oversize) and not RFC 6750 b64token syntax
+    req = request(headers=[(b"authorization", b"Bearer " + token)])
+    with pytest.raises(InvalidRequest):
+        await env.route({"providers": ["main"]}).authenticate(req)
+    assert req.auth_outcome == "malformed_token"
+
+
+@pytest.mark.parametrize("token", [b"abc~def", b"a.b.c.d.e", b"a" * 9000, b"e30.e30.+/==",
+                                   b"eyJ9.e30.y"])
+async def test_a_b64token_split_refuses_is_401(env: Env, token: bytes) -> None:
+    req = request(headers=[(b"authorization", b"Bearer " + token)])
+    with pytest.raises(InvalidToken):
+        await env.route({"providers": ["main"]}).authenticate(req)
+    assert req.auth_outcome in ("malformed", "jwe", "oversize")
+
+
+async def test_a_forged_signature_is_401_bad_signature(env: Env, rsa_key: Any) -> None:
+    head, body, sig = tok(rsa_key).split(b".")
+    forged = head + b"." + body + b"." + (b"A" if sig[:1] != b"A" else b"B") + sig[1:]
+    req = request(headers=[(b"authorization", b"Bearer " + forged)])
+    with pytest.raises(InvalidToken):
+        await env.route({"providers": ["main"]}).authenticate(req)
+    assert req.auth_outcome == "bad_signature"
+
+
 async def test_other_scheme_is_no_token(env: Env) -> None:
     req = request(headers=[(b"authorization", b"Basic dXNlcjpwYXNz")])
     with pytest.raises(MissingToken):

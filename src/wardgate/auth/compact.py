@@ -101,6 +101,10 @@ def json_object(raw: bytes) -> dict[str, Any]:
     return value
 
 
+#: every Rejected reason `split` (and the decoders it calls) can raise: a token refused for
+#: any other reason got through split, so it is a well-formed b64token (route.py)
+SPLIT_REASONS = frozenset({"oversize", "jwe", "malformed", "duplicate_key", "too_deep"})
+
 #: header segment -> its parsed header, for `split`'s callers that keep one (see HeaderMemo)
 HeaderMemo = dict[bytes, dict[str, Any]]
 HEADER_MEMO_MAX = 64  # distinct headers remembered; the memo is emptied when it is full

@@ -11,6 +11,7 @@ import itertools
 import re
 from typing import TYPE_CHECKING, Any
 
+from wardgate.auth.compact import SPLIT_REASONS
 from wardgate.auth.errors import KeysUnavailable, Rejected, UnknownKid
 from wardgate.auth.extract import (
     COOKIE,
@@ -234,14 +235,17 @@ class RouteAuth:
                 provider.check_claims(parts.claims)
                 raise _NeedRefetch(provider.name) from None
         except Rejected as exc:
-            # RFC 6750 §2.1 b64token syntax, checked only now: every token compact.split accepts
-            # is a b64token (its alphabet is a subset), so a token that is not one never gets
-            # this far on success, and a failure is still a 400, not a 401, as before
-            try:
-                self._extract.check_syntax(token)
-            except BadTokenRequest as bad:
-                req.auth_outcome = bad.reason
-                raise InvalidRequest("The request carries malformed or conflicting credentials")
+            # RFC 6750 §2.1 b64token syntax, checked only now and only when compact.split
+            # refused the token: every token split accepts is a b64token (its alphabet is a
+            # subset), so such a token is still a 400, not a 401, and a token refused later
+            # (a forged signature, say) is not scanned again
+            if exc.reason in SPLIT_REASONS:
+                try:
+                    self._extract.check_syntax(token)
+                except BadTokenRequest as bad:
+                    req.auth_outcome = bad.reason
+                    raise InvalidRequest(
+                        "The request carries malformed or conflicting credentials") from None
             req.auth_outcome = exc.reason
             raise InvalidToken(_EXPIRED if exc.reason == "expired" else _INVALID)
         except KeysUnavailable:

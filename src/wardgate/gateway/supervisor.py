@@ -133,6 +133,11 @@ class Supervisor:
         except OSError:
             return None  # an unreadable token file refuses everyone, like no token
 
+    def _publishing_workers(self) -> list[str]:
+        """The metrics-file names of the workers alive now (retiring ones too)."""
+        return [_metrics_name(w.proc.pid) for w in list(self.workers) + list(self.retiring)
+                if w.proc.poll() is None]
+
     def metrics(self) -> Any:
         from wardgate.observe.aggregate import collect
         from wardgate.observe.registry import request_publish
@@ -140,8 +145,7 @@ class Supervisor:
         if self.metrics_dir is None:
             from wardgate.observe.aggregate import Aggregate
             return Aggregate()
-        live = [_metrics_name(w.proc.pid) for w in list(self.workers) + list(self.retiring)
-                if w.proc.poll() is None]
+        live = self._publishing_workers()
         request_publish(self.metrics_dir, live)  # every request answered so far is counted
         return collect(self.metrics_dir, live)
 
@@ -163,9 +167,12 @@ class Supervisor:
 
     def denials(self, limit: int) -> dict[str, Any]:
         from wardgate.observe import denials
+        from wardgate.observe.registry import request_publish
 
         if self.metrics_dir is None:
             return {"denials": [], "top_clients": []}
+        live = self._publishing_workers()
+        request_publish(self.metrics_dir, live)  # each worker writes its buffered refusals
         return denials.collect(self.metrics_dir, limit)
 
     def detections(self, limit: int) -> list[dict[str, Any]]:

@@ -235,6 +235,8 @@ async def serve(cfg: GatewayConfig, sock: socket.socket, ready_fd: int | None = 
             sweep(state, now)
             runtime.sweep(now)
             accesslog.flush()
+            if state.denials is not None:
+                state.denials.flush()
             if runtime.metrics is not None:
                 runtime.metrics.sample(len(state.connections), now, cap.refused)
             if os.getppid() != parent:
@@ -254,12 +256,13 @@ async def serve(cfg: GatewayConfig, sock: socket.socket, ready_fd: int | None = 
     answer_timer: asyncio.TimerHandle | None = None
     if runtime.metrics is not None and runtime.metrics.registry.shared is not None:
         registry = runtime.metrics.registry
+        flush_denials = state.denials.flush if state.denials is not None else None
 
         def answer_scrapes() -> None:
-            # a scrape asked for fresh numbers (observe/registry.py): a cheap look, 50 times
-            # a second, instead of publishing on the request path
+            # a scrape or the admin asked for fresh numbers (observe/registry.py): a cheap
+            # look, 50 times a second, instead of publishing on the request path
             nonlocal answer_timer
-            registry.answer()
+            registry.answer(flush_denials)
             answer_timer = loop.call_later(ANSWER_INTERVAL_S, answer_scrapes)
 
         answer_timer = loop.call_later(ANSWER_INTERVAL_S, answer_scrapes)

@@ -10,12 +10,16 @@ Each record has a sequence number written last (and zeroed first): a reader that
 same non-zero sequence before and after copying a record knows the copy is whole. Strings are
 truncated to their field (route names and client addresses are bounded by the config and the
 socket; outcomes are the access log's codes).
+
+A refusal only appends its fields to a bounded buffer (`add`); the worker writes the buffer
+into the ring (`flush`) from its sweeper and before it answers a scrape or the admin's ask,
+so a flood of refused requests costs one tuple each, and a flush at most CAPACITY records.
 """
 
 from __future__ import annotations
 
 import struct
-from collections import Counter
+from collections import Counter, deque
 from typing import Any
 
 from wardgate.observe.ringfile import close_ring, open_ring, read_rings
@@ -32,14 +36,28 @@ SIZE = _HEAD.size + CAPACITY * _RECORD.size
 class DenialRing:
     """The writing side, one per worker."""
 
-    __slots__ = ("_mm", "_fd", "_n")
+    __slots__ = ("_mm", "_fd", "_n", "_pending")
 
     def __init__(self, directory: str | None = None, name: str = "") -> None:
         self._mm, self._fd = open_ring(directory, name, SUFFIX, SIZE)
         self._n = 0
+        # older records beyond CAPACITY would be overwritten at once: the buffer drops them
+        self._pending: deque[tuple[float, int, str, str, str, str | None]] = \
+            deque(maxlen=CAPACITY)
 
     def add(self, when: float, status: int, route: str, outcome: str, client: str,
             sub_hash: str | None) -> None:
+        """Record a refusal; it reaches the ring on the next flush."""
+        self._pending.append((when, status, route, outcome, client, sub_hash))
+
+    def flush(self) -> None:
+        """Write the buffered records into the ring, oldest first."""
+        pending = self._pending
+        while pending:
+            self._write(*pending.popleft())
+
+    def _write(self, when: float, status: int, route: str, outcome: str, client: str,
+               sub_hash: str | None) -> None:
         n = self._n + 1
         off = _HEAD.size + (n - 1) % CAPACITY * _RECORD.size
         mm = self._mm
@@ -52,9 +70,11 @@ class DenialRing:
         self._n = n
 
     def read(self) -> list[dict[str, Any]]:
+        self.flush()
         return read_ring(self._mm)
 
     def close(self) -> None:
+        self.flush()
         close_ring(self._mm, self._fd)
 
 

@@ -34,6 +34,7 @@ import os
 import sys
 import time
 from array import array
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -157,11 +158,14 @@ class MetricRegistry:
         except OverflowError:  # a slot out of uint64's range: clamp rather than stop counting
             shared[HANDSHAKE_SLOTS:] = array("Q", [min(max(v, 0), _U64_MAX) for v in tail])
 
-    def answer(self) -> None:
-        """Publish if a reader asked since the last answer (the worker's 20 ms timer)."""
+    def answer(self, before: Callable[[], None] | None = None) -> None:
+        """Publish if a reader asked since the last answer (the worker's 20 ms timer);
+        `before`: what else the reader will read, written first (the denial ring's buffer)."""
         shared = self.shared
         if shared is not None and shared[ASKED] != shared[ANSWERED]:
             asked = shared[ASKED]
+            if before is not None:
+                before()
             self.publish()
             shared[ANSWERED] = asked
 
