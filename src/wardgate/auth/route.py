@@ -33,6 +33,7 @@ from wardgate.errors import (
     AuthError,
     CsrfFailed,
     DpopInvalidToken,
+    GatewayError,
     InsufficientScope,
     InvalidRequest,
     InvalidToken,
@@ -103,49 +104,59 @@ class RouteAuth:
         self._dpop_required = policy.dpop == "required"
         self._dpop_algs = registry.dpop.algs if registry.dpop is not None else None
 
-    def check(self, req: Request) -> bool:
-        """Authenticate and authorize without awaiting. True when decided (req.identity set, or
-        an AuthError / ServiceUnavailable raised); False only when the token names a key we do
-        not hold yet: then `await authenticate(req)` refetches the key set and decides.
+    def check(self, req: Request) -> GatewayError | bool:
+        """Authenticate and authorize without awaiting. True: allowed (req.identity set); the
+        refusal (an AuthError, CsrfFailed or ServiceUnavailable) to answer with; False only
+        when the token names a key we do not hold yet: then `await authenticate(req)`
+        refetches the key set and decides.
 
         Lets the pipeline skip creating a task for the common case (cache hit or a verification
-        that needs no network)."""
+        that needs no network). A refusal is returned, not raised: an exception passing
+        through compiled frames costs a traceback entry in each (a flood of forged tokens)."""
         try:
-            self._run(req, refetched=False)
+            refusal = self._run(req, refetched=False)
         except _NeedRefetch:
             return False
-        return True
+        except GatewayError as err:  # raised further in (the DPoP proof's checks, the keys)
+            return err
+        return True if refusal is None else refusal
 
     async def authenticate(self, req: Request) -> None:
+        """The same decision, awaiting a key set refetch when the token needs one; raises the
+        refusal."""
         try:
-            self._run(req, refetched=False)
+            refusal = self._run(req, refetched=False)
         except _NeedRefetch as need:
             await self._registry.refetch_for_kid(need.provider)
-            self._run(req, refetched=True)
+            refusal = self._run(req, refetched=True)
+        if refusal is not None:
+            raise refusal
 
-    def _run(self, req: Request, refetched: bool) -> None:
+    def _run(self, req: Request, refetched: bool) -> GatewayError | None:
         try:
             token, kind = self._extract.extract_scheme(req.headers, req.query)
         except BadTokenRequest as exc:
             req.auth_outcome = exc.reason
-            raise self._challenge(InvalidRequest(
+            return self._challenge(InvalidRequest(
                 "The request carries malformed or conflicting credentials"), False)
         check = self._methods.get(req.method, self._default)
         if token is None:
             if check(None, req.params) is None:
                 req.identity = None
                 req.auth_outcome = "anonymous"
-                return
+                return None
             req.auth_outcome = "no_token"
             # RFC 6750 §3.1: no error code
-            raise self._challenge(MissingToken("Authentication required"), False)
+            return self._challenge(MissingToken("Authentication required"), False)
         if kind == DPOP or self._dpop_mode is not None:
             try:
-                self._decide(req, token, check, refetched, kind)
+                refusal = self._decide(req, token, check, refetched, kind)
             except AuthError as err:
-                raise self._challenge(err, kind == DPOP)
-            return
-        self._decide(req, token, check, refetched, kind)
+                refusal = err
+            if isinstance(refusal, AuthError):
+                return self._challenge(refusal, kind == DPOP)
+            return refusal
+        return self._decide(req, token, check, refetched, kind)
 
     def _challenge(self, err: AuthError, dpop: bool) -> AuthError:
         """RFC 9449 §7.1: a route that takes DPoP says so in its challenges; a request that
@@ -156,20 +167,25 @@ class RouteAuth:
         return err
 
     def _decide(self, req: Request, token: bytes, check: Check, refetched: bool,
-                kind: int) -> None:
+                kind: int) -> GatewayError | None:
+        """The decision for a token: None when allowed (req.identity set), else the refusal.
+        The DPoP proof's checks raise theirs."""
         csrf = self._csrf
         if csrf is not None and req.method not in _SAFE_METHODS and not has_bearer(req.headers) \
                 and not csrf_ok(req.headers, *csrf):
             # The token came from the cookie, which a browser also sends cross-site.
             req.auth_outcome = "csrf_failed"
-            raise CsrfFailed("A cookie-authenticated request needs the CSRF header")
+            return CsrfFailed("A cookie-authenticated request needs the CSRF header")
         ident = self._cache.get(token, self._clock())
         if ident is None or ident.provider not in self._providers:
-            ident = self._verify(req, token, refetched)
+            verified = self._verify(req, token, refetched)
+            if not isinstance(verified, Identity):
+                return verified
+            ident = verified
         if kind == DPOP:
             if self._dpop is None:
                 req.auth_outcome = "dpop_unsupported"
-                raise InvalidToken(_INVALID)
+                return InvalidToken(_INVALID)
             self._dpop.check(req, token, ident)  # raises the DPoP errors
         elif ident.jkt is not None and kind == COOKIE and self._dpop is not None:
             # a bound token in the cookie (browser-mode DPoP login): the same proof as with
@@ -178,27 +194,28 @@ class RouteAuth:
         elif ident.jkt is not None:
             # RFC 9449 §7.2: a bound token presented as a bearer token is refused everywhere
             req.auth_outcome = "dpop_bound_as_bearer"
-            raise DpopInvalidToken("A DPoP-bound token needs the DPoP scheme and a proof",
+            return DpopInvalidToken("A DPoP-bound token needs the DPoP scheme and a proof",
                                    algs=self._dpop_algs or "")
         elif self._dpop_required:
             req.auth_outcome = "dpop_required"
-            raise DpopInvalidToken("This resource requires a DPoP-bound token",
+            return DpopInvalidToken("This resource requires a DPoP-bound token",
                                    algs=self._dpop_algs or "")
         revoked = self._registry.revocation
         if revoked is not None and revoked(ident):
             req.auth_outcome = "revoked"
-            raise InvalidToken(_INVALID)
+            return InvalidToken(_INVALID)
         if self._need_fresh and not self._feed.fresh:
             req.auth_outcome = "revocation_stale"
-            raise ServiceUnavailable("Revocation state is not fresh enough for this route",
+            return ServiceUnavailable("Revocation state is not fresh enough for this route",
                                      code="revocation_state_stale", retry_after_s=5)
         req.identity = ident
         denied = check(ident, req.params)
         if denied is not None:
             req.auth_outcome = "insufficient_scope" if denied else "forbidden"
-            raise InsufficientScope("The access token lacks the privileges this request needs",
-                                    scope=" ".join(denied) or None)
+            return InsufficientScope("The access token lacks the privileges this request needs",
+                                     scope=" ".join(denied) or None)
         req.auth_outcome = "ok"
+        return None
 
     def still_valid(self, ident: Identity) -> bool:
         """Whether an Identity this route allowed for a connection's last request is still
@@ -218,7 +235,7 @@ class RouteAuth:
         self._cache.hits += 1
         return True
 
-    def _verify(self, req: Request, token: bytes, refetched: bool) -> Identity:
+    def _verify(self, req: Request, token: bytes, refetched: bool) -> Identity | GatewayError:
         try:
             provider, parts = self._verifier.parse(token)
             try:
@@ -244,13 +261,13 @@ class RouteAuth:
                     self._extract.check_syntax(token)
                 except BadTokenRequest as bad:
                     req.auth_outcome = bad.reason
-                    raise InvalidRequest(
-                        "The request carries malformed or conflicting credentials") from None
+                    return InvalidRequest(
+                        "The request carries malformed or conflicting credentials")
             req.auth_outcome = exc.reason
-            raise InvalidToken(_EXPIRED if exc.reason == "expired" else _INVALID)
+            return InvalidToken(_EXPIRED if exc.reason == "expired" else _INVALID)
         except KeysUnavailable:
             req.auth_outcome = "keys_unavailable"
-            raise ServiceUnavailable("Token signing keys are unavailable", code="keys_unavailable",
+            return ServiceUnavailable("Token signing keys are unavailable", code="keys_unavailable",
                                      retry_after_s=5)
         self._cache.put(token, ident)
         return ident

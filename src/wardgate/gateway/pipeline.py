@@ -80,10 +80,15 @@ class Pipeline:
                     # same decision, unless time, a key removal or a revocation changed it.
                     req.identity, req.auth_outcome, req.headers, req.query = m[5:]
                 else:
-                    if not auth.check(req):
-                        # The token names a key not fetched yet: only this path awaits.
-                        client.loop.create_task(
-                            self._authorize_then_forward(client, req, route, matched))
+                    decided = auth.check(req)
+                    if decided is not True:
+                        if isinstance(decided, GatewayError):
+                            # answered here, not raised: see RouteAuth.check
+                            client.request_failed(req, decided)
+                        else:
+                            # The token names a key not fetched yet: only this path awaits.
+                            client.loop.create_task(
+                                self._authorize_then_forward(client, req, route, matched))
                         return
                     self._auth_forward(client, req, route)
                     if req.dpop_key is not None:
