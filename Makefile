@@ -53,7 +53,7 @@ fuzz: $(STAMP)
 	WARDGATE_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -q -p no:cacheprovider tests/fuzz
 
 bench: $(STAMP)
-	@scripts/ensure-apt.sh nginx:nginx haproxy:haproxy wrk:wrk redis-server:redis-server valgrind:valgrind
+	@scripts/ensure-apt.sh nginx:nginx haproxy:haproxy wrk:wrk redis-server:redis-server valgrind:valgrind linux-perf:perf
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/cpu_split.py
 	$(BIN)/python bench/limits_bench.py
@@ -73,6 +73,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/live_split.py --scenario jwt-distinct
 	$(BIN)/python bench/live_split.py --scenario jwt-forged
 	$(BIN)/python bench/live_split.py --scenario plain
+	$(BIN)/python bench/perf_split.py --scenario jwt-forged
+	$(BIN)/python bench/perf_split.py --scenario jwt-distinct
 	$(BIN)/python bench/live_split.py --scenario dpop
 	$(BIN)/python bench/issuer_bench.py
 	$(BIN)/python bench/dpop_bench.py
